@@ -1,0 +1,1 @@
+//! Admin endpoints: status, metrics, `/proxy.pac`, CA download.

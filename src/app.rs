@@ -1,0 +1,1 @@
+//! Wiring and shutdown: the only module that knows all others.

@@ -1,0 +1,1 @@
+//! The single table that turns a [`crate::error::ProxyError`] into a response the user can act on.

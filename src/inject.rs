@@ -1,0 +1,1 @@
+//! Token injection schemes per profile, account selection and header stripping.

@@ -1,0 +1,1 @@
+//! Accept loop: connection limit, hyper HTTP/1 with upgrades, graceful drain.

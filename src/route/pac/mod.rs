@@ -1,0 +1,1 @@
+//! PAC engine: fetch, sandboxed evaluation, strict result grammar, per-host cache.

@@ -1,0 +1,1 @@
+//! Host, IP/CIDR and port matchers compiled once from config, and WinHTTP/IE bypass-list semantics.

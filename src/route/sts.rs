@@ -1,0 +1,1 @@
+//! Federation discovery: hosts of the company STS that must be reached DIRECT.

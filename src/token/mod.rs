@@ -1,0 +1,1 @@
+//! Tokens: sign-in flows, the on-disk cache, the refresh schedule and per-account state.

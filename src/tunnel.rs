@@ -1,0 +1,1 @@
+//! Byte splice between client and upstream with idle timeout and byte counts.
