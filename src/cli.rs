@@ -1,1 +1,123 @@
-//! Command-line interface (clap).
+//! Command-line interface (clap). `exoproxy` alone runs the proxy; subcommands inspect and manage it.
+//!
+//! Global flags are bound to `EXOPROXY_*` environment variables by clap, which gives the documented
+//! precedence command line > environment > file > defaults for free.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Overrides;
+
+/// Authenticating forward proxy for Exchange Online administration.
+#[derive(Debug, Parser)]
+#[command(name = "exoproxy", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Flags every subcommand understands.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// TOML configuration file (default: exoproxy.toml in the state dir, if present).
+    #[arg(long, global = true, env = "EXOPROXY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (repeatable); default 127.0.0.1:8765 and [::1]:8765.
+    #[arg(
+        long,
+        global = true,
+        env = "EXOPROXY_LISTEN",
+        value_delimiter = ',',
+        value_name = "ADDR"
+    )]
+    pub listen: Vec<String>,
+    /// Upstream proxy URL, tried in order (repeatable), e.g. http://proxy.corp:8080.
+    #[arg(
+        long,
+        global = true,
+        env = "EXOPROXY_UPSTREAM",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    pub upstream: Vec<String>,
+    /// Bypass list in WinHTTP/IE syntax, e.g. "<local>;*.corp.example".
+    #[arg(long, global = true, env = "EXOPROXY_BYPASS", value_name = "LIST")]
+    pub bypass: Option<String>,
+    /// HOST:PORT:ADDR:PORT: dial ADDR:PORT for requests to HOST:PORT (repeatable; like curl).
+    #[arg(long = "connect-to", global = true, value_name = "MAPPING")]
+    pub connect_to: Vec<String>,
+    /// Folder for the CA, tokens and other state.
+    #[arg(long, global = true, env = "EXOPROXY_HOME", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// More log output (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less log output (-q warnings only, -qq errors only).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy (the default).
+    Run,
+    /// Explain how a URL would be routed: DIRECT, which upstream proxy, or blocked, and why.
+    Route {
+        /// e.g. https://outlook.office365.com/powershell-liveid or http://intranet/
+        url: String,
+    },
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check a configuration file; prints every error with its key and line, exit code 2 on errors.
+    Check {
+        /// The file to check (default: --config).
+        file: Option<PathBuf>,
+    },
+}
+
+// === impl GlobalArgs ===
+
+impl GlobalArgs {
+    /// The overrides for `config::load`.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen.clone(),
+            upstream: self.upstream.clone(),
+            bypass: self.bypass.clone(),
+            connect_to: self.connect_to.clone(),
+            state_dir: self.state_dir.clone(),
+            log_level: self.log_level(),
+        }
+    }
+
+    fn log_level(&self) -> Option<String> {
+        match (self.verbose, self.quiet) {
+            (0, 0) => None,
+            (1, _) => Some("debug".into()),
+            (v, _) if v >= 2 => Some("trace".into()),
+            (_, 1) => Some("warn".into()),
+            _ => Some("error".into()),
+        }
+    }
+
+    /// The config file to read: `--config`, else `exoproxy.toml` in the state dir when it exists.
+    pub fn config_file(&self) -> Option<PathBuf> {
+        if let Some(p) = &self.config {
+            return Some(p.clone());
+        }
+        let dir = self
+            .state_dir
+            .clone()
+            .or_else(crate::config::validate::default_state_dir)?;
+        let candidate = dir.join("exoproxy.toml");
+        candidate.is_file().then_some(candidate)
+    }
+}

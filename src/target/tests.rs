@@ -23,7 +23,10 @@ fn connect_authorities_that_must_be_rejected() {
         ":443",
         "b\u{fc}cher.de:443",
     ] {
-        assert!(Target::parse_connect(bad).is_err(), "{bad} should be rejected");
+        assert!(
+            Target::parse_connect(bad).is_err(),
+            "{bad} should be rejected"
+        );
     }
 }
 

@@ -1,0 +1,99 @@
+//! Stage one: a serde mirror of the TOML file. Every table denies unknown keys, every field is optional
+//! (built-in defaults fill the gaps in `validate`), and nothing is interpreted here.
+//!
+//! The documented example is `config/exoproxy.toml`; a test parses it so it cannot rot.
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Folder for the CA, token cache and other state (`--state-dir`, `EXOPROXY_HOME`).
+    pub state_dir: Option<String>,
+    #[serde(default)]
+    pub listen: ListenSection,
+    #[serde(default)]
+    pub upstream: UpstreamSection,
+    #[serde(default)]
+    pub routing: RoutingSection,
+    #[serde(default)]
+    pub timeouts: TimeoutsSection,
+    #[serde(default)]
+    pub log: LogSection,
+    /// `HOST:PORT:ADDR:PORT` mappings (curl's `--connect-to`).
+    #[serde(default)]
+    pub connect_to: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenSection {
+    /// Socket addresses to listen on; default `127.0.0.1:8765` and `[::1]:8765`.
+    pub addresses: Option<Vec<String>>,
+    /// Must be true to listen on a non-loopback address (SEC-5).
+    pub allow_remote: Option<bool>,
+    /// Cap on concurrent client connections (1,024).
+    pub max_connections: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    /// `direct` | `static` | `env` (the proxy's own environment is read only when this is chosen).
+    pub source: Option<String>,
+    /// Upstream proxies in order, e.g. `http://proxy.corp:8080` or `http://user@proxy.corp:8080`.
+    pub proxies: Option<Vec<String>>,
+    /// Try DIRECT after every proxy failed.
+    pub fallback_direct: Option<bool>,
+    /// WinHTTP/IE-style bypass list: these targets go DIRECT.
+    pub bypass: Option<Vec<String>>,
+    /// Credentials for upstream proxies; also the allow-list of proxies that may receive them.
+    #[serde(default)]
+    pub credentials: Vec<CredentialEntry>,
+}
+
+/// One proxy's credentials. Exactly one of `password_env`, `password_file`, `password` is set.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialEntry {
+    /// `host:port` of the proxy these credentials are for.
+    pub proxy: Option<String>,
+    pub username: Option<String>,
+    /// Name of an environment variable that holds the password (preferred).
+    pub password_env: Option<String>,
+    /// Path of a file whose first line is the password.
+    pub password_file: Option<String>,
+    /// The password itself (discouraged: config files get shared).
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingSection {
+    /// Hosts always reached DIRECT and never intercepted (STS/ADFS).
+    pub direct_hosts: Option<Vec<String>>,
+    /// Hosts or CIDRs refused with 403.
+    pub block: Option<Vec<String>>,
+    /// Ports a CONNECT may target (default `[443]`).
+    pub connect_ports: Option<Vec<i64>>,
+    /// Hosts or CIDRs that may resolve to loopback or link-local addresses.
+    pub allow_local: Option<Vec<String>>,
+}
+
+/// Timeouts in seconds; defaults from RELIABILITY.md §4.0.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsSection {
+    pub connect_secs: Option<f64>,
+    pub connect_reply_secs: Option<f64>,
+    pub failover_total_secs: Option<f64>,
+    pub bad_proxy_secs: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// A tracing filter such as `info` or `exoproxy=debug`.
+    pub level: Option<String>,
+}
