@@ -19,9 +19,9 @@
 //! 3. Local destinations (`localhost`, `*.localhost`, loopback/unspecified/link-local IP literals,
 //!    IPv4-mapped too) → Block unless an `allow_local` rule matches (BAD-22, BAD-23, BAD-28).
 //! 4. `direct_hosts` → Tunnel via DIRECT: STS hosts are never intercepted and never proxied.
-//! 5. `intercept` rules → Intercept{profile} via the default hops, for CONNECT only; plain `http://`
-//!    to an intercepted host → Block telling the user to use https (BAD-34): a token is never sent
-//!    over plaintext.
+//! 5. `intercept` rules → Intercept{profile} via the default hops (via DIRECT for an allowed local
+//!    destination), for CONNECT only; plain `http://` to an intercepted host → Block telling the user
+//!    to use https (BAD-34): a token is never sent over plaintext.
 //! 6. `bypass` → Tunnel via DIRECT.
 //! 7. A local destination allowed by `allow_local` → Tunnel via DIRECT (as WinINet and Chromium
 //!    implicitly bypass loopback: a corporate proxy cannot reach our loopback).
@@ -32,7 +32,8 @@
 //! target, so `upstream` may connect to a local address it resolves to (BAD-26 otherwise).
 //! `why` names the rule or source (`bypass rule "*.corp.example"`, `direct host "sts.contoso.test"`,
 //! `static upstream`, `no upstream configured`); explanations are built at compile time, so a decision
-//! costs one small `Vec` of hops and a few reference-count increments.
+//! costs one small `Vec` of hops and a few reference-count increments (only the port and local
+//! refusals format a message).
 
 pub mod pac;
 pub mod rules;
@@ -42,8 +43,8 @@ pub mod system;
 use std::sync::Arc;
 
 use crate::error::ProxyError;
-use crate::target::{Action, Decision, Hop, ProxyEndpoint, Scheme, Target};
-use rules::{BypassList, RuleList, is_local_ip, is_local_name};
+use crate::target::{Action, Decision, Hop, Host, ProxyEndpoint, Scheme, Target};
+use rules::{BypassList, HostRule, RuleList, RuleMatch, is_local_ip, is_local_name};
 
 /// Where the default upstream hops come from.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -110,12 +111,10 @@ pub struct Router {
     direct_hops: Vec<Hop>,
 }
 
-/// What an intercept host pattern leads to.
+/// What an intercept host pattern leads to (its explanation lives in the host list).
 #[derive(Debug)]
 struct InterceptTarget {
     profile: Arc<str>,
-    /// `intercept rule "<host>" (profile "<p>")`.
-    why: Arc<str>,
     /// BAD-34 refusal for plain `http://` to this host pattern.
     plain_http_refusal: Arc<str>,
 }
@@ -207,52 +206,38 @@ impl Router {
 
     /// The decision for a target from compiled rules and the static upstream source.
     pub fn decide(&self, target: &Target) -> Decision {
-        match self.classify(target) {
-            Verdict::Final(decision) => decision,
-            Verdict::ViaDefault {
-                action,
-                allow_local,
-                why,
-            } => {
-                let DefaultRoute::Fixed {
-                    hops,
-                    why: source_why,
-                } = &self.default_route;
-                Decision {
-                    action,
-                    hops: hops.clone(),
-                    allow_local,
-                    why: why.unwrap_or_else(|| source_why.clone()),
-                }
-            }
-        }
+        let DefaultRoute::Fixed { hops, why } = &self.default_route;
+        self.classify(target).finish(hops, why)
     }
 
     /// The decision including sources that need I/O (PAC, to come). What the handler calls.
     pub async fn resolve(&self, target: &Target) -> Result<Decision, ProxyError> {
-        // With only fixed sources this is `decide`; a PAC source will await its evaluator here for
-        // the `Verdict::ViaDefault` case and keep the rule's `why` when there is one.
-        Ok(self.decide(target))
+        let verdict = self.classify(target);
+        // A PAC source adds an arm here: only for `Verdict::ViaDefault`, await the evaluator for
+        // this target's hops (and its explanation), then `finish` the verdict with them.
+        let DefaultRoute::Fixed { hops, why } = &self.default_route;
+        Ok(verdict.finish(hops, why))
     }
 
     /// Steps 1-7 of the precedence in the module doc.
     fn classify(&self, target: &Target) -> Verdict {
         let allowed_local = self.allow_local.find(target);
         let allow_local = allowed_local.is_some();
-        if let Some(refusal) = self.refusal(target, allow_local) {
+        let local = is_local(target);
+        if let Some(refusal) = self.refusal(target, allow_local, local) {
             return Verdict::Final(refusal);
         }
         if let Some(m) = self.direct_hosts.find(target) {
-            return Verdict::Final(self.direct(m.why, allow_local));
+            return Verdict::Final(self.direct(Action::Tunnel, m.why, allow_local));
         }
         if let Some(m) = self.intercept_hosts.find(target) {
-            return self.intercept(target, m.index, allow_local);
+            return self.intercept(target, m, allow_local, local);
         }
         if let Some(entry) = self.bypass.find(target) {
-            return Verdict::Final(self.direct(entry.why(), allow_local));
+            return Verdict::Final(self.direct(Action::Tunnel, entry.why(), allow_local));
         }
-        if let Some(m) = allowed_local.filter(|_| is_local(target)) {
-            return Verdict::Final(self.direct(m.why, true));
+        if let Some(m) = allowed_local.filter(|_| local) {
+            return Verdict::Final(self.direct(Action::Tunnel, m.why, true));
         }
         Verdict::ViaDefault {
             action: Action::Tunnel,
@@ -261,8 +246,8 @@ impl Router {
         }
     }
 
-    /// Steps 1-3: block rules, CONNECT ports, local destinations.
-    fn refusal(&self, target: &Target, allow_local: bool) -> Option<Decision> {
+    /// Steps 1-3: block rules, CONNECT ports, local destinations not allowed.
+    fn refusal(&self, target: &Target, allow_local: bool, local: bool) -> Option<Decision> {
         if let Some(m) = self.block.find(target) {
             return Some(Decision::block(m.why.clone()));
         }
@@ -275,7 +260,7 @@ impl Router {
                 allowed = self.connect_ports_text,
             )));
         }
-        if !allow_local && is_local(target) {
+        if local && !allow_local {
             return Some(Decision::block(format!(
                 "{host} is a local destination (loopback, link-local or localhost); add it to allow_local to allow it",
                 host = target.host,
@@ -284,31 +269,64 @@ impl Router {
         None
     }
 
-    fn direct(&self, why: &Arc<str>, allow_local: bool) -> Decision {
+    fn direct(&self, action: Action, why: &Arc<str>, allow_local: bool) -> Decision {
         Decision {
-            action: Action::Tunnel,
+            action,
             hops: self.direct_hops.clone(),
             allow_local,
             why: why.clone(),
         }
     }
 
-    fn intercept(&self, target: &Target, index: usize, allow_local: bool) -> Verdict {
-        let Some(rule) = self.intercept_targets.get(index) else {
+    /// Step 5. A local destination (allowed, or step 3 had refused it) is intercepted DIRECT: no
+    /// corporate proxy can reach this machine's loopback.
+    fn intercept(
+        &self,
+        target: &Target,
+        m: RuleMatch<'_>,
+        allow_local: bool,
+        local: bool,
+    ) -> Verdict {
+        let Some(rule) = self.intercept_targets.get(m.index) else {
             // Unreachable by construction (one target per compiled host entry); refuse rather than
             // guess a profile.
             return Verdict::Final(Decision::block(
                 "internal error: intercept rule without profile",
             ));
         };
-        match target.scheme {
-            Scheme::Http => Verdict::Final(Decision::block(rule.plain_http_refusal.clone())),
-            Scheme::Connect => Verdict::ViaDefault {
-                action: Action::Intercept {
-                    profile: rule.profile.clone(),
-                },
+        if target.scheme == Scheme::Http {
+            return Verdict::Final(Decision::block(rule.plain_http_refusal.clone()));
+        }
+        let action = Action::Intercept {
+            profile: rule.profile.clone(),
+        };
+        if local {
+            return Verdict::Final(self.direct(action, m.why, allow_local));
+        }
+        Verdict::ViaDefault {
+            action,
+            allow_local,
+            why: Some(m.why.clone()),
+        }
+    }
+}
+
+// === impl Verdict ===
+
+impl Verdict {
+    /// The decision, given the default route's hops and explanation for this target.
+    fn finish(self, default_hops: &[Hop], default_why: &Arc<str>) -> Decision {
+        match self {
+            Verdict::Final(decision) => decision,
+            Verdict::ViaDefault {
+                action,
                 allow_local,
-                why: Some(rule.why.clone()),
+                why,
+            } => Decision {
+                action,
+                hops: default_hops.to_vec(),
+                allow_local,
+                why: why.unwrap_or_else(|| default_why.clone()),
             },
         }
     }
@@ -317,8 +335,8 @@ impl Router {
 /// True for `localhost` names and loopback, unspecified or link-local IP literals.
 fn is_local(target: &Target) -> bool {
     match &target.host {
-        crate::target::Host::Name(name) => is_local_name(name),
-        crate::target::Host::Ip(ip) => is_local_ip(*ip),
+        Host::Name(name) => is_local_name(name),
+        Host::Ip(ip) => is_local_ip(*ip),
     }
 }
 
@@ -328,7 +346,7 @@ fn compile_intercept(
     rules: &[InterceptRule],
     errors: &mut Vec<String>,
 ) -> (RuleList, Vec<InterceptTarget>) {
-    let mut hosts = Vec::new();
+    let mut list = RuleList::default();
     let mut targets = Vec::new();
     for (i, rule) in rules.iter().enumerate() {
         if rule.profile.trim().is_empty() {
@@ -336,29 +354,37 @@ fn compile_intercept(
         }
         let profile: Arc<str> = rule.profile.as_str().into();
         for host in &rule.hosts {
-            let host = host.trim();
-            if rules::HostRule::parse(host).is_ok_and(|r| r.is_ip()) {
-                errors.push(format!(
-                    "intercept[{i}].hosts: {host:?}: intercept rules take host names, not IP addresses"
-                ));
+            let parsed = match HostRule::parse(host) {
+                Ok(parsed) if parsed.is_ip() => {
+                    Err("intercept rules take host names, not IP addresses".into())
+                }
+                other => other,
+            };
+            match parsed {
+                Ok(parsed) => {
+                    let why = format!(
+                        "intercept rule \"{}\" (profile \"{profile}\")",
+                        parsed.as_str()
+                    );
+                    targets.push(intercept_target(&profile, parsed.as_str()));
+                    list.push(targets.len() - 1, parsed, why.into());
+                }
+                Err(e) => errors.push(format!("intercept[{i}].hosts: {host:?}: {e}")),
             }
-            hosts.push(host.to_string());
-            targets.push(InterceptTarget {
-                profile: profile.clone(),
-                why: format!("intercept rule \"{host}\" (profile \"{profile}\")").into(),
-                plain_http_refusal: format!(
-                    "plain http:// to hosts matching \"{host}\" is refused: their requests carry tokens, \
-                     which are never sent unencrypted; use https://"
-                )
-                .into(),
-            });
         }
     }
-    let list = RuleList::compile("intercept rule", "intercept.hosts", &hosts).unwrap_or_else(|e| {
-        errors.extend(e);
-        RuleList::default()
-    });
     (list, targets)
+}
+
+fn intercept_target(profile: &Arc<str>, host: &str) -> InterceptTarget {
+    InterceptTarget {
+        profile: profile.clone(),
+        plain_http_refusal: format!(
+            "plain http:// to hosts matching \"{host}\" is refused: their requests carry tokens, \
+             which are never sent unencrypted; use https://"
+        )
+        .into(),
+    }
 }
 
 fn compile_ports(ports: &[u16], errors: &mut Vec<String>) -> Vec<u16> {

@@ -200,7 +200,10 @@ impl RuleList {
         let mut errors = Vec::new();
         for (index, entry) in entries.iter().enumerate() {
             match HostRule::parse(entry.as_ref()) {
-                Ok(rule) => list.push(index, rule, format!("{kind} \"{}\"", entry.as_ref().trim())),
+                Ok(rule) => {
+                    let why = format!("{kind} \"{}\"", rule.as_str());
+                    list.push(index, rule, why.into());
+                }
                 Err(e) => errors.push(format!("{field}: {:?}: {e}", entry.as_ref())),
             }
         }
@@ -211,17 +214,15 @@ impl RuleList {
         }
     }
 
-    fn push(&mut self, index: usize, rule: HostRule, why: String) {
+    /// Appends a parsed rule; `index` is what [`RuleMatch::index`] reports for it, `why` what a
+    /// decision cites.
+    pub(crate) fn push(&mut self, index: usize, rule: HostRule, why: Arc<str>) {
         let slot = if rule.is_ip() {
             &mut self.ips
         } else {
             &mut self.names
         };
-        slot.push(ListedRule {
-            index,
-            rule,
-            why: why.into(),
-        });
+        slot.push(ListedRule { index, rule, why });
     }
 
     /// The first entry matching the target, if any.

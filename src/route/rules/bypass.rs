@@ -71,7 +71,8 @@ enum BypassPattern {
 // === impl BypassList ===
 
 impl BypassList {
-    /// Compiles a list strictly: every malformed entry is reported, naming it. Each item of `lists`
+    /// Compiles a list strictly: every malformed entry is reported as `"<entry>": <what is wrong>`
+    /// (callers add their own context, such as the config key). Each item of `lists`
     /// may itself hold several entries (`"<local>;*.corp.example 10.*"`).
     pub fn parse<S: AsRef<str>>(lists: &[S]) -> Result<BypassList, Vec<String>> {
         let (list, errors) = BypassList::parse_lenient(lists);
@@ -92,7 +93,7 @@ impl BypassList {
             for entry in list.as_ref().split(separators).filter(|e| !e.is_empty()) {
                 match BypassEntry::parse(entry) {
                     Ok(e) => entries.push(e),
-                    Err(why) => errors.push(format!("bypass entry {entry:?}: {why}")),
+                    Err(why) => errors.push(format!("{entry:?}: {why}")),
                 }
             }
         }
@@ -124,6 +125,7 @@ impl BypassList {
 impl BypassEntry {
     /// Parses a single entry (no separators).
     pub fn parse(entry: &str) -> Result<BypassEntry, String> {
+        let entry = entry.trim();
         let (scheme, rest) = split_scheme(entry);
         let (host, port) = if rest.eq_ignore_ascii_case("<local>") {
             (rest, None)

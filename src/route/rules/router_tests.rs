@@ -163,8 +163,8 @@ fn every_bad_entry_is_reported_with_its_field() {
         "direct_hosts:",
         "intercept[0]: profile",
         "intercept[0].hosts: \"10.0.0.1\"",
-        "intercept.hosts: \"*.x*.example\"",
-        "bypass: bypass entry \"<bogus>\"",
+        "intercept[0].hosts: \"*.x*.example\"",
+        "bypass: \"<bogus>\": unknown token",
         "connect_ports:",
         "upstream:",
     ];
@@ -529,6 +529,31 @@ fn allow_local_on_a_name_keeps_the_normal_route_and_sets_the_flag() {
         tunnel(vec![Hop::Direct], true, "direct host \"sts.contoso.test\"")
     );
     assert!(!r.decide(&connect("example.com:443")).allow_local);
+}
+
+#[test]
+fn an_allowed_local_intercepted_host_is_intercepted_direct() {
+    // The emulator setup: exosim on loopback under a localhost name, intercepted like Exchange.
+    let mut config = corporate();
+    config.allow_local = vec!["exo.localhost".into()];
+    config.intercept.push(InterceptRule {
+        profile: "sim".into(),
+        hosts: vec!["exo.localhost".into()],
+    });
+    let r = router(config);
+    let mut expected = intercept(
+        "sim",
+        vec![Hop::Direct],
+        "intercept rule \"exo.localhost\" (profile \"sim\")",
+    );
+    expected.allow_local = true;
+    assert_eq!(r.decide(&connect("exo.localhost:443")), expected);
+}
+
+#[test]
+fn router_can_be_shared_across_tasks() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Router>();
 }
 
 // === IPv6 ===
