@@ -34,6 +34,7 @@ pub mod handler;
 pub mod inject;
 pub mod intercept;
 pub mod listener;
+pub mod peer;
 pub mod route;
 pub mod target;
 pub mod token;

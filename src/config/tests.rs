@@ -91,7 +91,10 @@ fn env_source_is_read_only_when_chosen() {
     assert!(
         matches!(&cfg.route.upstream, UpstreamSource::Static(p) if p[0].to_string() == "envproxy:8080")
     );
-    assert_eq!(cfg.route.bypass, vec![".corp", "localhost"]);
+    assert_eq!(
+        cfg.route.bypass,
+        vec!["corp", "*.corp", "localhost", "*.localhost"]
+    );
 }
 
 #[test]

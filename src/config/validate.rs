@@ -317,7 +317,7 @@ fn upstream_source(
         "env" => {
             let var = |k: &str| env(k).or_else(|| env(&k.to_ascii_lowercase()));
             if let Some(no_proxy) = var("NO_PROXY") {
-                bypass.extend(split_list(&no_proxy));
+                bypass.extend(no_proxy_to_bypass(&no_proxy));
             }
             match var("HTTPS_PROXY").or_else(|| var("HTTP_PROXY")) {
                 Some(url) => match parse_proxy_url(&url) {
@@ -338,6 +338,23 @@ fn upstream_source(
             UpstreamSource::Direct
         }
     }
+}
+
+/// Turns curl's `NO_PROXY` (a name matches itself and its subdomains, a leading dot too) into
+/// WinHTTP/IE bypass entries, where a plain name matches only itself.
+fn no_proxy_to_bypass(list: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in split_list(list) {
+        let name = entry.trim_start_matches('.');
+        let is_ip_or_cidr = name.parse::<std::net::IpAddr>().is_ok() || name.contains('/');
+        if entry == "*" || is_ip_or_cidr {
+            out.push(entry);
+        } else if !name.is_empty() {
+            out.push(name.to_string());
+            out.push(format!("*.{name}"));
+        }
+    }
+    out
 }
 
 /// Splits a bypass list written with `,`, `;` or whitespace.

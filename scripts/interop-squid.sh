@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Interop with real peers: curl → exoproxy → squid (Basic auth, hosts_file) → a loopback HTTPS origin
+# (openssl s_server). Proves: the README quick start (default port 8765 with --connect-to), chaining
+# through an authenticating corporate proxy, failover past a dead first upstream with the bad-proxy
+# memory, a clear 502 for wrong proxy credentials, and that the CONNECTs really went through squid
+# (squid's access log). Everything listens on 127.0.0.1; hostnames reach loopback only through
+# exoproxy's --connect-to and squid's hosts_file, never /etc/hosts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fail() { echo "FAIL: $*" >&2; for f in "$tmp"/*.log; do echo "--- $f"; tail -n 30 "$f"; done >&2; exit 1; }
+pass() { echo "ok: $*"; passed=$((passed + 1)); }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; fail "nothing listens on port $1 ($2)"; }
+
+passed=0
+cargo build --quiet --bin exoproxy
+exo=$PWD/target/debug/exoproxy
+
+# squid drops privileges to the 'proxy' user: its files live in a folder that user can enter.
+tmp=$(mktemp -d /tmp/exoproxy-squid.XXXXXX)
+chmod 755 "$tmp"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
+trap cleanup EXIT
+
+origin=$(free_port); squid_port=$(free_port); dead=$(free_port); exo_port=$(free_port)
+
+# --- a loopback HTTPS origin for example.test
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+  -subj /CN=example.test -addext subjectAltName=DNS:example.test \
+  -keyout "$tmp/origin.key" -out "$tmp/origin.pem" 2>/dev/null
+openssl s_server -quiet -www -accept "127.0.0.1:$origin" -cert "$tmp/origin.pem" -key "$tmp/origin.key" \
+  >"$tmp/origin.log" 2>&1 &
+pids+=($!)
+wait_port "$origin" origin
+
+# --- squid with Basic auth and a hosts_file
+htpasswd -bc "$tmp/passwd" tester 's3cret-squid' 2>/dev/null
+echo "127.0.0.1 example.test" >"$tmp/hosts"
+cat >"$tmp/squid.conf" <<CONF
+http_port 127.0.0.1:$squid_port
+pid_filename $tmp/squid.pid
+access_log stdio:$tmp/access.log
+cache_log $tmp/cache.log
+cache deny all
+cache_mem 8 MB
+hosts_file $tmp/hosts
+dns_nameservers 127.0.0.1
+auth_param basic program /usr/lib/squid/basic_ncsa_auth $tmp/passwd
+auth_param basic realm exoproxy-interop
+acl SSL_ports port $origin
+acl CONNECT method CONNECT
+acl authed proxy_auth REQUIRED
+http_access deny CONNECT !SSL_ports
+http_access allow authed
+http_access deny all
+coredump_dir $tmp
+netdb_filename none
+shutdown_lifetime 1 seconds
+CONF
+chown -R proxy:proxy "$tmp" 2>/dev/null || true
+squid -N -f "$tmp/squid.conf" >"$tmp/squid.log" 2>&1 &
+pids+=($!)
+wait_port "$squid_port" squid
+
+# --- 1. README quick start: default port 8765, --connect-to to the loopback origin
+if (echo >/dev/tcp/127.0.0.1/8765) 2>/dev/null; then
+  fail "port 8765 is busy; the quick-start check needs it"
+fi
+"$exo" --state-dir "$tmp/state1" --connect-to "example.test:443:127.0.0.1:$origin" >"$tmp/exo-default.log" 2>&1 &
+pids+=($!)
+wait_port 8765 "exoproxy (defaults)"
+body=$(curl -sS --fail --max-time 10 -x http://127.0.0.1:8765 --cacert "$tmp/origin.pem" https://example.test/) \
+  || fail "curl through exoproxy on 127.0.0.1:8765 did not reach the origin"
+grep -q "s_server" <<<"$body" || fail "unexpected origin body"
+pass "quick start: 127.0.0.1:8765 with --connect-to reaches a loopback HTTPS origin"
+
+# --- 2. exoproxy → squid, with a dead first upstream
+cat >"$tmp/exoproxy.toml" <<CONF
+state_dir = "$tmp/state2"
+[listen]
+addresses = ["127.0.0.1:$exo_port"]
+[upstream]
+proxies = ["http://127.0.0.1:$dead", "http://127.0.0.1:$squid_port"]
+[[upstream.credentials]]
+proxy = "127.0.0.1:$squid_port"
+username = "tester"
+password_env = "SQUID_PASSWORD"
+[routing]
+connect_ports = [443, $origin]
+CONF
+SQUID_PASSWORD='s3cret-squid' "$exo" --config "$tmp/exoproxy.toml" -v >"$tmp/exo-chain.log" 2>&1 &
+pids+=($!)
+wait_port "$exo_port" "exoproxy (chained)"
+for i in 1 2 3; do
+  body=$(curl -sS --fail --max-time 20 -x "http://127.0.0.1:$exo_port" --cacert "$tmp/origin.pem" \
+    "https://example.test:$origin/") || fail "request $i through exoproxy → squid failed"
+  grep -q "s_server" <<<"$body" || fail "unexpected origin body on request $i"
+done
+pass "chained through squid with Basic auth, past a dead first upstream (3 requests)"
+dead_attempts=$(grep -c "127.0.0.1:$dead" "$tmp/exo-chain.log" | head -1 || true)
+[ "${dead_attempts:-0}" -ge 1 ] || fail "the log does not show the dead upstream being tried"
+connect_failures=$(grep -ciE "connect.*(fail|refused)|unreachable|marked bad" "$tmp/exo-chain.log" || true)
+[ "$connect_failures" -le 2 ] || fail "the dead upstream was retried within the 5-minute memory ($connect_failures failures logged)"
+pass "dead upstream tried once, then skipped (bad-proxy memory)"
+
+# --- 3. wrong credentials: a clear 502 naming the proxy, not a hang
+cat >"$tmp/exoproxy-bad.toml" <<CONF
+state_dir = "$tmp/state3"
+[listen]
+addresses = ["127.0.0.1:$(free_port)"]
+[upstream]
+proxies = ["http://127.0.0.1:$squid_port"]
+[[upstream.credentials]]
+proxy = "127.0.0.1:$squid_port"
+username = "tester"
+password = "wrong"
+[routing]
+connect_ports = [443, $origin]
+CONF
+bad_port=$(sed -n 's/^addresses = \["127.0.0.1:\([0-9]*\)"\]/\1/p' "$tmp/exoproxy-bad.toml")
+"$exo" --config "$tmp/exoproxy-bad.toml" >"$tmp/exo-bad.log" 2>&1 &
+pids+=($!)
+wait_port "$bad_port" "exoproxy (bad credentials)"
+code=$(curl -s -o "$tmp/bad-body" -w '%{http_code}' --max-time 20 -x "http://127.0.0.1:$bad_port" \
+  --cacert "$tmp/origin.pem" "https://example.test:$origin/" || true)
+[ "$code" = 502 ] || fail "wrong proxy credentials gave HTTP $code, want 502"
+grep -q "127.0.0.1:$squid_port" "$tmp/bad-body" || fail "the 502 body does not name the proxy: $(cat "$tmp/bad-body")"
+grep -qi "basic" "$tmp/bad-body" || fail "the 502 body does not name the offered scheme"
+if grep -q "wrong" "$tmp/exo-bad.log"; then fail "the password appears in exoproxy's log"; fi
+pass "wrong credentials → 502 naming the proxy and its schemes; password not logged"
+
+# --- 4. squid saw the CONNECTs (it logs a tunnel when it closes: stop squid to flush)
+kill "${pids[1]}" 2>/dev/null || true
+for _ in $(seq 1 50); do grep -q CONNECT "$tmp/access.log" 2>/dev/null && break; sleep 0.1; done
+connects=$(grep -c "CONNECT example.test:$origin" "$tmp/access.log" || true)
+[ "$connects" -ge 3 ] || fail "squid's access log has $connects CONNECTs to example.test:$origin, want ≥ 3"
+grep "CONNECT example.test:$origin" "$tmp/access.log" | grep -q tester || fail "squid did not log the authenticated user"
+pass "squid's access log shows $connects authenticated CONNECTs"
+
+echo "$passed passed, 0 failed"

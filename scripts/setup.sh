@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs, idempotently: Debian packages (squid, curl, mingw-w64 for the
+# Windows check, apache2-utils for squid's password file, libpacparser for the PAC interop), the
+# Rust Windows target, and the Python clients (pypsrp). Safe to run again: it only installs what is
+# missing. Runs as root (CI and these machines are root); otherwise prefixes apt-get with sudo.
+set -euo pipefail
+
+apt_packages=(squid curl openssl apache2-utils gcc-mingw-w64-x86-64 libpacparser1 python3-pacparser)
+python_modules=(pypsrp:pypsrp)
+
+log() { printf '[setup] %s\n' "$*"; }
+sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+install_apt() {
+  local missing=()
+  for p in "${apt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then log "Debian packages present"; return; fi
+  log "installing Debian packages: ${missing[*]}"
+  sudo_if_needed apt-get update -qq
+  # Some packages are optional extras (the PAC interop); install what exists, fail on the core set.
+  local available=()
+  for p in "${missing[@]}"; do
+    if apt-cache show "$p" >/dev/null 2>&1; then available+=("$p"); else log "not available: $p"; fi
+  done
+  DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -qq --no-install-recommends "${available[@]}" >/dev/null
+  # Debian starts squid as a service on install; the tests run their own instances.
+  if command -v systemctl >/dev/null 2>&1; then systemctl stop squid >/dev/null 2>&1 || true; fi
+  pkill -x squid >/dev/null 2>&1 || true
+}
+
+install_rust_targets() {
+  if rustup target list --installed 2>/dev/null | grep -qx x86_64-pc-windows-gnu; then
+    log "Rust target x86_64-pc-windows-gnu present"
+  else
+    log "adding Rust target x86_64-pc-windows-gnu"
+    rustup target add x86_64-pc-windows-gnu
+  fi
+}
+
+install_python() {
+  local py=${EXO_PYTHON:-python3}
+  for entry in "${python_modules[@]}"; do
+    local module=${entry%%:*} package=${entry#*:}
+    if "$py" -c "import $module" >/dev/null 2>&1; then
+      log "python module $module present"
+    else
+      log "installing python package $package"
+      "$py" -m pip install --quiet --disable-pip-version-check "$package"
+    fi
+  done
+}
+
+install_apt
+install_rust_targets
+install_python
+log "done"

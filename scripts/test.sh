@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README and CI run it: installs what is missing (scripts/setup.sh),
+# then lint gates, unit and integration tests (incl. the emulator's pypsrp/curl tests), the squid and
+# PAC interop scripts, and the Windows build check. Exits non-zero on the first failing stage.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+stage() { printf '\n=== %s ===\n' "$*"; }
+start=$SECONDS
+
+stage "setup"
+scripts/setup.sh
+
+stage "format"
+cargo fmt --all -- --check
+
+stage "clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+stage "tests"
+cargo test --workspace
+
+stage "docs"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+
+stage "interop: squid"
+scripts/interop-squid.sh
+
+for extra in scripts/interop-*.sh; do
+  [ "$extra" = scripts/interop-squid.sh ] && continue
+  stage "interop: ${extra#scripts/interop-}"
+  "$extra"
+done
+
+stage "windows check"
+cargo check --workspace --all-targets --target x86_64-pc-windows-gnu
+
+printf '\nall stages passed in %ss\n' "$((SECONDS - start))"
