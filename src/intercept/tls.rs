@@ -220,3 +220,6 @@ pub fn upstream_tls_error(host: &str, err: &io::Error) -> ProxyError {
         detail: err.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests;
