@@ -555,3 +555,42 @@ async fn upstream_config_trusts_system_plus_extra_roots() {
     assert!(response.ends_with("ok"));
     server.await.unwrap().unwrap();
 }
+
+/// A server that answers any ClientHello with a TLS 1.0 ServerHello, like a TLS 1.0-only origin.
+async fn tls10_only_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut tcp, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = tcp.read(&mut buf).await;
+        let mut hello = vec![0x03, 0x01]; // TLS 1.0
+        hello.extend([0x42; 32]); // random
+        hello.push(0); // empty session id
+        hello.extend([0x00, 0x2f, 0x00]); // TLS_RSA_WITH_AES_128_CBC_SHA, no compression
+        let mut handshake = vec![0x02, 0, 0, hello.len() as u8];
+        handshake.extend(hello);
+        let mut record = vec![0x16, 0x03, 0x01, 0, handshake.len() as u8];
+        record.extend(handshake);
+        let _ = tcp.write_all(&record).await;
+        let _ = tcp.read(&mut buf).await;
+    });
+    addr
+}
+
+#[tokio::test]
+async fn tls5_tls10_only_upstream_is_refused() {
+    let f = fixture();
+    let addr = tls10_only_server().await;
+    let err = get_ok(addr, f.client(), "outlook.office365.com")
+        .await
+        .unwrap_err();
+    assert_eq!(classify_tls_error(&err), TlsFailureKind::Handshake);
+    let rustls_error = err
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>());
+    assert!(
+        matches!(rustls_error, Some(rustls::Error::PeerIncompatible(_))),
+        "{err:?}"
+    );
+}

@@ -15,8 +15,9 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, ClientConfig, RootCertStore, ServerConfig};
@@ -111,8 +112,7 @@ pub fn server_config_for_host(
 ) -> Result<Arc<ServerConfig>, CaError> {
     let host = normalise_dns_name(connect_host)?;
     let key = cache.get(&host)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let mut config = ServerConfig::builder_with_provider(ring_provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|e| CaError::Crypto(e.to_string()))?
         .with_no_client_auth()
@@ -120,6 +120,14 @@ pub fn server_config_for_host(
     config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
     config.session_storage = Arc::new(NoServerSessionStorage {});
     Ok(Arc::new(config))
+}
+
+/// The ring provider, built once: a `ServerConfig` is made per intercepted connection.
+pub fn ring_provider() -> Arc<CryptoProvider> {
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
+        .clone()
 }
 
 // === upstream side ===
@@ -153,8 +161,7 @@ pub fn upstream_client_config(
 
 /// A verifying upstream `ClientConfig` trusting exactly `roots` (TLS 1.2+, ALPN `http/1.1`).
 pub fn client_config_with_roots(roots: RootCertStore) -> Result<Arc<ClientConfig>, TlsSetupError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
+    let mut config = ClientConfig::builder_with_provider(ring_provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_root_certificates(roots)
         .with_no_client_auth();

@@ -61,6 +61,16 @@ pub const CLOCK_SKEW_ALLOWANCE: Duration = Duration::hours(1);
 /// How long a served CRL stays current (its `nextUpdate`).
 pub const CRL_VALIDITY: Duration = Duration::days(7);
 
+/// Path at which the proxy serves [`LocalCa::crl_der`] (see [`crl_url`]).
+pub const CRL_PATH: &str = "/exoproxy-ca.crl";
+/// Media type of the served CRL (RFC 5280 §4.2.1.13 / RFC 2585).
+pub const CRL_CONTENT_TYPE: &str = "application/pkix-crl";
+
+/// The CRL distribution point URL for a proxy listening on loopback `port`.
+pub fn crl_url(port: u16) -> String {
+    format!("http://127.0.0.1:{port}{CRL_PATH}")
+}
+
 /// Why the CA could not be created, loaded or used. Every load error names the file and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
@@ -312,8 +322,10 @@ impl LocalCa {
         roots
             .add(self.cert_der.clone())
             .map_err(|e| self.corrupt(&format!("not a usable trust anchor: {e}")))?;
+        // Only the trait that exposes `verify_server_cert` on rustls' standard, fully verifying
+        // WebPki verifier; no custom (dangerous) verifier is involved (TLS-3).
         use rustls::client::danger::ServerCertVerifier as _;
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let provider = crate::intercept::tls::ring_provider();
         let verifier =
             rustls::client::WebPkiServerVerifier::builder_with_provider(roots.into(), provider)
                 .build()

@@ -368,3 +368,8 @@ fn within_domain_respects_label_boundaries() {
     ));
     assert!(!within_domain("office365.com", "outlook.office365.com"));
 }
+
+#[test]
+fn crl_url_points_at_loopback() {
+    assert_eq!(crl_url(8080), "http://127.0.0.1:8080/exoproxy-ca.crl");
+}
