@@ -372,6 +372,19 @@ impl fmt::Debug for MintedLeaf {
     }
 }
 
+impl From<CaError> for crate::error::ProxyError {
+    /// How the handler reports a CA failure during an intercepted CONNECT.
+    fn from(err: CaError) -> Self {
+        use crate::error::ProxyError;
+        match err {
+            CaError::RateLimited => ProxyError::Overloaded(err.to_string()),
+            CaError::InvalidName(_) => ProxyError::BadRequest(err.to_string()),
+            // Routing chose to intercept a host the CA cannot sign for: a configuration bug.
+            other => ProxyError::Internal(other.to_string()),
+        }
+    }
+}
+
 // === helpers ===
 
 fn crypto(e: rcgen::Error) -> CaError {

@@ -373,3 +373,21 @@ fn within_domain_respects_label_boundaries() {
 fn crl_url_points_at_loopback() {
     assert_eq!(crl_url(8080), "http://127.0.0.1:8080/exoproxy-ca.crl");
 }
+
+#[test]
+fn ca_errors_map_to_proxy_errors() {
+    use crate::error::ProxyError;
+    assert!(matches!(
+        ProxyError::from(CaError::RateLimited),
+        ProxyError::Overloaded(_)
+    ));
+    assert!(matches!(
+        ProxyError::from(CaError::InvalidName("*.x".into())),
+        ProxyError::BadRequest(_)
+    ));
+    let not_permitted = CaError::HostNotPermitted("www.google.com".into());
+    assert!(matches!(
+        ProxyError::from(not_permitted),
+        ProxyError::Internal(_)
+    ));
+}
