@@ -255,19 +255,29 @@ fn open_owner_only(path: &Path) -> std::io::Result<fs::File> {
 
 #[cfg(unix)]
 fn check_key_mode(key: &Path) -> Result<(), CaError> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = fs::metadata(key)
-        .map_err(|e| io(key, e))?
-        .permissions()
-        .mode()
-        & 0o777;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = fs::metadata(key).map_err(|e| io(key, e))?;
+    let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(CaError::InsecureKeyFile {
             path: key.to_path_buf(),
             mode,
         });
     }
-    Ok(())
+    match current_uid() {
+        Some(uid) if uid != meta.uid() => Err(CaError::ForeignKeyOwner {
+            path: key.to_path_buf(),
+            owner: meta.uid(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Our effective uid without libc: `/proc/self` belongs to it (Linux). Elsewhere unknown.
+#[cfg(unix)]
+fn current_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self").ok().map(|m| m.uid())
 }
 
 #[cfg(not(unix))]

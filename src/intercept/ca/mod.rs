@@ -19,7 +19,7 @@
 //!   level buys little and adds a revocation failure mode for WinRM (PROTOCOL.md §7 item 4).
 //! - The key file is owner-only: on Unix 0600 inside a 0700 directory, written through a sibling
 //!   file in that same directory (never the system temp dir) and renamed into place; a key file that
-//!   group or others can read is refused on load. On Windows the per-user profile directory's ACL
+//!   group or others can read, or that another user owns (Linux), is refused on load. On Windows the per-user profile directory's ACL
 //!   (`%LOCALAPPDATA%`: the user, SYSTEM and Administrators) is relied on; no extra ACL is set.
 //! - The key never appears in logs or `Debug` output; the PEM text read from disk is zeroized.
 //! - Leaves ([`LocalCa::mint_leaf`]): one exact DNS SAN (no wildcard, no IP), EKU serverAuth only,
@@ -117,6 +117,12 @@ pub enum CaError {
         path.display()
     )]
     InsecureKeyFile { path: PathBuf, mode: u32 },
+    /// The key file belongs to another user (CA-1).
+    #[error(
+        "local CA key {} is owned by another user (uid {owner}); run `{REGENERATE_COMMAND}` as the user who runs the proxy",
+        path.display()
+    )]
+    ForeignKeyOwner { path: PathBuf, owner: u32 },
     /// A domain or host name cannot be used (wildcard, IP address, empty, not a DNS name).
     #[error("invalid host name {0:?} for the local CA")]
     InvalidName(String),

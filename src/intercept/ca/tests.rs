@@ -77,6 +77,23 @@ fn ca1_key_readable_by_others_is_refused() {
     );
 }
 
+#[cfg(target_os = "linux")]
+#[test]
+fn ca1_key_owned_by_another_user_is_refused() {
+    use std::os::unix::fs::MetadataExt;
+    let (_tmp, ca) = new_ca();
+    if std::fs::metadata("/proc/self").unwrap().uid() != 0 {
+        eprintln!("not root: cannot chown to another user, skipping");
+        return;
+    }
+    std::os::unix::fs::chown(&ca.files().key, Some(4242), None).unwrap();
+    let err = LocalCa::load(&ca.files().dir, &domains()).unwrap_err();
+    assert!(
+        matches!(err, CaError::ForeignKeyOwner { owner: 4242, .. }),
+        "{err}"
+    );
+}
+
 #[test]
 fn ca1_key_never_in_debug() {
     let (_tmp, ca) = new_ca();
