@@ -18,9 +18,10 @@
 //!   (port) baked in at setup time; for a per-user, name-constrained root on loopback the second
 //!   level buys little and adds a revocation failure mode for WinRM (PROTOCOL.md §7 item 4).
 //! - The key file is owner-only: on Unix 0600 inside a 0700 directory, written through a sibling
-//!   file in that same directory (never the system temp dir) and renamed into place; a key file that
-//!   group or others can read, or that another user owns (Linux), is refused on load. On Windows the per-user profile directory's ACL
-//!   (`%LOCALAPPDATA%`: the user, SYSTEM and Administrators) is relied on; no extra ACL is set.
+//!   file in that same directory (never the system temp dir) and renamed into place; a key file
+//!   that group or others can read, or that another user owns (Linux), is refused on load. On
+//!   Windows the per-user profile directory's ACL (`%LOCALAPPDATA%`: the user, SYSTEM and
+//!   Administrators) is relied on; no extra ACL is set.
 //! - The key never appears in logs or `Debug` output; the PEM text read from disk is zeroized.
 //! - Leaves ([`LocalCa::mint_leaf`]): one exact DNS SAN (no wildcard, no IP), EKU serverAuth only,
 //!   `CA:FALSE`, validity 7 days including one hour of backdating for clock skew, random serial,
