@@ -1,1 +1,34 @@
 //! TLS interception: the local CA, leaf minting and the TLS configs for both sides.
+//!
+//! - [`ca`]: the per-install, name-constrained local CA (create/load/regenerate, leaves, CRL, export).
+//! - [`leaf_cache`]: bounded LRU of minted leaves with a minting rate limit (CA-8).
+//! - [`tls`]: the client-facing `ServerConfig` for one CONNECT host (BAD-15), the upstream
+//!   `ClientConfig` (system roots + extra roots, never insecure: TLS-3, TLS-5), and the mapping of
+//!   handshake failures to stable `upstream_tls_<kind>` names (FLT-8).
+//! - [`rewind`]: peek at the first bytes inside a CONNECT to see a TLS ClientHello, then replay them.
+//!
+//! # Wiring (the handler's side)
+//!
+//! ```text
+//! startup:  let (ca, _) = LocalCa::load_or_create(&state_dir, &intercepted_domains)?;   // CaError → exit with its message
+//!           let leaves = Arc::new(LeafCache::new(Arc::new(ca), Some(crl_url(listen_port))));
+//!           let upstream = upstream_client_config(cfg.tls.extra_roots.as_deref())?;
+//! CONNECT:  dial upstream, answer 200, then
+//!           let peeked = peek_client_hello(client_io).await?;          // under the first-byte timeout
+//!           if !peeked.is_client_hello { refuse: not TLS }
+//!           let config = server_config_for_host(&leaves, connect_host)?; // CaError → ProxyError via From
+//!           let tls = TlsAcceptor::from(config).accept(peeked.stream).await?;
+//! upstream: TlsConnector::from(upstream).connect(name, tcp).await
+//!           .map_err(|e| tls::upstream_tls_error(host, &e))             // 502 upstream_tls_<kind>
+//! CRL:      GET {CRL_PATH} → 200, Content-Type {CRL_CONTENT_TYPE}, body ca.crl_der()
+//! ```
+
+pub mod ca;
+pub mod leaf_cache;
+pub mod rewind;
+pub mod tls;
+
+pub use ca::{CaError, CaFiles, CaOrigin, LocalCa, TrustInstructions, crl_url};
+pub use leaf_cache::LeafCache;
+pub use rewind::{Peeked, Rewind, peek_client_hello};
+pub use tls::{TlsFailureKind, classify_tls_error, server_config_for_host, upstream_client_config};

@@ -1,0 +1,286 @@
+//! The CA's two files: where they live, owner-only writing, reading, and parsing into an issuer.
+//!
+//! Contract: [`CaFiles::write_new`] writes the key first, each file through a sibling `.new` file in
+//! the same (0700) directory that is created 0600 and renamed into place, so a crash leaves either
+//! the old file or the new one, never a key in a shared temp dir. [`parse_ca`] checks everything a
+//! loaded CA must satisfy before it is used: PEM/DER shape, CA basic constraints, validity now, and
+//! that the key's public half is the certificate's.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rcgen::{Issuer, KeyPair, PublicKeyData};
+use rustls_pki_types::CertificateDer;
+use time::OffsetDateTime;
+use x509_parser::extensions::GeneralName;
+use zeroize::Zeroizing;
+
+use super::CaError;
+
+/// File name of the CA certificate inside the state directory.
+pub const CERT_FILE_NAME: &str = "exoproxy-ca.pem";
+/// File name of the CA private key inside the state directory.
+pub const KEY_FILE_NAME: &str = "exoproxy-ca.key";
+
+/// Paths of the CA certificate and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaFiles {
+    /// The directory holding both files (0700 on Unix).
+    pub dir: PathBuf,
+    /// The CA certificate (PEM).
+    pub cert: PathBuf,
+    /// The CA private key (PKCS#8 PEM, 0600 on Unix).
+    pub key: PathBuf,
+}
+
+/// What [`parse_ca`] extracts from the two files.
+pub(super) struct ParsedCa {
+    pub(super) cert_der: CertificateDer<'static>,
+    pub(super) issuer: Issuer<'static, KeyPair>,
+    pub(super) permitted: Vec<String>,
+    pub(super) not_after: OffsetDateTime,
+}
+
+// === impl CaFiles ===
+
+impl CaFiles {
+    /// The standard file names inside `dir`.
+    pub fn in_dir(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            cert: dir.join(CERT_FILE_NAME),
+            key: dir.join(KEY_FILE_NAME),
+        }
+    }
+
+    /// (certificate exists, key exists).
+    pub(super) fn presence(&self) -> (bool, bool) {
+        (self.cert.exists(), self.key.exists())
+    }
+
+    /// Reads both files; the key text is zeroized when dropped.
+    pub(super) fn read_both(&self) -> Result<(String, Zeroizing<String>), CaError> {
+        match self.presence() {
+            (true, false) => return Err(self.incomplete(&self.cert, &self.key)),
+            (false, true) => return Err(self.incomplete(&self.key, &self.cert)),
+            _ => {}
+        }
+        check_key_mode(&self.key)?;
+        let cert = fs::read_to_string(&self.cert).map_err(|e| self.read_error(&self.cert, e))?;
+        let key = fs::read_to_string(&self.key)
+            .map(Zeroizing::new)
+            .map_err(|e| self.read_error(&self.key, e))?;
+        Ok((cert, key))
+    }
+
+    /// Creates the directory owner-only and writes key then certificate, each atomically.
+    pub(super) fn write_new(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<(), CaError> {
+        create_private_dir(&self.dir).map_err(|e| io(&self.dir, e))?;
+        write_atomic(&self.key, key_pem)?;
+        write_atomic(&self.cert, cert_pem)
+    }
+
+    fn incomplete(&self, present: &Path, missing: &Path) -> CaError {
+        CaError::Incomplete {
+            present: present.to_path_buf(),
+            missing: missing.to_path_buf(),
+        }
+    }
+
+    fn read_error(&self, path: &Path, e: std::io::Error) -> CaError {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            return CaError::Corrupt {
+                path: path.to_path_buf(),
+                detail: "not UTF-8 text".into(),
+            };
+        }
+        io(path, e)
+    }
+}
+
+// === parsing ===
+
+/// Parses and validates the CA certificate and key as of `now`.
+pub(super) fn parse_ca(
+    files: &CaFiles,
+    cert_pem: &str,
+    key_pem: &str,
+    now: OffsetDateTime,
+) -> Result<ParsedCa, CaError> {
+    let corrupt_cert = |detail: &str| CaError::Corrupt {
+        path: files.cert.clone(),
+        detail: detail.into(),
+    };
+    let der = pem_certificate(cert_pem).ok_or_else(|| corrupt_cert("no PEM CERTIFICATE block"))?;
+    let key = KeyPair::from_pem(key_pem).map_err(|_| CaError::Corrupt {
+        path: files.key.clone(),
+        detail: "not a PKCS#8 PEM private key".into(),
+    })?;
+    let (_, x509) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|_| corrupt_cert("not a DER X.509 certificate"))?;
+    if !x509.is_ca() {
+        return Err(corrupt_cert("not a CA certificate"));
+    }
+    if x509.public_key().raw != key.subject_public_key_info().as_slice() {
+        return Err(CaError::Mismatch {
+            cert: files.cert.clone(),
+            key: files.key.clone(),
+        });
+    }
+    let (not_before, not_after) = validity(&x509);
+    if now < not_before || now > not_after {
+        let detail = format!("valid from {not_before} until {not_after}");
+        return Err(CaError::Expired {
+            path: files.cert.clone(),
+            detail,
+        });
+    }
+    let permitted = permitted_dns_subtrees(&x509).map_err(|d| corrupt_cert(&d))?;
+    let cert_der = CertificateDer::from(der);
+    let issuer = Issuer::from_ca_cert_der(&cert_der, key)
+        .map_err(|e| corrupt_cert(&format!("unusable as an issuer: {e}")))?;
+    Ok(ParsedCa {
+        cert_der,
+        issuer,
+        permitted,
+        not_after,
+    })
+}
+
+fn pem_certificate(text: &str) -> Option<Vec<u8>> {
+    use rustls_pki_types::pem::PemObject;
+    CertificateDer::from_pem_slice(text.as_bytes())
+        .ok()
+        .map(|c| c.to_vec())
+}
+
+fn validity(
+    x509: &x509_parser::certificate::X509Certificate<'_>,
+) -> (OffsetDateTime, OffsetDateTime) {
+    let v = x509.validity();
+    let at = |t: &x509_parser::time::ASN1Time| {
+        OffsetDateTime::from_unix_timestamp(t.timestamp()).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    };
+    (at(&v.not_before), at(&v.not_after))
+}
+
+fn permitted_dns_subtrees(
+    x509: &x509_parser::certificate::X509Certificate<'_>,
+) -> Result<Vec<String>, String> {
+    let constraints = x509
+        .name_constraints()
+        .map_err(|_| "unreadable name constraints".to_string())?
+        .ok_or_else(|| "not name-constrained".to_string())?;
+    let subtrees = constraints
+        .value
+        .permitted_subtrees
+        .as_deref()
+        .unwrap_or(&[]);
+    let names: Vec<String> = subtrees
+        .iter()
+        .filter_map(|s| match &s.base {
+            GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect();
+    if names.is_empty() {
+        return Err("no permitted DNS name constraints".into());
+    }
+    Ok(names)
+}
+
+// === owner-only file system helpers ===
+
+fn io(path: &Path, source: std::io::Error) -> CaError {
+    CaError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    // An existing directory keeps its mode from `create`: tighten it, the key lives here.
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    // Windows: the per-user profile directory's inherited ACL (user, SYSTEM, Administrators) is
+    // what keeps the key private; see the module documentation.
+    fs::create_dir_all(dir)
+}
+
+fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), CaError> {
+    let mut staging = path.as_os_str().to_owned();
+    staging.push(".new");
+    let staging = PathBuf::from(staging);
+    let _ = fs::remove_file(&staging); // a leftover from an interrupted run
+    let result = (|| {
+        let mut file = open_owner_only(&staging)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        fs::rename(&staging, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&staging);
+    }
+    result.map_err(|e| io(path, e))
+}
+
+#[cfg(unix)]
+fn open_owner_only(path: &Path) -> std::io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // 0600 from the first byte: the key is never readable by anyone else, even briefly.
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn open_owner_only(path: &Path) -> std::io::Result<fs::File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+}
+
+#[cfg(unix)]
+fn check_key_mode(key: &Path) -> Result<(), CaError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = fs::metadata(key).map_err(|e| io(key, e))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(CaError::InsecureKeyFile {
+            path: key.to_path_buf(),
+            mode,
+        });
+    }
+    match current_uid() {
+        Some(uid) if uid != meta.uid() => Err(CaError::ForeignKeyOwner {
+            path: key.to_path_buf(),
+            owner: meta.uid(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Our effective uid without libc: `/proc/self` belongs to it (Linux). Elsewhere unknown.
+#[cfg(unix)]
+fn current_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self").ok().map(|m| m.uid())
+}
+
+#[cfg(not(unix))]
+fn check_key_mode(_key: &Path) -> Result<(), CaError> {
+    Ok(())
+}

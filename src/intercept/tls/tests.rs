@@ -1,0 +1,74 @@
+use std::io;
+
+use rustls::{CertificateError, Error};
+
+use super::*;
+
+#[test]
+fn certificate_errors_map_to_stable_kinds() {
+    let cases = [
+        (CertificateError::Expired, TlsFailureKind::Expired),
+        (CertificateError::NotValidYet, TlsFailureKind::Expired),
+        (CertificateError::NotValidForName, TlsFailureKind::WrongHost),
+        (CertificateError::UnknownIssuer, TlsFailureKind::Untrusted),
+        (CertificateError::BadSignature, TlsFailureKind::Untrusted),
+        (CertificateError::Revoked, TlsFailureKind::Untrusted),
+    ];
+    for (cert_err, kind) in cases {
+        let err = io::Error::new(
+            io::ErrorKind::InvalidData,
+            Error::InvalidCertificate(cert_err),
+        );
+        assert_eq!(classify_tls_error(&err), kind);
+    }
+}
+
+#[test]
+fn other_failures_are_handshake() {
+    let alert = io::Error::new(
+        io::ErrorKind::InvalidData,
+        Error::AlertReceived(rustls::AlertDescription::ProtocolVersion),
+    );
+    assert_eq!(classify_tls_error(&alert), TlsFailureKind::Handshake);
+    let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+    assert_eq!(classify_tls_error(&reset), TlsFailureKind::Handshake);
+}
+
+#[test]
+fn kinds_have_stable_names_and_codes() {
+    for (kind, name) in [
+        (TlsFailureKind::Expired, "expired"),
+        (TlsFailureKind::WrongHost, "wrong_host"),
+        (TlsFailureKind::Untrusted, "untrusted"),
+        (TlsFailureKind::Handshake, "handshake"),
+    ] {
+        assert_eq!(kind.as_str(), name);
+        assert_eq!(kind.error_code(), format!("upstream_tls_{name}"));
+    }
+    let err = io::Error::new(
+        io::ErrorKind::InvalidData,
+        Error::InvalidCertificate(CertificateError::Expired),
+    );
+    let proxy_error = upstream_tls_error("outlook.office365.com", &err);
+    assert!(matches!(
+        proxy_error,
+        ProxyError::UpstreamTls {
+            kind: "expired",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn extra_roots_file_must_hold_a_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pem");
+    assert!(matches!(
+        load_pem_certificates(&missing),
+        Err(TlsSetupError::ExtraRoots { .. })
+    ));
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "no certificates here\n").unwrap();
+    let err = upstream_client_config(Some(&empty)).unwrap_err();
+    assert!(err.to_string().contains("empty.pem"), "{err}");
+}
