@@ -44,7 +44,8 @@ pub(super) fn check(client: SocketAddr, local: SocketAddr) -> PeerUser {
 fn owning_pid(client: SocketAddr, local: SocketAddr) -> Option<u32> {
     let family = if client.is_ipv4() { AF_INET } else { AF_INET6 };
     let table = tcp_table(u32::from(family))?;
-    let count = u32::from_ne_bytes(table.get(..4)?.try_into().ok()?) as usize;
+    // The count is the first u32; Windows targets are little-endian, so it is the low half of word 0.
+    let count = (*table.first()? & 0xffff_ffff) as usize;
     let port = |p: u32| u16::from_be(p as u16);
     if client.is_ipv4() {
         let rows = rows::<MIB_TCPROW_OWNER_PID>(&table, count)?;
