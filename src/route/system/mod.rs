@@ -5,7 +5,7 @@
 //! - Every source is turned into one value, [`SystemProxy`], by a sans-IO parser that runs (and is
 //!   tested) on every platform: the WinHTTP/IE binary blob ([`blob`]), the IE per-user registry values
 //!   ([`ie`]), `netsh winhttp show proxy` output ([`netsh`]), `.reg` exports ([`regfile`]) and
-//!   environment variables ([`env`]). Only [`windows`] touches the OS, and it feeds the same parsers.
+//!   environment variables ([`mod@env`]). Only `windows` (cfg(windows)) touches the OS, and it feeds the same parsers.
 //! - Parsers are strict: malformed input is a [`SettingsError`] that says which source and what was
 //!   wrong, never a panic and never a silent guess (a lying length in a blob is an error).
 //! - Bypass entries are returned raw, in WinHTTP/IE syntax (`<local>`, `*.corp`, `10.*`, CIDR); the

@@ -10,7 +10,7 @@
 //!
 //! - Linux: `/proc/net/fib_trie` (IPv4 `/32 host LOCAL` entries) and `/proc/net/if_inet6`, no ioctl
 //!   or `getifaddrs`;
-//! - Windows: `GetAdaptersAddresses` (see [`super::windows`]);
+//! - Windows: `GetIpAddrTable`, IPv4 only (see `system::windows`);
 //! - elsewhere: nothing, so only the settings interval applies.
 //!
 //! A settings read that fails keeps the previous snapshot (a transient registry or file error must not
