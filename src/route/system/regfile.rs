@@ -309,7 +309,7 @@ fn parse_hex_bytes(s: &str) -> Result<Vec<u8>, String> {
         .collect()
 }
 
-/// `hex(2)` (REG_EXPAND_SZ) becomes a string, `hex(4)` a DWORD; other types stay raw.
+/// `hex(2)` (REG_EXPAND_SZ) becomes a string, `hex(3)` binary, `hex(4)` a DWORD; others stay raw.
 fn typed_value(kind: u32, bytes: Vec<u8>, unicode: bool) -> Result<RegValue, String> {
     match kind {
         2 if unicode => {
@@ -328,6 +328,7 @@ fn typed_value(kind: u32, bytes: Vec<u8>, unicode: bool) -> Result<RegValue, Str
                 .trim_end_matches('\0')
                 .to_string(),
         )),
+        3 => Ok(RegValue::Binary(bytes)),
         4 if bytes.len() == 4 => Ok(RegValue::Dword(u32::from_le_bytes([
             bytes[0], bytes[1], bytes[2], bytes[3],
         ]))),
