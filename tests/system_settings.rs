@@ -744,3 +744,34 @@ fn linux_address_sources_parse_proc_files() {
         fe800000000000000000000000000001 02 40 20 80     eth0\nbogus line\n";
     assert_eq!(parse_if_inet6(if_inet6), vec![ip("::1"), ip("fe80::1")]);
 }
+
+#[test]
+fn live_reader_consults_env_only_when_chosen() {
+    use exoproxy::route::system::{LiveConfig, read_and_select};
+    let env = env_of(&[("https_proxy", "http://env.corp.test:3128")]);
+    let mut live = LiveConfig {
+        source: Source::Auto,
+        ..LiveConfig::default()
+    };
+    // TLS-8: auto ignores the proxy's own environment unless env_in_auto is set.
+    assert_eq!(chosen(&read_and_select(&live, &env).unwrap()), "direct");
+    live.env_in_auto = true;
+    assert_eq!(
+        chosen(&read_and_select(&live, &env).unwrap()),
+        "env env.corp.test:3128"
+    );
+    live.source = Source::Env;
+    live.env_in_auto = false;
+    assert_eq!(
+        chosen(&read_and_select(&live, &env).unwrap()),
+        "env env.corp.test:3128"
+    );
+    let bad = env_of(&[("https_proxy", "socks5://s:1080")]);
+    assert!(read_and_select(&live, &bad).is_err());
+    live.source = Source::Static;
+    live.config.static_proxies = eps(&["s.corp.test:8080"]);
+    assert_eq!(
+        chosen(&read_and_select(&live, &bad).unwrap()),
+        "static s.corp.test:8080"
+    );
+}

@@ -12,7 +12,8 @@
 //!   route rules compile them.
 //! - [`select()`] picks one source (`static`, `env`, `pac`, `winhttp`, `ie`, `auto`) and yields either
 //!   static hops plus bypass or a PAC URL; [`SettingsWatcher`] re-reads on an interval and when the
-//!   machine's addresses change, publishing snapshots on a `tokio::sync::watch` channel (FLT-13).
+//!   machine's addresses change, publishing snapshots on a `tokio::sync::watch` channel (FLT-13);
+//!   [`live_watcher`] wires it to the live sources of a configured [`Source`].
 //! - The proxy's own environment only matters when `source = "env"` is chosen (TLS-8): the env parser
 //!   takes a lookup closure, and nothing here calls `std::env` except [`env::process_env`].
 //! - Credentials found in a proxy URL are returned as [`ProxyCredentials`] (redacting `Debug`) next to
@@ -21,6 +22,7 @@
 pub mod blob;
 pub mod env;
 pub mod ie;
+pub mod live;
 pub mod netsh;
 pub mod proxy_list;
 pub mod regfile;
@@ -29,6 +31,7 @@ pub mod watch;
 #[cfg(windows)]
 pub mod windows;
 
+pub use live::{LiveConfig, live_watcher, read_and_select};
 pub use select::{Selected, SettingsInputs, Source, select};
 pub use watch::{SettingsSnapshot, SettingsWatcher};
 
