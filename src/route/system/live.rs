@@ -1,4 +1,4 @@
-//! Glue between the readers and [`select`]: reads the live sources a configured [`Source`] needs and
+//! Glue between the readers and [`select()`]: reads the live sources a configured [`Source`] needs and
 //! selects; [`live_watcher`] wraps that in a [`SettingsWatcher`] with the platform's address source.
 //!
 //! Only what the source needs is read: `static` and `pac` touch nothing, `ie`/`winhttp` read the
