@@ -741,7 +741,8 @@ fn linux_address_sources_parse_proc_files() {
         vec![ip("10.8.0.2"), ip("127.0.0.1")]
     );
     let if_inet6 = "00000000000000000000000000000001 01 80 10 80       lo\n\
-        fe800000000000000000000000000001 02 40 20 80     eth0\nbogus line\n";
+        fe800000000000000000000000000001 02 40 20 80     eth0\n\
+        20010db8000000001111222233334444 02 40 00 01     eth0\nbogus line\n";
     assert_eq!(parse_if_inet6(if_inet6), vec![ip("::1"), ip("fe80::1")]);
 }
 
@@ -774,4 +775,18 @@ fn live_reader_consults_env_only_when_chosen() {
         chosen(&read_and_select(&live, &bad).unwrap()),
         "static s.corp.test:8080"
     );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn linux_system_addresses_include_loopback_when_the_kernel_lists_it() {
+    let fib = std::fs::read_to_string("/proc/net/fib_trie").unwrap_or_default();
+    let addresses = exoproxy::route::system::watch::system_addresses();
+    if fib.contains("|-- 127.0.0.1") {
+        assert!(addresses.contains(&ip("127.0.0.1")), "{addresses:?}");
+    }
+    let mut sorted = addresses.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(addresses, sorted, "sorted and de-duplicated");
 }

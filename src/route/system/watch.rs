@@ -192,18 +192,19 @@ pub fn parse_fib_trie(text: &str) -> Vec<IpAddr> {
     sorted(out)
 }
 
-/// IPv6 addresses from `/proc/net/if_inet6`: the first field of each line, 32 hex digits.
+/// IPv6 addresses from `/proc/net/if_inet6` (`address ifindex prefixlen scope flags name`, hex).
+/// Temporary privacy addresses (flag `IFA_F_TEMPORARY` = 0x01) are skipped: they rotate daily and
+/// would look like a network change.
 pub fn parse_if_inet6(text: &str) -> Vec<IpAddr> {
-    let parse = |hex: &str| -> Option<IpAddr> {
+    const IFA_F_TEMPORARY: u32 = 0x01;
+    let parse = |line: &str| -> Option<IpAddr> {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (hex, flags) = (fields.first()?, fields.get(4)?);
+        let flags = u32::from_str_radix(flags, 16).ok()?;
         let bits = u128::from_str_radix(hex, 16)
             .ok()
             .filter(|_| hex.len() == 32)?;
-        Some(IpAddr::V6(bits.into()))
+        (flags & IFA_F_TEMPORARY == 0).then_some(IpAddr::V6(bits.into()))
     };
-    sorted(
-        text.lines()
-            .filter_map(|l| l.split_whitespace().next())
-            .filter_map(parse)
-            .collect(),
-    )
+    sorted(text.lines().filter_map(parse).collect())
 }
