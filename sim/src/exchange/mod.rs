@@ -96,8 +96,9 @@ pub struct ExchangeSettings {
 /// The Exchange Online emulator state: shells, affinity cookies, counters and settings.
 #[derive(Debug)]
 pub struct Exchange {
-    /// Settings and WS-Man shells share one lock: a request reads both at once.
+    /// WS-Man shells and affinity cookies; never held across an await (Receive waits on a Notify).
     state: Mutex<wsman::State>,
+    /// Read as a snapshot at the start of each request, so a control-plane change applies to the next one.
     settings: Mutex<ExchangeSettings>,
     /// Requests that reached this module, so tests can tell "refused by the proxy" from "refused here".
     requests: AtomicU64,
