@@ -87,6 +87,26 @@ async fn front_door_redirects_to_tenant_host_keeping_the_query() {
         resp.headers()["location"],
         "https://nam12b.outlook.office365.com/PowerShell-LiveID?BasicAuthToOAuthConversion=true;PSVersion=5.1.19041.1"
     );
+    let set_cookie = resp.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        set_cookie.starts_with("MS-WSMAN=")
+            && set_cookie.ends_with("; path=/PowerShell-LiveID; secure; HttpOnly")
+    );
+    // The cookie from the front door is honoured on the tenant host.
+    let front_cookie = set_cookie_value(&resp).unwrap();
+    let resp = env
+        .post(
+            TENANT_HOST,
+            &env.admin_auth(),
+            Some(&front_cookie),
+            create_body(),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers().get("set-cookie").is_none(),
+        "affinity already established"
+    );
     // The older URI and the S&C front door redirect too.
     let req = wsman_request(
         "ps.outlook.com",
@@ -113,7 +133,7 @@ async fn front_door_redirects_to_tenant_host_keeping_the_query() {
             .starts_with("https://nam12b.ps.compliance.protection.outlook.com/PowerShell-LiveID?"),
         "{location}"
     );
-    assert_eq!(env.ex.request_count(), 3);
+    assert_eq!(env.ex.request_count(), 4);
 }
 
 #[tokio::test]
@@ -546,6 +566,24 @@ async fn unknown_commands_fail_like_cmd_and_echo_works() {
     let body = body_text(&resp);
     assert!(body.contains("Name=\"stderr\""), "{body}");
     assert_eq!(element_text(&body, "ExitCode").as_deref(), Some("1"));
+}
+
+#[tokio::test]
+async fn reset_drops_shells_and_cookies() {
+    let env = Env::new(ExchangeSettings::default());
+    let auth = env.admin_auth();
+    let (shell, cookie) = env.open_shell(&auth).await;
+    env.ex.reset_shells();
+    assert_eq!(env.ex.open_shells(), 0);
+    let resp = env
+        .post(
+            TENANT_HOST,
+            &auth,
+            Some(&cookie),
+            command_body(&shell, "whoami"),
+        )
+        .await;
+    assert_eq!(fault_code(&resp), "2150858843");
 }
 
 #[test]

@@ -151,6 +151,12 @@ impl Exchange {
         lock(&self.state).shell_count()
     }
 
+    /// Forget every shell and affinity cookie (control plane: "the service restarted"); waiting
+    /// Receives wake up and answer the shell-not-found fault.
+    pub fn reset_shells(&self) {
+        lock(&self.state).clear();
+    }
+
     /// True when `host` is one of the Exchange or S&C hosts (incl. tenant hosts) this module serves.
     pub fn serves(host: &str) -> bool {
         HostInfo::classify(host).is_some()

@@ -2,7 +2,9 @@
 //!
 //! Order of checks, as a client meets them:
 //! 1. authentication (`auth::authenticate_rps`) → 401 on any failure, also on front doors;
-//! 2. a front door answers every authenticated POST with 302 to the tenant host, keeping the query;
+//! 2. a front door answers every authenticated POST with 302 to the tenant host, keeping the query,
+//!    and sets an `MS-WSMAN` cookie (host-only, so a browser-like jar keeps it for the front door; a
+//!    client or proxy that carries it to the tenant host is accepted there too);
 //! 3. on the tenant host a Create without a valid `MS-WSMAN` cookie starts a new affinity (the response
 //!    sets the cookie); any other action without it fails with the InvalidSelectors fault, like the
 //!    real load balancer sending the request to a server that does not know the shell;
@@ -66,7 +68,10 @@ pub(crate) async fn handle(
         Err(failure) => return auth::unauthorized(&failure, Scheme::Rps),
     };
     if info.front_door {
-        return redirect(info, &req);
+        let cookie = lock(&ex.state).issue_cookie(&who.user_key);
+        let mut resp = redirect(info, &req);
+        set_cookie(&mut resp, &cookie);
+        return resp;
     }
     let Ok(body) = std::str::from_utf8(req.body()) else {
         return fault_response(&Fault::unsupported("body is not UTF-8"), "", &info.name);
@@ -102,6 +107,14 @@ fn redirect(info: &HostInfo, req: &Request<Bytes>) -> Response<Bytes> {
         resp.headers_mut().insert(http::header::LOCATION, v);
     }
     resp
+}
+
+/// `Set-Cookie: MS-WSMAN=<value>; path=/PowerShell-LiveID; secure; HttpOnly` (§1.4).
+fn set_cookie(resp: &mut Response<Bytes>, value: &str) {
+    let cookie = format!("{COOKIE_NAME}={value}; path={COOKIE_PATH}; secure; HttpOnly");
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(http::header::SET_COOKIE, v);
+    }
 }
 
 /// The `MS-WSMAN` cookie value, if the client sent one.
@@ -141,10 +154,7 @@ impl Call<'_> {
             Err(fault) => self.fault(&fault),
         };
         if let Some(value) = new_cookie {
-            let cookie = format!("{COOKIE_NAME}={value}; path={COOKIE_PATH}; secure; HttpOnly");
-            if let Ok(v) = HeaderValue::from_str(&cookie) {
-                resp.headers_mut().append(http::header::SET_COOKIE, v);
-            }
+            set_cookie(&mut resp, &value);
         }
         resp
     }

@@ -58,6 +58,15 @@ impl State {
         self.shells.len()
     }
 
+    /// Drop all shells and cookies, waking every waiting Receive.
+    pub(crate) fn clear(&mut self) {
+        for shell in self.shells.values() {
+            shell.notify.notify_waiters();
+        }
+        self.shells.clear();
+        self.cookies.clear();
+    }
+
     /// Issue a new affinity cookie value for `user`.
     pub(crate) fn issue_cookie(&mut self, user: &str) -> String {
         let value = ids::opaque();
