@@ -33,7 +33,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use self::head::{HeadError, RequestHead};
@@ -116,7 +116,10 @@ impl Proxy {
         };
         let io = TokioIo::new(Rewind::new(buffered, stream));
         let proxy = self.clone();
-        let service = service_fn(move |req| proxy.clone().handle(req));
+        // Every tunnel spawned from this connection holds a clone of `alive`; the connection (and its
+        // slot under the connection limit) lasts until the last one is dropped.
+        let (alive, mut all_done) = mpsc::channel::<()>(1);
+        let service = service_fn(move |req| proxy.clone().handle(req, alive.clone()));
         let served = self
             .http1_builder(&head)
             .serve_connection(io, service)
@@ -124,6 +127,7 @@ impl Proxy {
         if let Err(e) = served.await {
             tracing::debug!(%peer, error = %e, "client connection ended with an error");
         }
+        let _ = all_done.recv().await;
     }
 
     /// Keep-alive only for CONNECT: hyper would add `Connection: close` to the 200 otherwise
@@ -142,12 +146,13 @@ impl Proxy {
     async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
+        alive: mpsc::Sender<()>,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let started = Instant::now();
         let method = req.method().clone();
         let uri = redact_uri(req.uri());
         let result = match method {
-            Method::CONNECT => self.connect(req, started).await,
+            Method::CONNECT => self.connect(req, started, alive).await,
             _ => self.forward(req, started).await,
         };
         Ok(result.unwrap_or_else(|err| {
@@ -163,6 +168,7 @@ impl Proxy {
         self: &Arc<Self>,
         req: Request<Incoming>,
         started: Instant,
+        alive: mpsc::Sender<()>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let authority = req
             .uri()
@@ -188,6 +194,7 @@ impl Proxy {
             tracing::info!(method = "CONNECT", %target, %decision, hop = %connected.hop, status = 200,
                 up = stats.up, down = stats.down, end = ?stats.end,
                 ms = started.elapsed().as_millis() as u64, "tunnel closed");
+            drop(alive);
         });
         Ok(Response::builder()
             .status(StatusCode::OK)

@@ -152,6 +152,7 @@ impl Upstream {
         target: &Target,
         decision: &Decision,
     ) -> Result<Connected, ProxyError> {
+        refuse_local_literal(target, decision)?;
         let (stream, hop) = self
             .failover(decision, |hop| self.tunnel_via(hop, target, decision))
             .await?;
@@ -164,6 +165,7 @@ impl Upstream {
         target: &Target,
         decision: &Decision,
     ) -> Result<HttpConnected, ProxyError> {
+        refuse_local_literal(target, decision)?;
         let (stream, hop) = self
             .failover(decision, |hop| self.http_via(hop, target, decision))
             .await?;
@@ -392,6 +394,26 @@ impl Upstream {
             true => self.credentials_for(proxy).map(auth::basic_authorization),
             false => None,
         }
+    }
+}
+
+/// A target that names a local address (`127.0.0.1`, `[::1]`, `localhost`, `*.localhost`) is refused
+/// before any hop is contacted, proxies included: through a proxy it would reach the proxy's own
+/// machine (BAD-22). Names that only *resolve* to local addresses are checked after resolution.
+fn refuse_local_literal(target: &Target, decision: &Decision) -> Result<(), ProxyError> {
+    if decision.allow_local {
+        return Ok(());
+    }
+    let local = match &target.host {
+        crate::target::Host::Ip(ip) => direct::is_local_ip(*ip),
+        crate::target::Host::Name(n) => &**n == "localhost" || n.ends_with(".localhost"),
+    };
+    match local {
+        true => Err(ProxyError::ConnectDenied {
+            target: target.to_string(),
+            reason: "it is a local address; add an allow_local rule if this is intended".into(),
+        }),
+        false => Ok(()),
     }
 }
 
