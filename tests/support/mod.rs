@@ -475,7 +475,7 @@ impl RawResponse {
 
     /// How many HTTP responses are in the text (BAD-10: exactly one).
     pub fn responses(&self) -> usize {
-        self.text.matches("HTTP/1.").count()
+        usize::from(self.text.starts_with("HTTP/1.")) + self.text.matches("\nHTTP/1.").count()
     }
 }
 
