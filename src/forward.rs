@@ -196,6 +196,11 @@ fn auth_failed(proxy: &ProxyEndpoint, challenges: &[auth::Challenge], sent: bool
 }
 
 fn upstream_error(peer: &str, e: &hyper::Error, idle: Duration) -> ProxyError {
+    // The body we were relaying is the client's: its framing error is the client's fault (BAD-5).
+    let client_body = std::error::Error::source(e).and_then(|s| s.downcast_ref::<hyper::Error>());
+    if let Some(body_error) = client_body {
+        return ProxyError::BadRequest(format!("malformed request body ({body_error})"));
+    }
     let timed_out = std::error::Error::source(e)
         .and_then(|s| s.downcast_ref::<std::io::Error>())
         .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);

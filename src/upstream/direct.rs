@@ -260,6 +260,28 @@ mod tests {
         assert!(is_own_addr("[::1]:3128".parse().unwrap(), &any));
     }
 
+    /// BAD-26 / SEC-8: a *name* that resolves to loopback is refused on the resolved address, and no
+    /// connection is made (`localhost` stands in for a rebinding name: it needs no DNS server).
+    #[tokio::test]
+    async fn name_resolving_to_loopback_is_refused_before_connecting() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let deny = AddrPolicy::Target { allow_local: false };
+        let t = Duration::from_secs(1);
+        let result = dial("localhost", port, deny, &[], t).await;
+        assert!(matches!(
+            result,
+            Err(HopError::Fatal(ProxyError::ConnectDenied { .. }))
+        ));
+        let accepted = tokio::time::timeout(Duration::from_millis(50), listener.accept()).await;
+        assert!(
+            accepted.is_err(),
+            "no connection may reach a refused address"
+        );
+        let allow = AddrPolicy::Target { allow_local: true };
+        assert!(dial("127.0.0.1", port, allow, &[], t).await.is_ok());
+    }
+
     #[test]
     fn target_policy_refuses_local_unless_allowed() {
         let addr: SocketAddr = "127.0.0.1:443".parse().unwrap();
