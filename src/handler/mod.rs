@@ -159,7 +159,7 @@ impl Proxy {
             let rescue = rescue::Rescue::of(&err);
             tracing::info!(%method, target = %uri, status = rescue.status.as_u16(), code = %rescue.code,
                 error = %err, ms = started.elapsed().as_millis() as u64, "refused");
-            rescue.response(&err).map(|b| b.map_err(|never| match never {}).boxed())
+            rescue.response().map(|b| b.map_err(|never| match never {}).boxed())
         }))
     }
 

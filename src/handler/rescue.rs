@@ -23,6 +23,8 @@ pub struct Rescue {
     pub code: Cow<'static, str>,
     /// What failed and what to do, one or two sentences.
     pub message: String,
+    /// Seconds for `Retry-After`, when waiting helps.
+    pub retry_after: Option<u64>,
 }
 
 // === impl Rescue ===
@@ -135,11 +137,12 @@ impl Rescue {
             status,
             code,
             message: format!("{}: {hint}.", describe(err)),
+            retry_after: retry_after(err),
         }
     }
 
     /// The response for hyper.
-    pub fn response(&self, err: &ProxyError) -> Response<Full<Bytes>> {
+    pub fn response(&self) -> Response<Full<Bytes>> {
         let mut response = Response::new(Full::new(Bytes::from(self.body())));
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
@@ -151,7 +154,7 @@ impl Rescue {
         if let Ok(code) = HeaderValue::from_str(&self.code) {
             headers.insert(ERROR_HEADER, code);
         }
-        if let Some(secs) = retry_after(err) {
+        if let Some(secs) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
@@ -160,8 +163,12 @@ impl Rescue {
     /// The same response as raw HTTP/1.1 bytes, for errors found before hyper owns the connection.
     pub fn to_http1(&self) -> Vec<u8> {
         let body = self.body();
+        let retry = self
+            .retry_after
+            .map(|s| format!("Retry-After: {s}\r\n"))
+            .unwrap_or_default();
         format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n{ERROR_HEADER}: {}\r\nContent-Length: {}\r\n\r\n{body}",
+            "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n{ERROR_HEADER}: {}\r\n{retry}Content-Length: {}\r\n\r\n{body}",
             self.status.as_u16(),
             self.status.canonical_reason().unwrap_or(""),
             self.code,
@@ -193,7 +200,85 @@ fn retry_after(err: &ProxyError) -> Option<u64> {
 
 /// Shorthand for handlers: the response for an error.
 pub fn rescue(err: &ProxyError) -> Response<Full<Bytes>> {
-    Rescue::of(err).response(err)
+    Rescue::of(err).response()
+}
+
+/// One example of every [`ProxyError`] variant, for the docs table and the completeness test.
+pub fn examples() -> Vec<ProxyError> {
+    use std::time::Duration;
+    let s = |v: &str| v.to_string();
+    vec![
+        ProxyError::BadRequest(s("both Content-Length and Transfer-Encoding")),
+        ProxyError::HeadersTooLarge(s("more than 100 header fields")),
+        ProxyError::UriTooLong(s("the request line is longer than 16384 bytes")),
+        ProxyError::NotAProxyRequest,
+        ProxyError::MethodNotAllowed(s("TRACE")),
+        ProxyError::ConnectDenied {
+            target: s("localhost:443"),
+            reason: s("it is a local address"),
+        },
+        ProxyError::PlainHttpToIntercepted {
+            host: s("outlook.office365.com"),
+        },
+        ProxyError::UpstreamUnreachable {
+            target: s("proxy proxy.corp:8080"),
+            detail: s("connection refused"),
+        },
+        ProxyError::UpstreamTimeout {
+            target: s("proxy proxy.corp:8080"),
+            after: Duration::from_secs(10),
+            detail: s("no answer to CONNECT"),
+        },
+        ProxyError::UpstreamAuthFailed {
+            proxy: s("proxy.corp:8080"),
+            offered: s("offered: NTLM; no supported scheme"),
+        },
+        ProxyError::UpstreamRefused {
+            proxy: s("proxy.corp:8080"),
+            detail: s("it answered 403 Forbidden"),
+        },
+        ProxyError::UpstreamBadResponse {
+            peer: s("origin.example:80"),
+            detail: s("invalid HTTP version"),
+        },
+        ProxyError::ProxyLoop(s("127.0.0.1:3128")),
+        ProxyError::UpstreamTls {
+            host: s("outlook.office365.com"),
+            kind: "expired",
+            detail: s("certificate expired"),
+        },
+        ProxyError::Pac(s("evaluation timed out")),
+        ProxyError::PacInvalidResult(s("SOCKS5 a:1")),
+        ProxyError::ClientNotAuthorized(s("the socket belongs to another user")),
+        ProxyError::TokenUnavailable {
+            account: s("admin@contoso.com"),
+            detail: s("token endpoint unreachable"),
+            retry_after: Some(Duration::from_secs(20)),
+        },
+        ProxyError::SignInRequired {
+            account: s("admin@contoso.com"),
+            detail: s("refresh token revoked"),
+        },
+        ProxyError::Overloaded(s("too many open connections")),
+        ProxyError::Internal(s("bug")),
+    ]
+}
+
+/// The catalogue as a Markdown table (status, code, example message), generated from the table
+/// itself so that the docs cannot drift (REL-5).
+pub fn docs_table() -> String {
+    let mut out =
+        String::from("| Status | X-LocalProxy-Error | Example message |\n|---|---|---|\n");
+    for err in examples() {
+        let r = Rescue::of(&err);
+        out.push_str(&format!(
+            "| {} | `{}` | {} |\n",
+            r.status.as_u16(),
+            r.code,
+            r.message
+        ));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ fn row(err: ProxyError, status: u16, code: &str, says: &[&str]) {
             rescue.message
         );
     }
-    let response = rescue.response(&err);
+    let response = rescue.response();
     assert_eq!(response.headers()[ERROR_HEADER], code);
     assert_eq!(response.headers()["connection"], "close");
     assert!(
@@ -181,10 +181,9 @@ fn service_rows() {
         retry_after: Some(Duration::from_secs(20)),
     };
     row(err.clone(), 503, "token_unavailable", &["a@b", "IdP down"]);
-    assert_eq!(
-        Rescue::of(&err).response(&err).headers()["retry-after"],
-        "20"
-    );
+    assert_eq!(Rescue::of(&err).response().headers()["retry-after"], "20");
+    let raw = String::from_utf8(Rescue::of(&err).to_http1()).unwrap();
+    assert!(raw.contains("Retry-After: 20\r\n"), "{raw}");
     row(
         ProxyError::SignInRequired {
             account: s("a@b"),
@@ -215,4 +214,23 @@ fn internal_detail_is_not_shown() {
             .message
             .contains("secret-ish")
     );
+}
+
+#[test]
+fn every_variant_has_a_distinct_code_and_an_allowed_status() {
+    let allowed = [400, 403, 405, 407, 413, 414, 421, 431, 500, 502, 503, 504];
+    let mut codes = std::collections::HashSet::new();
+    for err in examples() {
+        let r = Rescue::of(&err);
+        assert!(allowed.contains(&r.status.as_u16()), "{err:?}");
+        assert!(
+            codes.insert(r.code.to_string()),
+            "duplicate code {}",
+            r.code
+        );
+        assert!(r.message.ends_with('.'), "{}", r.message);
+    }
+    assert_eq!(codes.len(), examples().len());
+    let table = docs_table();
+    assert!(table.contains("| 502 | `proxy_loop` |"), "{table}");
 }
