@@ -372,3 +372,59 @@ impl Resolve for SelfRoute {
         Box::pin(async move { Ok(decision) })
     }
 }
+
+#[tokio::test]
+async fn bad_9_expect_continue_and_upgrade_with_pipelined_request() {
+    for chained in [false, true] {
+        let rig = Rig::new(chained).await;
+        let url = rig.origin_url();
+        let with_body = format!(
+            "POST {url}/ HTTP/1.1\r\nHost: o\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello"
+        );
+        let response = raw(rig.proxy.addr, with_body.as_bytes()).await;
+        assert!(response.text.contains("200 OK"), "{}", response.text);
+        assert!(response.text.ends_with("body=hello"), "{}", response.text);
+        let no_body = format!("GET {url}/ HTTP/1.1\r\nHost: o\r\nExpect: 100-continue\r\n\r\n");
+        assert_eq!(raw(rig.proxy.addr, no_body.as_bytes()).await.status(), 200);
+        // Upgrade is hop-by-hop: not relayed, and the pipelined request behind it is never read.
+        let upgrade = format!(
+            "GET {url}/ws HTTP/1.1\r\nHost: o\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nGET {url}/smuggled HTTP/1.1\r\nHost: o\r\n\r\n"
+        );
+        let response = raw(rig.proxy.addr, upgrade.as_bytes()).await;
+        assert_eq!(response.status(), 200, "{}", response.text);
+        assert_eq!(response.responses(), 1);
+        let heads = rig.origin.heads.lock().unwrap().clone();
+        assert_eq!(heads.len(), 3, "{heads:?}");
+        assert!(!heads.iter().any(|h| h.contains("smuggled")), "{heads:?}");
+        assert_eq!(header(&heads[2], "upgrade"), None, "{}", heads[2]);
+    }
+}
+
+#[tokio::test]
+async fn bad_32_many_connects_to_a_closed_port_fail_fast_without_fd_growth() {
+    let closed = dead_port().await;
+    let proxy = start_proxy(direct(), direct_config(closed.port()), test_limits()).await;
+    let fds = || {
+        std::fs::read_dir("/proc/self/fd")
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let target = format!("{ORIGIN_HOST}:{}", closed.port());
+    let baseline = fds();
+    let started = std::time::Instant::now();
+    for _ in 0..300 {
+        let response = raw(proxy.addr, &connect_req(&target)).await;
+        assert_eq!(response.code(), "upstream_unreachable", "{}", response.text);
+    }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(
+        fds() <= baseline + 8,
+        "fds grew from {baseline} to {}",
+        fds()
+    );
+}

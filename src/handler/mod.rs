@@ -163,7 +163,7 @@ impl Proxy {
         }))
     }
 
-    /// CONNECT: decide, dial first, then 200 and splice in the background.
+    /// CONNECT: parse the authority strictly, decide, then act on the decision.
     async fn connect(
         self: &Arc<Self>,
         req: Request<Incoming>,
@@ -177,8 +177,25 @@ impl Proxy {
             .unwrap_or_default();
         let target = Target::parse_connect(authority).map_err(|e| ProxyError::BadRequest(e.0))?;
         let decision = self.decide(&target).await?;
-        // Issue 4: `Action::Intercept` gets its own branch here (mint a certificate, terminate TLS).
-        // Until then it is relayed blind like `Action::Tunnel`.
+        match decision.action {
+            // Issue 4 replaces this arm: mint a certificate, terminate TLS, inject the token. Until
+            // then an intercepted target is relayed blind, exactly like a tunnel.
+            Action::Intercept { .. } => self.tunnel(req, target, decision, started, alive).await,
+            Action::Tunnel | Action::Block { .. } => {
+                self.tunnel(req, target, decision, started, alive).await
+            }
+        }
+    }
+
+    /// Dial first; only then answer 200 and splice in the background, logging one line at the end.
+    async fn tunnel(
+        &self,
+        req: Request<Incoming>,
+        target: Target,
+        decision: Decision,
+        started: Instant,
+        alive: mpsc::Sender<()>,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
         let connected = self.upstream.connect(&target, &decision).await?;
         let idle = self.limits.tunnel_idle;
         tokio::spawn(async move {

@@ -332,35 +332,7 @@ impl Upstream {
             match reply {
                 ConnectReply::Established => return Ok(stream),
                 ConnectReply::AuthRequired(challenges) => {
-                    let offers_basic = challenges.iter().any(|c| c.is("Basic"));
-                    if challenges.is_empty() {
-                        return Err(HopError::Fatal(refused(
-                            proxy,
-                            "407 without Proxy-Authenticate",
-                        )));
-                    }
-                    match (&auth, offers_basic) {
-                        (None, true) => match self.basic_requested(proxy) {
-                            Some(header) => auth = Some(header),
-                            None => {
-                                return Err(auth_failed(
-                                    proxy,
-                                    &challenges,
-                                    "no credentials are configured for it",
-                                ));
-                            }
-                        },
-                        (Some(_), _) => {
-                            return Err(auth_failed(
-                                proxy,
-                                &challenges,
-                                "it rejected the configured credentials",
-                            ));
-                        }
-                        (None, false) => {
-                            return Err(auth_failed(proxy, &challenges, "no supported scheme"));
-                        }
-                    }
+                    auth = Some(self.answer_407(proxy, &challenges, auth.is_some())?);
                 }
                 ConnectReply::Refused(status) => {
                     return Err(HopError::Fatal(refused(
@@ -373,6 +345,34 @@ impl Upstream {
                 }
             }
         }
+    }
+
+    /// What to send after a 407: Basic credentials, if the proxy offered Basic, we have credentials
+    /// for it and have not sent them yet. Anything else is a clear failure naming the offered schemes.
+    fn answer_407(
+        &self,
+        proxy: &ProxyEndpoint,
+        challenges: &[auth::Challenge],
+        already_sent: bool,
+    ) -> Result<ProxyAuthorization, HopError> {
+        if challenges.is_empty() {
+            return Err(HopError::Fatal(refused(
+                proxy,
+                "407 without Proxy-Authenticate",
+            )));
+        }
+        if already_sent {
+            return Err(auth_failed(
+                proxy,
+                challenges,
+                "it rejected the configured credentials",
+            ));
+        }
+        if !challenges.iter().any(|c| c.is("Basic")) {
+            return Err(auth_failed(proxy, challenges, "no supported scheme"));
+        }
+        self.basic_requested(proxy)
+            .ok_or_else(|| auth_failed(proxy, challenges, "no credentials are configured for it"))
     }
 
     fn credentials_for(&self, proxy: &ProxyEndpoint) -> Option<&ProxyCredentials> {
