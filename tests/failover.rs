@@ -250,3 +250,28 @@ async fn flt_4_bad_proxies_are_still_tried_when_nothing_else_is_left() {
     assert_eq!(connect_status(&proxy, &origin).await.status(), 200);
     assert_eq!(recovered.connections(), 1);
 }
+
+#[tokio::test]
+async fn flt_2_total_budget_bounds_the_whole_failover() {
+    let origin = start_origin().await;
+    let (a, b) = (
+        start_stub(StubMode::Blackhole).await,
+        start_stub(StubMode::Blackhole).await,
+    );
+    let config = UpstreamConfig {
+        connect_reply_timeout: Duration::from_secs(5),
+        total_timeout: Duration::from_millis(400),
+        ..test_upstream()
+    };
+    let proxy = start_proxy(via(&[a.addr, b.addr]), config, test_limits()).await;
+    let started = Instant::now();
+    let response = connect_status(&proxy, &origin).await;
+    assert_eq!(response.status(), 504, "{}", response.text);
+    assert_eq!(response.code(), "upstream_timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(b.connections(), 0, "the budget ran out on the first hop");
+}

@@ -32,6 +32,68 @@ pub(crate) struct DialPlan {
     pub(crate) mapped: bool,
 }
 
+// === impl ConnectTo ===
+
+impl ConnectTo {
+    /// Parses `HOST:PORT:ADDR:PORT` as curl's `--connect-to` does: an empty HOST or PORT matches
+    /// any; IPv6 literals are written in brackets (`[::1]:443:[::1]:8443`). ADDR and its PORT are
+    /// required here (curl would fall back to the original; a config entry should say what it means).
+    pub fn parse(s: &str) -> Result<ConnectTo, String> {
+        let parts = split_colons_outside_brackets(s);
+        let [host, port, to_host, to_port] = parts.as_slice() else {
+            return Err(format!("connect_to {s:?}: expected HOST:PORT:ADDR:PORT"));
+        };
+        let port_of = |p: &str| {
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("connect_to {s:?}: invalid port {p:?}"))
+        };
+        let port = match port.is_empty() {
+            true => None,
+            false => Some(port_of(port)?),
+        };
+        if to_host.is_empty() || to_port.is_empty() {
+            return Err(format!("connect_to {s:?}: ADDR and its PORT are required"));
+        }
+        Ok(ConnectTo {
+            host: normalise_host(host),
+            port,
+            to_host: unbracket(to_host).to_string(),
+            to_port: port_of(to_port)?,
+        })
+    }
+}
+
+fn split_colons_outside_brackets(s: &str) -> Vec<&str> {
+    let (mut parts, mut start, mut depth) = (Vec::new(), 0, 0u32);
+    for (i, c) in s.char_indices() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth = depth.saturating_sub(1),
+            ':' if depth == 0 => {
+                parts.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&s[start..]);
+    parts
+}
+
+fn unbracket(h: &str) -> &str {
+    h.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(h)
+}
+
+/// The form targets are compared in: lower case, no trailing dot, IPv6 without brackets.
+fn normalise_host(h: &str) -> String {
+    let h = unbracket(h);
+    h.strip_suffix('.').unwrap_or(h).to_ascii_lowercase()
+}
+
 // === impl DialPlan ===
 
 impl DialPlan {
@@ -228,6 +290,32 @@ mod tests {
             (plan.host.as_str(), plan.port, plan.mapped),
             ("a.test", 444, false)
         );
+    }
+
+    #[test]
+    fn connect_to_parses_curl_syntax() {
+        assert_eq!(
+            ConnectTo::parse("Outlook.Office365.com.:443:127.0.0.1:8443").unwrap(),
+            map("outlook.office365.com", Some(443), "127.0.0.1", 8443)
+        );
+        assert_eq!(
+            ConnectTo::parse("::[::1]:9").unwrap(),
+            map("", None, "::1", 9)
+        );
+        assert_eq!(
+            ConnectTo::parse("[::1]:443:localhost:1").unwrap(),
+            map("::1", Some(443), "localhost", 1)
+        );
+        for bad in [
+            "a:443:b",
+            "a:443:b:0",
+            "a:x:b:1",
+            "a:443::1",
+            "a:443:b:",
+            "a:1:b:2:3",
+        ] {
+            assert!(ConnectTo::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
