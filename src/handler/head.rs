@@ -146,6 +146,9 @@ fn check_method(head: &RequestHead) -> Result<(), ProxyError> {
 
 /// CONNECT takes `host:port`; everything else must be absolute-form `http://` (BAD-12).
 fn check_target(head: &RequestHead) -> Result<(), ProxyError> {
+    if has_userinfo(&head.target) {
+        return Err(userinfo_refused());
+    }
     if head.is_connect() {
         return Target::parse_connect(&head.target)
             .map(|_| ())
@@ -156,12 +159,29 @@ fn check_target(head: &RequestHead) -> Result<(), ProxyError> {
         return Err(ProxyError::NotAProxyRequest);
     }
     if t.len() < 7 || !t[..7].eq_ignore_ascii_case(b"http://") {
+        let scheme = head.target.split(':').next().unwrap_or_default();
         return Err(bad(format!(
-            "unsupported request-target {:?}: send http:// URLs in absolute form, use CONNECT for https",
-            truncate(&head.target)
+            "unsupported request-target scheme {:?}: send http:// URLs in absolute form, use CONNECT for https",
+            truncate(scheme)
         )));
     }
     Ok(())
+}
+
+/// True when the authority of a request-target carries `user[:password]@`. Such targets are refused
+/// without echoing them, so that the credentials reach neither the log nor the response.
+pub fn has_userinfo(target: &str) -> bool {
+    let rest = target.split_once("://").map_or(target, |(_, rest)| rest);
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    rest[..authority_end].contains('@')
+}
+
+/// The refusal for [`has_userinfo`] targets.
+pub fn userinfo_refused() -> ProxyError {
+    bad(
+        "credentials in the URL are not accepted; configure the client's proxy settings instead"
+            .into(),
+    )
 }
 
 /// The framing headers of a request, checked strictly.

@@ -175,6 +175,9 @@ impl Proxy {
             .authority()
             .map(|a| a.as_str())
             .unwrap_or_default();
+        if head::has_userinfo(authority) {
+            return Err(head::userinfo_refused());
+        }
         let target = Target::parse_connect(authority).map_err(|e| ProxyError::BadRequest(e.0))?;
         let decision = self.decide(&target).await?;
         match decision.action {
@@ -230,6 +233,9 @@ impl Proxy {
             (Some(s), Some(a)) if s.eq_ignore_ascii_case("http") => a.as_str(),
             _ => return Err(ProxyError::NotAProxyRequest),
         };
+        if head::has_userinfo(authority) {
+            return Err(head::userinfo_refused());
+        }
         let target =
             Target::from_http_authority(authority).map_err(|e| ProxyError::BadRequest(e.0))?;
         let decision = self.decide(&target).await?;

@@ -251,3 +251,17 @@ fn bad_29_connect_with_body() {
 fn duplicate_host_is_rejected() {
     assert_eq!(code(&format!("{GET}Host: other.test\r\n\r\n")), "400");
 }
+
+#[test]
+fn userinfo_is_refused_without_echo() {
+    for raw in [
+        "GET http://user:pw@o.test/ HTTP/1.1\r\nHost: o\r\n\r\n",
+        "CONNECT user:pw@o.test:443 HTTP/1.1\r\nHost: o\r\n\r\n",
+        "GET https://user:pw@o.test/ HTTP/1.1\r\nHost: o\r\n\r\n",
+    ] {
+        let err = check(raw).unwrap_err();
+        assert!(!err.to_string().contains("pw"), "{err}");
+    }
+    assert!(!has_userinfo("http://o.test/a@b"));
+    assert!(has_userinfo("o.test@evil:443"));
+}
