@@ -55,18 +55,29 @@ pub async fn read_head<S: AsyncRead + Unpin>(
     let mut buf = BytesMut::with_capacity(4096);
     let mut deadline = Instant::now() + limits.client_idle;
     loop {
+        let before = buf.len();
         let read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf)).await;
         match read {
             Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return Err(HeadError::Gone),
-            Ok(Ok(n)) if n == buf.len() => {
-                deadline = Instant::now() + limits.header_read_timeout;
-            }
+            Ok(Ok(_)) if before == 0 => deadline = Instant::now() + limits.header_read_timeout,
             Ok(Ok(_)) => {}
+        }
+        if !worth_parsing(&buf, before, limits) {
+            continue;
         }
         if let Some(head) = check_head(&buf, limits).map_err(HeadError::Reject)? {
             return Ok((head, buf.freeze()));
         }
     }
+}
+
+/// Parse again only when a line ended or a limit may have been crossed: a client trickling one byte
+/// at a time must not make us re-parse a 64 KiB buffer per byte.
+fn worth_parsing(buf: &[u8], before: usize, limits: &Limits) -> bool {
+    let line_ended = buf[before..].contains(&b'\n');
+    let first_line_too_long =
+        buf.len() > limits.max_request_line && !buf[..before].contains(&b'\n');
+    line_ended || first_line_too_long || buf.len() > limits.max_head_bytes
 }
 
 /// Checks a buffer that starts with a request head. `Ok(None)`: incomplete, read more.

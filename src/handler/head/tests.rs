@@ -265,3 +265,32 @@ fn userinfo_is_refused_without_echo() {
     assert!(!has_userinfo("http://o.test/a@b"));
     assert!(has_userinfo("o.test@evil:443"));
 }
+
+#[tokio::test]
+async fn read_head_trickled_and_oversized() {
+    let limits = Limits::default();
+    let (mut client, mut server) = tokio::io::duplex(1 << 20);
+    let reader = tokio::spawn(async move { read_head(&mut server, &Limits::default()).await });
+    for b in GET.bytes().chain(*b"\r\nnext") {
+        tokio::io::AsyncWriteExt::write_all(&mut client, &[b])
+            .await
+            .unwrap();
+    }
+    let (head, buffered) = reader.await.unwrap().unwrap();
+    assert_eq!(head.head_len, GET.len() + 2);
+    assert!(buffered.len() >= head.head_len);
+
+    let (mut client, mut server) = tokio::io::duplex(1 << 20);
+    let long = format!(
+        "GET http://o.test/{} HTTP/1.1",
+        "a".repeat(limits.max_request_line)
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut client, long.as_bytes())
+        .await
+        .unwrap();
+    let result = read_head(&mut server, &limits).await;
+    assert!(
+        matches!(result, Err(HeadError::Reject(ProxyError::UriTooLong(_)))),
+        "{result:?}"
+    );
+}
