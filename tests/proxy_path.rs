@@ -213,3 +213,23 @@ async fn overload_gets_503_and_drain_waits_for_in_flight() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn http10_connect_works() {
+    let origin = start_origin().await;
+    let proxy = start_proxy(direct(), direct_config(origin.addr.port()), test_limits()).await;
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let req = format!(
+        "CONNECT {ORIGIN_HOST}:{} HTTP/1.0\r\n\r\n",
+        origin.addr.port()
+    );
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let (head, rest) = read_head(&mut stream).await.unwrap();
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    assert!(rest.is_empty());
+    let response = get_over(&mut stream, "/old", ORIGIN_HOST).await;
+    assert!(response.contains("GET /old"), "{response}");
+}
