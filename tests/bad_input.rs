@@ -428,3 +428,35 @@ async fn bad_32_many_connects_to_a_closed_port_fail_fast_without_fd_growth() {
         fds()
     );
 }
+
+#[tokio::test]
+async fn bad_24_own_ipv6_listener_by_alias() {
+    let origin = start_origin().await;
+    let decision = Decision {
+        allow_local: true,
+        ..direct()
+    };
+    let resolver = Arc::new(FixedRoute(decision));
+    let proxy = start_proxy_at(
+        "[::1]:0",
+        resolver,
+        direct_config(origin.addr.port()),
+        test_limits(),
+    )
+    .await;
+    let port = proxy.addr.port();
+    for host in ["[::1]", "[::]", "[0:0:0:0:0:0:0:1]"] {
+        let response = raw(proxy.addr, &connect_req(&format!("{host}:{port}"))).await;
+        assert_eq!(response.status(), 403, "{host}: {}", response.text);
+        assert_eq!(response.code(), "connect_denied");
+    }
+    // The same proxy still serves a real target over IPv6 loopback.
+    let (head, _, mut tunnel) =
+        connect(proxy.addr, &format!("{ORIGIN_HOST}:{}", origin.addr.port())).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        get_over(&mut tunnel, "/v6", ORIGIN_HOST)
+            .await
+            .contains("GET /v6")
+    );
+}

@@ -91,10 +91,20 @@ pub async fn start_proxy(decision: Decision, config: UpstreamConfig, limits: Lim
 
 pub async fn start_proxy_with(
     resolver: Arc<dyn Resolve>,
+    config: UpstreamConfig,
+    limits: Limits,
+) -> TestProxy {
+    start_proxy_at("127.0.0.1:0", resolver, config, limits).await
+}
+
+/// The proxy bound to `bind` (`127.0.0.1:0` or `[::1]:0`).
+pub async fn start_proxy_at(
+    bind: &str,
+    resolver: Arc<dyn Resolve>,
     mut config: UpstreamConfig,
     limits: Limits,
 ) -> TestProxy {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = TcpListener::bind(bind).await.unwrap();
     let addr = listener.local_addr().unwrap();
     config.own_addrs.push(addr);
     let proxy = Arc::new(Proxy::with_resolver(
