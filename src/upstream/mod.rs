@@ -6,9 +6,14 @@
 //!   client only after [`Upstream::connect`] returned.
 //! - Hops are tried left to right on connect-level errors only; a proxy that failed is skipped for
 //!   `bad_proxy_ttl` (5 min, Chromium semantics), measured on tokio's clock.
-//! - Resolved addresses that are loopback, link-local, unspecified or one of `own_addrs` are refused
-//!   unless `decision.allow_local` or a `connect_to` mapping applies (BAD-22…BAD-26).
-//! - Credentials go only to proxies listed in `credentials` (PAC-14); they are never logged.
+//! - Resolved addresses that are loopback, link-local or unspecified are refused unless
+//!   `decision.allow_local` or a `connect_to` mapping applies (BAD-22…BAD-26); targets that *name* a
+//!   local address are refused before any hop is contacted, proxies included. Our own listen
+//!   addresses (`own_addrs`) are always refused: as a target (403) and as a hop (`proxy_loop`, BAD-30).
+//! - Only connect-level failures (refused, reset, timeout, unresolvable) move to the next hop and mark
+//!   a proxy bad; a 407, a 403 or a malformed CONNECT reply stops at that proxy (FLT-3, BAD-18).
+//! - Credentials go only to proxies listed in `credentials` (PAC-14), and only after that proxy asked
+//!   for Basic with a 407; they are never logged.
 
 pub mod auth;
 mod chain;
