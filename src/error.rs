@@ -13,6 +13,12 @@ pub enum ProxyError {
     /// The client's request is malformed (framing, request-target, headers).
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// The request head is over the size or field-count limit (BAD-8).
+    #[error("request header block too large: {0}")]
+    HeadersTooLarge(String),
+    /// The request line is longer than the proxy accepts (BAD-7).
+    #[error("request URI too long: {0}")]
+    UriTooLong(String),
     /// Origin-form request sent to the proxy port (BAD-12).
     #[error("this is a proxy: send absolute-form requests or CONNECT")]
     NotAProxyRequest,
@@ -41,6 +47,10 @@ pub enum ProxyError {
     /// The upstream proxy answered CONNECT with something other than a clean 2xx (BAD-18).
     #[error("proxy {proxy} refused the tunnel: {detail}")]
     UpstreamRefused { proxy: String, detail: String },
+    /// The origin or proxy sent something that is not a usable HTTP response (BAD-17), or closed the
+    /// connection before answering.
+    #[error("{peer} sent no usable response: {detail}")]
+    UpstreamBadResponse { peer: String, detail: String },
     /// A route points back at this proxy (BAD-30).
     #[error("routing loop: {0} is this proxy")]
     ProxyLoop(String),

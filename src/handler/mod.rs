@@ -1,4 +1,305 @@
-//! Per-request orchestration: parse the request, ask `route` for a decision, dial through `upstream`,
-//! then tunnel, forward or intercept. Errors go to `rescue`, the single error → response table.
+//! Per-connection and per-request orchestration: guard the head, ask `route` for a decision, dial
+//! through `upstream`, then tunnel, forward or (issue 4) intercept. Errors go to [`rescue`], the single
+//! error → response table.
+//!
+//! Contract:
+//! - The head guard ([`head`]) runs before hyper: rejected input gets our 4xx and the connection is
+//!   closed; nothing reaches `route` or `upstream`.
+//! - CONNECT: dial first, answer 200 only once the upstream stream exists (no body, no
+//!   Content-Length, no Transfer-Encoding, no `Connection: close`: BAD-35), then splice.
+//! - Absolute-form `http://`: one request per client connection (each request passes the guard), the
+//!   response is relayed with hop-by-hop headers removed.
+//! - One log line per request or tunnel: target, decision, hop, status, bytes, duration; never
+//!   credentials.
 
+pub mod head;
+pub mod io;
 pub mod rescue;
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use self::head::{HeadError, RequestHead};
+use self::io::Rewind;
+use crate::error::ProxyError;
+use crate::listener::Limits;
+use crate::route::Router;
+use crate::target::{Action, Decision, Target};
+use crate::tunnel::{self, SpliceStats};
+use crate::upstream::Upstream;
+
+/// The body of every response the proxy sends.
+pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// A boxed, sendable future, for [`Resolve`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where decisions come from: the [`Router`] in the product, a fixed decision in tests.
+pub trait Resolve: Send + Sync + fmt::Debug {
+    fn resolve<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<Decision, ProxyError>>;
+}
+
+/// Shared state of the request path (`Arc<Proxy>`).
+#[derive(Debug)]
+pub struct Proxy {
+    resolver: Arc<dyn Resolve>,
+    upstream: Arc<Upstream>,
+    limits: Limits,
+}
+
+// === impl Resolve for Router ===
+
+impl Resolve for Router {
+    fn resolve<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<Decision, ProxyError>> {
+        Box::pin(Router::resolve(self, target))
+    }
+}
+
+// === impl Proxy ===
+
+impl Proxy {
+    /// The product wiring: decisions from the router.
+    pub fn new(router: Arc<Router>, upstream: Arc<Upstream>, limits: Limits) -> Proxy {
+        Proxy::with_resolver(router, upstream, limits)
+    }
+
+    /// Any decision source (tests use a fixed [`Decision`]).
+    pub fn with_resolver(
+        resolver: Arc<dyn Resolve>,
+        upstream: Arc<Upstream>,
+        limits: Limits,
+    ) -> Proxy {
+        Proxy {
+            resolver,
+            upstream,
+            limits,
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Serves one client connection: the guarded head, then hyper for exactly that request (CONNECT
+    /// upgrades to a tunnel). `stop` cancels a connection still waiting for its head.
+    pub(crate) async fn serve_connection(
+        self: Arc<Self>,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let read = tokio::select! {
+            read = head::read_head(&mut stream, &self.limits) => read,
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        };
+        let (head, buffered) = match read {
+            Ok(ok) => ok,
+            Err(HeadError::Gone) => return,
+            Err(HeadError::Reject(err)) => return reject_raw(stream, peer, &err).await,
+        };
+        let io = TokioIo::new(Rewind::new(buffered, stream));
+        let proxy = self.clone();
+        // Every tunnel spawned from this connection holds a clone of `alive`; the connection (and its
+        // slot under the connection limit) lasts until the last one is dropped.
+        let (alive, mut all_done) = mpsc::channel::<()>(1);
+        let service = service_fn(move |req| proxy.clone().handle(req, alive.clone()));
+        let served = self
+            .http1_builder(&head)
+            .serve_connection(io, service)
+            .with_upgrades();
+        if let Err(e) = served.await {
+            tracing::debug!(%peer, error = %e, "client connection ended with an error");
+        }
+        let _ = all_done.recv().await;
+    }
+
+    /// Keep-alive only for CONNECT: hyper would add `Connection: close` to the 200 otherwise
+    /// (BAD-35), while plain requests end the connection so that every request passes the guard.
+    fn http1_builder(&self, head: &RequestHead) -> http1::Builder {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.limits.header_read_timeout)
+            .max_headers(self.limits.max_headers)
+            .max_buf_size((self.limits.max_head_bytes + 1024).max(8192))
+            .keep_alive(head.is_connect());
+        builder
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        alive: mpsc::Sender<()>,
+    ) -> Result<Response<ProxyBody>, Infallible> {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let uri = redact_uri(req.uri());
+        let result = match method {
+            Method::CONNECT => self.connect(req, started, alive).await,
+            _ => self.forward(req, started).await,
+        };
+        Ok(result.unwrap_or_else(|err| {
+            let rescue = rescue::Rescue::of(&err);
+            tracing::info!(%method, target = %uri, status = rescue.status.as_u16(), code = %rescue.code,
+                error = %err, ms = started.elapsed().as_millis() as u64, "refused");
+            rescue.response().map(|b| b.map_err(|never| match never {}).boxed())
+        }))
+    }
+
+    /// CONNECT: parse the authority strictly, decide, then act on the decision.
+    async fn connect(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        started: Instant,
+        alive: mpsc::Sender<()>,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let authority = req
+            .uri()
+            .authority()
+            .map(|a| a.as_str())
+            .unwrap_or_default();
+        if head::has_userinfo(authority) {
+            return Err(head::userinfo_refused());
+        }
+        let target = Target::parse_connect(authority).map_err(|e| ProxyError::BadRequest(e.0))?;
+        let decision = self.decide(&target).await?;
+        match decision.action {
+            // Issue 4 replaces this arm: mint a certificate, terminate TLS, inject the token. Until
+            // then an intercepted target is relayed blind, exactly like a tunnel.
+            Action::Intercept { .. } => self.tunnel(req, target, decision, started, alive).await,
+            Action::Tunnel | Action::Block { .. } => {
+                self.tunnel(req, target, decision, started, alive).await
+            }
+        }
+    }
+
+    /// Dial first; only then answer 200 and splice in the background, logging one line at the end.
+    async fn tunnel(
+        &self,
+        req: Request<Incoming>,
+        target: Target,
+        decision: Decision,
+        started: Instant,
+        alive: mpsc::Sender<()>,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let connected = self.upstream.connect(&target, &decision).await?;
+        let idle = self.limits.tunnel_idle;
+        tokio::spawn(async move {
+            let stats = match hyper::upgrade::on(req).await {
+                Ok(upgraded) => {
+                    tunnel::splice(TokioIo::new(upgraded), connected.stream, idle).await
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "CONNECT upgrade failed");
+                    SpliceStats::default()
+                }
+            };
+            tracing::info!(method = "CONNECT", %target, %decision, hop = %connected.hop, status = 200,
+                up = stats.up, down = stats.down, end = ?stats.end,
+                ms = started.elapsed().as_millis() as u64, "tunnel closed");
+            drop(alive);
+        });
+        Ok(Response::builder()
+            .status(StatusCode::OK)
+            .body(Empty::new().map_err(|never| match never {}).boxed())
+            .unwrap_or_default())
+    }
+
+    /// Absolute-form `http://`: decide, dial, forward, relay the response.
+    async fn forward(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        started: Instant,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let uri = req.uri();
+        let authority = match (uri.scheme_str(), uri.authority()) {
+            (Some(s), Some(a)) if s.eq_ignore_ascii_case("http") => a.as_str(),
+            _ => return Err(ProxyError::NotAProxyRequest),
+        };
+        if head::has_userinfo(authority) {
+            return Err(head::userinfo_refused());
+        }
+        let target =
+            Target::from_http_authority(authority).map_err(|e| ProxyError::BadRequest(e.0))?;
+        let decision = self.decide(&target).await?;
+        if let Action::Intercept { .. } = decision.action {
+            // Never send a token over plaintext (BAD-34).
+            return Err(ProxyError::PlainHttpToIntercepted {
+                host: target.host.to_string(),
+            });
+        }
+        let method = req.method().clone();
+        let (response, hop) = crate::forward::forward(
+            &self.upstream,
+            &target,
+            &decision,
+            req,
+            self.limits.stream_idle,
+        )
+        .await?;
+        tracing::info!(%method, %target, %decision, %hop, status = response.status().as_u16(),
+            ms = started.elapsed().as_millis() as u64, "forwarded");
+        Ok(response.map(BodyExt::boxed))
+    }
+
+    /// The routing decision; a Block becomes a 403.
+    async fn decide(&self, target: &Target) -> Result<Decision, ProxyError> {
+        let decision = self.resolver.resolve(target).await?;
+        match &decision.action {
+            Action::Block { reason } => Err(ProxyError::ConnectDenied {
+                target: target.to_string(),
+                reason: reason.to_string(),
+            }),
+            Action::Tunnel | Action::Intercept { .. } => Ok(decision),
+        }
+    }
+}
+
+/// Answers a head the guard rejected, then closes; pipelined bytes are never read (BAD-10).
+async fn reject_raw(mut stream: TcpStream, peer: SocketAddr, err: &ProxyError) {
+    let rescue = rescue::Rescue::of(err);
+    tracing::info!(%peer, status = rescue.status.as_u16(), code = %rescue.code, error = %err,
+        "rejected request head");
+    let _ = stream.write_all(&rescue.to_http1()).await;
+    let _ = stream.shutdown().await;
+    // Lingering a little lets the client read the answer before a reset caused by unread input.
+    let mut sink = [0u8; 4096];
+    let linger = async {
+        while let Ok(n) = tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(500), linger).await;
+}
+
+/// The URI for logs: scheme, host, port and path only (userinfo and queries may carry secrets).
+fn redact_uri(uri: &http::Uri) -> String {
+    let authority = uri.authority().map(|a| match a.port_u16() {
+        Some(port) => format!("{}:{port}", a.host()),
+        None => a.host().to_string(),
+    });
+    match (uri.scheme_str(), authority) {
+        (Some(s), Some(a)) => format!("{s}://{a}{}", uri.path()),
+        (None, Some(a)) => a,
+        _ => uri.path().to_string(),
+    }
+}

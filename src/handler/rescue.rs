@@ -1,1 +1,285 @@
 //! The single table that turns a [`crate::error::ProxyError`] into a response the user can act on.
+//!
+//! Contract (RELIABILITY.md §4.0): every proxy-generated response carries `X-LocalProxy-Error:
+//! <stable-code>`, `Connection: close`, and a short text/plain body saying what failed and what to do.
+//! Codes are stable: scripts and docs match on them. Nothing secret is ever part of a message.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+
+use crate::error::ProxyError;
+
+/// The header that carries the stable error code.
+pub const ERROR_HEADER: &str = "x-localproxy-error";
+
+/// One row of the table: what the client sees for an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rescue {
+    pub status: StatusCode,
+    /// Stable machine-readable code for `X-LocalProxy-Error`.
+    pub code: Cow<'static, str>,
+    /// What failed and what to do, one or two sentences.
+    pub message: String,
+    /// Seconds for `Retry-After`, when waiting helps.
+    pub retry_after: Option<u64>,
+}
+
+// === impl Rescue ===
+
+impl Rescue {
+    /// The table. One row per variant; the hint says what the user can do about it.
+    pub fn of(err: &ProxyError) -> Rescue {
+        use ProxyError as E;
+        use StatusCode as S;
+        let (status, code, hint): (StatusCode, Cow<'static, str>, &str) = match err {
+            E::BadRequest(_) => (
+                S::BAD_REQUEST,
+                "bad_request".into(),
+                "fix the client request",
+            ),
+            E::HeadersTooLarge(_) => (
+                S::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers_too_large".into(),
+                "send at most 100 header fields and 64 KiB of headers",
+            ),
+            E::UriTooLong(_) => (S::URI_TOO_LONG, "uri_too_long".into(), "shorten the URL"),
+            E::NotAProxyRequest => (
+                S::BAD_REQUEST,
+                "not_a_proxy_request".into(),
+                "configure this address as an HTTP proxy; the status page is on the admin port",
+            ),
+            E::MethodNotAllowed(_) => (
+                S::METHOD_NOT_ALLOWED,
+                "method_not_allowed".into(),
+                "use another method",
+            ),
+            E::ConnectDenied { .. } => (
+                S::FORBIDDEN,
+                "connect_denied".into(),
+                "check the route rules (`exoproxy route <host>`)",
+            ),
+            E::PlainHttpToIntercepted { .. } => (
+                S::FORBIDDEN,
+                "plain_http_refused".into(),
+                "use an https:// URL",
+            ),
+            E::UpstreamUnreachable { .. } => (
+                S::BAD_GATEWAY,
+                "upstream_unreachable".into(),
+                "check the network and the upstream proxy settings",
+            ),
+            E::UpstreamTimeout { .. } => (
+                S::GATEWAY_TIMEOUT,
+                "upstream_timeout".into(),
+                "the network or upstream proxy is slow or blocking; retry or check the proxy settings",
+            ),
+            E::UpstreamAuthFailed { .. } => (
+                S::BAD_GATEWAY,
+                "upstream_auth_failed".into(),
+                "configure credentials for this proxy (upstream.credentials) or fix them",
+            ),
+            E::UpstreamRefused { .. } => (
+                S::BAD_GATEWAY,
+                "upstream_refused".into(),
+                "the upstream proxy refused this destination; ask its administrator or change the route",
+            ),
+            E::UpstreamBadResponse { .. } => (
+                S::BAD_GATEWAY,
+                "upstream_bad_response".into(),
+                "the server or upstream proxy misbehaved; retry, or report it to its operator",
+            ),
+            E::ProxyLoop(_) => (
+                S::BAD_GATEWAY,
+                "proxy_loop".into(),
+                "the upstream proxy setting points at exoproxy itself; fix the PAC or upstream list",
+            ),
+            E::UpstreamTls { kind, .. } => (
+                S::BAD_GATEWAY,
+                format!("upstream_tls_{kind}").into(),
+                "the server's certificate or TLS setup is not acceptable",
+            ),
+            E::Pac(_) => (
+                S::BAD_GATEWAY,
+                "pac_error".into(),
+                "check the PAC URL and script (`exoproxy route <host>`)",
+            ),
+            E::PacInvalidResult(_) => (
+                S::BAD_GATEWAY,
+                "pac_invalid_result".into(),
+                "fix the PAC script's return value",
+            ),
+            E::ClientNotAuthorized(_) => (
+                S::FORBIDDEN,
+                "client_not_authorized".into(),
+                "run the client as the user who started exoproxy",
+            ),
+            E::TokenUnavailable { .. } => (
+                S::SERVICE_UNAVAILABLE,
+                "token_unavailable".into(),
+                "retry shortly; see the status page",
+            ),
+            E::SignInRequired { .. } => (
+                S::SERVICE_UNAVAILABLE,
+                "reauth_required".into(),
+                "sign in again with `exoproxy login`",
+            ),
+            E::Overloaded(_) => (S::SERVICE_UNAVAILABLE, "overloaded".into(), "retry shortly"),
+            E::Internal(_) => (
+                S::INTERNAL_SERVER_ERROR,
+                "internal".into(),
+                "this is a bug in exoproxy; see its log",
+            ),
+        };
+        Rescue {
+            status,
+            code,
+            message: format!("{}: {hint}.", describe(err)),
+            retry_after: retry_after(err),
+        }
+    }
+
+    /// The response for hyper.
+    pub fn response(&self) -> Response<Full<Bytes>> {
+        let mut response = Response::new(Full::new(Bytes::from(self.body())));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        if let Ok(code) = HeaderValue::from_str(&self.code) {
+            headers.insert(ERROR_HEADER, code);
+        }
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+
+    /// The same response as raw HTTP/1.1 bytes, for errors found before hyper owns the connection.
+    pub fn to_http1(&self) -> Vec<u8> {
+        let body = self.body();
+        let retry = self
+            .retry_after
+            .map(|s| format!("Retry-After: {s}\r\n"))
+            .unwrap_or_default();
+        format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n{ERROR_HEADER}: {}\r\n{retry}Content-Length: {}\r\n\r\n{body}",
+            self.status.as_u16(),
+            self.status.canonical_reason().unwrap_or(""),
+            self.code,
+            body.len(),
+        )
+        .into_bytes()
+    }
+
+    fn body(&self) -> String {
+        format!("exoproxy: {}\n", self.message)
+    }
+}
+
+/// The user-facing description; internal details stay in the log.
+fn describe(err: &ProxyError) -> String {
+    match err {
+        ProxyError::Internal(_) => "internal error".to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn retry_after(err: &ProxyError) -> Option<u64> {
+    match err {
+        ProxyError::TokenUnavailable { retry_after, .. } => retry_after.map(|d| d.as_secs().max(1)),
+        ProxyError::Overloaded(_) => Some(1),
+        _ => None,
+    }
+}
+
+/// Shorthand for handlers: the response for an error.
+pub fn rescue(err: &ProxyError) -> Response<Full<Bytes>> {
+    Rescue::of(err).response()
+}
+
+/// One example of every [`ProxyError`] variant, for the docs table and the completeness test.
+pub fn examples() -> Vec<ProxyError> {
+    use std::time::Duration;
+    let s = |v: &str| v.to_string();
+    vec![
+        ProxyError::BadRequest(s("both Content-Length and Transfer-Encoding")),
+        ProxyError::HeadersTooLarge(s("more than 100 header fields")),
+        ProxyError::UriTooLong(s("the request line is longer than 16384 bytes")),
+        ProxyError::NotAProxyRequest,
+        ProxyError::MethodNotAllowed(s("TRACE")),
+        ProxyError::ConnectDenied {
+            target: s("localhost:443"),
+            reason: s("it is a local address"),
+        },
+        ProxyError::PlainHttpToIntercepted {
+            host: s("outlook.office365.com"),
+        },
+        ProxyError::UpstreamUnreachable {
+            target: s("proxy proxy.corp:8080"),
+            detail: s("connection refused"),
+        },
+        ProxyError::UpstreamTimeout {
+            target: s("proxy proxy.corp:8080"),
+            after: Duration::from_secs(10),
+            detail: s("no answer to CONNECT"),
+        },
+        ProxyError::UpstreamAuthFailed {
+            proxy: s("proxy.corp:8080"),
+            offered: s("offered: NTLM; no supported scheme"),
+        },
+        ProxyError::UpstreamRefused {
+            proxy: s("proxy.corp:8080"),
+            detail: s("it answered 403 Forbidden"),
+        },
+        ProxyError::UpstreamBadResponse {
+            peer: s("origin.example:80"),
+            detail: s("invalid HTTP version"),
+        },
+        ProxyError::ProxyLoop(s("127.0.0.1:3128")),
+        ProxyError::UpstreamTls {
+            host: s("outlook.office365.com"),
+            kind: "expired",
+            detail: s("certificate expired"),
+        },
+        ProxyError::Pac(s("evaluation timed out")),
+        ProxyError::PacInvalidResult(s("SOCKS5 a:1")),
+        ProxyError::ClientNotAuthorized(s("the socket belongs to another user")),
+        ProxyError::TokenUnavailable {
+            account: s("admin@contoso.com"),
+            detail: s("token endpoint unreachable"),
+            retry_after: Some(Duration::from_secs(20)),
+        },
+        ProxyError::SignInRequired {
+            account: s("admin@contoso.com"),
+            detail: s("refresh token revoked"),
+        },
+        ProxyError::Overloaded(s("too many open connections")),
+        ProxyError::Internal(s("bug")),
+    ]
+}
+
+/// The catalogue as a Markdown table (status, code, example message), generated from the table
+/// itself so that the docs cannot drift (REL-5).
+pub fn docs_table() -> String {
+    let mut out =
+        String::from("| Status | X-LocalProxy-Error | Example message |\n|---|---|---|\n");
+    for err in examples() {
+        let r = Rescue::of(&err);
+        out.push_str(&format!(
+            "| {} | `{}` | {} |\n",
+            r.status.as_u16(),
+            r.code,
+            r.message
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

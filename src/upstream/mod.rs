@@ -1,20 +1,36 @@
 //! MECHANISM: reach a target through the hops of a [`Decision`]: direct dial (with `connect_to`
 //! overrides), CONNECT through a proxy, proxy authentication, failover with bad-proxy memory.
 //!
-//! Contract (interface fixed; implementation in progress):
+//! Contract:
 //! - Dial first, report errors as [`ProxyError`] naming the hop that failed; the handler answers the
 //!   client only after [`Upstream::connect`] returned.
 //! - Hops are tried left to right on connect-level errors only; a proxy that failed is skipped for
 //!   `bad_proxy_ttl` (5 min, Chromium semantics), measured on tokio's clock.
-//! - Resolved addresses that are loopback, link-local, unspecified or one of `own_addrs` are refused
-//!   unless `decision.allow_local` or a `connect_to` mapping applies (BAD-22…BAD-26).
-//! - Credentials go only to proxies listed in `credentials` (PAC-14); they are never logged.
+//! - Resolved addresses that are loopback, link-local or unspecified are refused unless
+//!   `decision.allow_local` or a `connect_to` mapping applies (BAD-22…BAD-26); targets that *name* a
+//!   local address are refused before any hop is contacted, proxies included. Our own listen
+//!   addresses (`own_addrs`) are always refused: as a target (403) and as a hop (`proxy_loop`, BAD-30).
+//! - Only connect-level failures (refused, reset, timeout, unresolvable) move to the next hop and mark
+//!   a proxy bad; a 407, a 403 or a malformed CONNECT reply stops at that proxy (FLT-3, BAD-18).
+//! - Credentials go only to proxies listed in `credentials` (PAC-14), and only after that proxy asked
+//!   for Basic with a 407; they are never logged.
 
+pub mod auth;
+mod chain;
+mod direct;
+mod failover;
+
+use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
+use self::chain::ConnectReply;
+use self::direct::{AddrPolicy, DialPlan};
+use self::failover::BadProxies;
 use crate::error::ProxyError;
 use crate::target::{Decision, Hop, ProxyEndpoint, Target};
 
@@ -106,13 +122,33 @@ impl std::fmt::Debug for ProxyAuthorization {
 /// The dialer, shared by all connections (`Arc<Upstream>`).
 #[derive(Debug)]
 pub struct Upstream {
-    #[allow(dead_code)]
     config: UpstreamConfig,
+    /// Proxies that failed at connect level recently (skipped, then tried last).
+    bad: BadProxies,
+    /// Proxies that asked for Basic before: later requests send credentials at once instead of
+    /// paying a 407 round trip each time. Never filled without a 407 that offered Basic.
+    wants_basic: Mutex<HashSet<ProxyEndpoint>>,
 }
+
+/// How one hop failed: only connect-level failures move on to the next hop (PROTOCOL.md §4.3).
+#[derive(Debug)]
+pub(crate) enum HopError {
+    /// Refused, reset, timed out, unresolvable: try the next hop and remember the proxy as bad.
+    ConnectLevel(ProxyError),
+    /// The hop answered and said no (407, 403, a malformed reply), or policy refused: stop here.
+    Fatal(ProxyError),
+}
+
+// === impl Upstream ===
 
 impl Upstream {
     pub fn new(config: UpstreamConfig) -> Upstream {
-        Upstream { config }
+        let bad = BadProxies::new(config.bad_proxy_ttl);
+        Upstream {
+            config,
+            bad,
+            wants_basic: Mutex::new(HashSet::new()),
+        }
     }
 
     /// A tunnel to `target` following `decision.hops` (CONNECT through proxies).
@@ -121,8 +157,11 @@ impl Upstream {
         target: &Target,
         decision: &Decision,
     ) -> Result<Connected, ProxyError> {
-        let _ = (target, decision);
-        Err(ProxyError::Internal("upstream not implemented".into()))
+        refuse_local_literal(target, decision)?;
+        let (stream, hop) = self
+            .failover(decision, |hop| self.tunnel_via(hop, target, decision))
+            .await?;
+        Ok(Connected { stream, hop })
     }
 
     /// A connection for forwarding a plain `http://` request.
@@ -131,7 +170,323 @@ impl Upstream {
         target: &Target,
         decision: &Decision,
     ) -> Result<HttpConnected, ProxyError> {
-        let _ = (target, decision);
-        Err(ProxyError::Internal("upstream not implemented".into()))
+        refuse_local_literal(target, decision)?;
+        let (stream, hop) = self
+            .failover(decision, |hop| self.http_via(hop, target, decision))
+            .await?;
+        let proxy_authorization = match &hop {
+            Hop::Proxy(p) => self.preemptive_basic(p),
+            Hop::Direct => None,
+        };
+        Ok(HttpConnected {
+            stream,
+            hop,
+            proxy_authorization,
+        })
+    }
+
+    /// Remembers that `proxy` demanded Basic for a plain request (seen by `forward`), so that later
+    /// connections to it carry credentials. Returns the header to retry with, if we have credentials.
+    pub fn basic_requested(&self, proxy: &ProxyEndpoint) -> Option<ProxyAuthorization> {
+        let creds = self.credentials_for(proxy)?;
+        if let Ok(mut set) = self.wants_basic.lock() {
+            set.insert(proxy.clone());
+        }
+        Some(auth::basic_authorization(creds))
+    }
+
+    /// Tries hops left to right (bad proxies last) within the total budget; connect-level errors
+    /// move on, anything else stops. Refuses a hop that is this proxy before any attempt (BAD-30).
+    async fn failover<'a, F, Fut>(
+        &'a self,
+        decision: &'a Decision,
+        attempt: F,
+    ) -> Result<(TcpStream, Hop), ProxyError>
+    where
+        F: Fn(Hop) -> Fut,
+        Fut: std::future::Future<Output = Result<TcpStream, HopError>> + 'a,
+    {
+        self.check_loops(&decision.hops)?;
+        let deadline = Instant::now() + self.config.total_timeout;
+        let mut failures: Vec<ProxyError> = Vec::new();
+        for hop in self.bad.order(&decision.hops) {
+            let outcome = tokio::time::timeout_at(deadline, attempt(hop.clone())).await;
+            let err = match outcome {
+                Ok(Ok(stream)) => {
+                    if let Hop::Proxy(p) = &hop {
+                        self.bad.mark_good(p);
+                    }
+                    return Ok((stream, hop));
+                }
+                Ok(Err(HopError::Fatal(e))) => return Err(e),
+                Ok(Err(HopError::ConnectLevel(e))) => e,
+                Err(_) => ProxyError::UpstreamTimeout {
+                    target: hop.to_string(),
+                    after: self.config.total_timeout,
+                    detail: "the total connect budget ran out".into(),
+                },
+            };
+            tracing::debug!(%hop, error = %err, "hop failed at connect level");
+            if let Hop::Proxy(p) = &hop {
+                self.bad.mark_bad(p);
+            }
+            failures.push(err);
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        Err(summarise(failures))
+    }
+
+    /// A hop naming one of our own listen addresses literally is a loop; no socket is opened.
+    /// (Names that resolve to us are caught after resolution by the same check.)
+    fn check_loops(&self, hops: &[Hop]) -> Result<(), ProxyError> {
+        for hop in hops {
+            if let Hop::Proxy(p) = hop {
+                let own = p.host.ip().is_some_and(|ip| {
+                    direct::is_own_addr(SocketAddr::new(ip, p.port), &self.config.own_addrs)
+                });
+                let localhost = matches!(&p.host, crate::target::Host::Name(n) if &**n == "localhost")
+                    && self.config.own_addrs.iter().any(|a| {
+                        a.port() == p.port && (a.ip().is_loopback() || a.ip().is_unspecified())
+                    });
+                if own || localhost {
+                    return Err(ProxyError::ProxyLoop(p.to_string()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn tunnel_via(
+        &self,
+        hop: Hop,
+        target: &Target,
+        decision: &Decision,
+    ) -> Result<TcpStream, HopError> {
+        match hop {
+            Hop::Direct => self.dial_target(target, decision).await,
+            Hop::Proxy(proxy) => self.connect_through(&proxy, target).await,
+        }
+    }
+
+    async fn http_via(
+        &self,
+        hop: Hop,
+        target: &Target,
+        decision: &Decision,
+    ) -> Result<TcpStream, HopError> {
+        match hop {
+            Hop::Direct => self.dial_target(target, decision).await,
+            Hop::Proxy(proxy) => self.dial_proxy(&proxy).await,
+        }
+    }
+
+    async fn dial_target(
+        &self,
+        target: &Target,
+        decision: &Decision,
+    ) -> Result<TcpStream, HopError> {
+        let plan = DialPlan::for_target(target, &self.config.connect_to);
+        let policy = AddrPolicy::Target {
+            allow_local: decision.allow_local || plan.mapped,
+        };
+        direct::dial(
+            &plan.host,
+            plan.port,
+            policy,
+            &self.config.own_addrs,
+            self.config.connect_timeout,
+        )
+        .await
+    }
+
+    async fn dial_proxy(&self, proxy: &ProxyEndpoint) -> Result<TcpStream, HopError> {
+        direct::dial(
+            &proxy.host.as_str_for_lookup(),
+            proxy.port,
+            AddrPolicy::Proxy,
+            &self.config.own_addrs,
+            self.config.connect_timeout,
+        )
+        .await
+        .map_err(|e| match e {
+            HopError::ConnectLevel(e) => HopError::ConnectLevel(name_proxy(proxy, e)),
+            fatal => fatal,
+        })
+    }
+
+    /// CONNECT through `proxy`; after a 407 offering Basic, once more on a fresh connection with the
+    /// configured credentials (a proxy may close after a 407, so the old one is never reused).
+    async fn connect_through(
+        &self,
+        proxy: &ProxyEndpoint,
+        target: &Target,
+    ) -> Result<TcpStream, HopError> {
+        let mut auth = self.preemptive_basic(proxy);
+        loop {
+            let mut stream = self.dial_proxy(proxy).await?;
+            let reply = chain::send_connect(
+                &mut stream,
+                proxy,
+                target,
+                auth.as_ref(),
+                self.config.connect_reply_timeout,
+            )
+            .await?;
+            match reply {
+                ConnectReply::Established => return Ok(stream),
+                ConnectReply::AuthRequired(challenges) => {
+                    auth = Some(self.answer_407(proxy, &challenges, auth.is_some())?);
+                }
+                ConnectReply::Refused(status) => {
+                    return Err(HopError::Fatal(refused(
+                        proxy,
+                        &format!("it answered {status}"),
+                    )));
+                }
+                ConnectReply::Malformed(detail) => {
+                    return Err(HopError::Fatal(refused(proxy, &detail)));
+                }
+            }
+        }
+    }
+
+    /// What to send after a 407: Basic credentials, if the proxy offered Basic, we have credentials
+    /// for it and have not sent them yet. Anything else is a clear failure naming the offered schemes.
+    fn answer_407(
+        &self,
+        proxy: &ProxyEndpoint,
+        challenges: &[auth::Challenge],
+        already_sent: bool,
+    ) -> Result<ProxyAuthorization, HopError> {
+        if challenges.is_empty() {
+            return Err(HopError::Fatal(refused(
+                proxy,
+                "407 without Proxy-Authenticate",
+            )));
+        }
+        if already_sent {
+            return Err(auth_failed(
+                proxy,
+                challenges,
+                "it rejected the configured credentials",
+            ));
+        }
+        if !challenges.iter().any(|c| c.is("Basic")) {
+            return Err(auth_failed(proxy, challenges, "no supported scheme"));
+        }
+        self.basic_requested(proxy)
+            .ok_or_else(|| auth_failed(proxy, challenges, "no credentials are configured for it"))
+    }
+
+    fn credentials_for(&self, proxy: &ProxyEndpoint) -> Option<&ProxyCredentials> {
+        self.config
+            .credentials
+            .iter()
+            .find(|(endpoint, _)| endpoint == proxy)
+            .map(|(_, creds)| creds)
+    }
+
+    /// Basic credentials for a proxy that asked for them before (never unasked).
+    fn preemptive_basic(&self, proxy: &ProxyEndpoint) -> Option<ProxyAuthorization> {
+        let asked = self
+            .wants_basic
+            .lock()
+            .map(|s| s.contains(proxy))
+            .unwrap_or(false);
+        match asked {
+            true => self.credentials_for(proxy).map(auth::basic_authorization),
+            false => None,
+        }
+    }
+}
+
+/// A target that names a local address (`127.0.0.1`, `[::1]`, `localhost`, `*.localhost`) is refused
+/// before any hop is contacted, proxies included: through a proxy it would reach the proxy's own
+/// machine (BAD-22). Names that only *resolve* to local addresses are checked after resolution.
+fn refuse_local_literal(target: &Target, decision: &Decision) -> Result<(), ProxyError> {
+    if decision.allow_local {
+        return Ok(());
+    }
+    let local = match &target.host {
+        crate::target::Host::Ip(ip) => direct::is_local_ip(*ip),
+        crate::target::Host::Name(n) => &**n == "localhost" || n.ends_with(".localhost"),
+    };
+    match local {
+        true => Err(ProxyError::ConnectDenied {
+            target: target.to_string(),
+            reason: "it is a local address; add an allow_local rule if this is intended".into(),
+        }),
+        false => Ok(()),
+    }
+}
+
+fn name_proxy(proxy: &ProxyEndpoint, err: ProxyError) -> ProxyError {
+    match err {
+        ProxyError::UpstreamUnreachable { detail, .. } => ProxyError::UpstreamUnreachable {
+            target: format!("proxy {proxy}"),
+            detail,
+        },
+        ProxyError::UpstreamTimeout { after, detail, .. } => ProxyError::UpstreamTimeout {
+            target: format!("proxy {proxy}"),
+            after,
+            detail,
+        },
+        other => other,
+    }
+}
+
+fn refused(proxy: &ProxyEndpoint, detail: &str) -> ProxyError {
+    ProxyError::UpstreamRefused {
+        proxy: proxy.to_string(),
+        detail: detail.to_string(),
+    }
+}
+
+/// A 407 is not a connect-level error: the proxy is alive, so it is not marked bad (FLT-3).
+fn auth_failed(proxy: &ProxyEndpoint, challenges: &[auth::Challenge], why: &str) -> HopError {
+    HopError::Fatal(ProxyError::UpstreamAuthFailed {
+        proxy: proxy.to_string(),
+        offered: format!("{}; {why}", auth::offered_schemes(challenges)),
+    })
+}
+
+/// One failure is reported as is; several become one message listing every hop, a timeout only
+/// when every hop timed out.
+fn summarise(mut failures: Vec<ProxyError>) -> ProxyError {
+    if failures.len() <= 1 {
+        return failures
+            .pop()
+            .unwrap_or_else(|| ProxyError::UpstreamUnreachable {
+                target: "target".into(),
+                detail: "the route has no hops".into(),
+            });
+    }
+    let detail = failures
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    let all_timeouts = failures
+        .iter()
+        .all(|e| matches!(e, ProxyError::UpstreamTimeout { .. }));
+    match all_timeouts {
+        true => ProxyError::UpstreamTimeout {
+            target: "every hop".into(),
+            after: failures.iter().map(timeout_of).sum(),
+            detail,
+        },
+        false => ProxyError::UpstreamUnreachable {
+            target: "every hop".into(),
+            detail,
+        },
+    }
+}
+
+fn timeout_of(e: &ProxyError) -> Duration {
+    match e {
+        ProxyError::UpstreamTimeout { after, .. } => *after,
+        _ => Duration::ZERO,
     }
 }
