@@ -6,9 +6,17 @@ use std::future::Future;
 use std::path::Path;
 use std::process::ExitCode;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
 use crate::config::{self, Config, Overrides};
-use crate::route::Router;
+use crate::handler::Proxy;
+use crate::listener::{self, Limits};
+use crate::route::{Router, UpstreamSource};
 use crate::target::Target;
+use crate::upstream::Upstream;
 
 /// Runs a future on a fresh multi-threaded runtime; a runtime that cannot start is exit code 1.
 pub fn block_on<F: Future<Output = ExitCode>>(f: F) -> ExitCode {
@@ -103,6 +111,138 @@ pub fn target_of_url(url: &str) -> Result<Target, String> {
 
 /// Runs the proxy until Ctrl-C or SIGTERM.
 pub async fn run(config: Config) -> ExitCode {
-    let _ = config;
-    ExitCode::SUCCESS
+    match serve(config, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(StartError::Config(errors)) => {
+            for e in errors {
+                eprintln!("config error: {e}");
+            }
+            ExitCode::from(2)
+        }
+        Err(StartError::Runtime(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Why the proxy could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The configuration is unusable (exit code 2).
+    Config(Vec<String>),
+    /// The OS refused something (a port in use, a folder we cannot create).
+    Runtime(String),
+}
+
+/// Binds, builds the shared state and serves until `shutdown` completes.
+pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    ensure_state_dir(&config.state_dir).map_err(StartError::Runtime)?;
+    let listeners = bind(&config).await?;
+    let bound: Vec<SocketAddr> = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    let router = Router::new(config.route.clone()).map_err(StartError::Config)?;
+    let mut upstream_config = config.upstream.clone();
+    upstream_config.own_addrs = bound.clone();
+    let limits = Limits {
+        max_connections: config.max_connections,
+        ..Limits::default()
+    };
+    let proxy = Proxy::new(
+        Arc::new(router),
+        Arc::new(Upstream::new(upstream_config)),
+        limits,
+    );
+    announce(&config, &bound);
+    listener::serve(listeners, Arc::new(proxy), shutdown).await;
+    tracing::info!("exoproxy stopped");
+    Ok(())
+}
+
+/// Binds every configured address. With the built-in defaults a missing IPv6 stack is not fatal
+/// (SEC-4); an address the user asked for is.
+async fn bind(config: &Config) -> Result<Vec<TcpListener>, StartError> {
+    let mut listeners = Vec::new();
+    for addr in &config.listen {
+        match TcpListener::bind(addr).await {
+            Ok(l) => listeners.push(l),
+            Err(e)
+                if addr.is_ipv6()
+                    && config.listen.len() > 1
+                    && e.kind() != std::io::ErrorKind::AddrInUse =>
+            {
+                tracing::warn!(%addr, error = %e, "IPv6 loopback unavailable; serving IPv4 only");
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                return Err(StartError::Runtime(format!(
+                    "{addr} is already in use: is another exoproxy running? Stop it, or choose \
+                     another address with --listen"
+                )));
+            }
+            Err(e) => return Err(StartError::Runtime(format!("cannot listen on {addr}: {e}"))),
+        }
+    }
+    if listeners.is_empty() {
+        return Err(StartError::Runtime("no address could be bound".into()));
+    }
+    Ok(listeners)
+}
+
+fn announce(config: &Config, bound: &[SocketAddr]) {
+    let addrs: Vec<String> = bound.iter().map(SocketAddr::to_string).collect();
+    let upstream = match &config.route.upstream {
+        UpstreamSource::Direct => "DIRECT".to_string(),
+        UpstreamSource::Static(list) => list
+            .iter()
+            .map(|p| format!("PROXY {p}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    tracing::info!(
+        listen = %addrs.join(", "),
+        upstream = %upstream,
+        state_dir = %config.state_dir.display(),
+        "exoproxy {} ready; point clients at http://{}",
+        env!("CARGO_PKG_VERSION"),
+        addrs.first().map_or("", String::as_str),
+    );
+}
+
+/// Creates the state folder owner-only (0700 on Unix).
+fn ensure_state_dir(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create the state dir {}: {e}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("cannot restrict {}: {e}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Completes on Ctrl-C, or SIGTERM on Unix.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C: shutting down"),
+        () = term => tracing::info!("SIGTERM: shutting down"),
+    }
 }
