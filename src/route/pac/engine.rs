@@ -92,8 +92,11 @@ impl Sandbox {
         runtime.set_interrupt_handler(Some(Box::new(move || {
             watched.get().is_some_and(|d| Instant::now() >= d)
         })));
+        // Promise is required even though PAC is synchronous: without it QuickJS leaks async function
+        // objects, and freeing a runtime with leaked objects aborts the process.
         type Intrinsics = (
             intrinsic::Date,
+            intrinsic::Promise,
             intrinsic::Eval,
             intrinsic::RegExpCompiler,
             intrinsic::RegExp,
