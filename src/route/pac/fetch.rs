@@ -134,6 +134,18 @@ fn redirect_target(from: &Uri, response: &hyper::Response<Incoming>) -> Result<U
         .get(header::LOCATION)
         .and_then(|v| v.to_str().ok())
         .ok_or("redirect without a usable Location")?;
+    next_location(from, location)
+}
+
+/// Resolves a `Location` against the current URL and applies the scheme rules.
+pub(crate) fn next_location(from: &Uri, location: &str) -> Result<Uri, String> {
+    let lower = location.to_ascii_lowercase();
+    if !(location.starts_with('/') || lower.starts_with("http://") || lower.starts_with("https://"))
+    {
+        return Err(format!(
+            "refused redirect to {location:?}: only absolute http(s) URLs or absolute paths"
+        ));
+    }
     let next: Uri = if location.starts_with('/') {
         let authority = from.authority().ok_or("redirect from a URL without host")?;
         let scheme = from.scheme_str().unwrap_or("http");
@@ -259,4 +271,35 @@ async fn read_response(
         }
     }
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{decode_script, next_location};
+
+    #[test]
+    fn redirects_keep_to_http_without_downgrade() {
+        let https: http::Uri = "https://pac.corp/proxy.pac".parse().unwrap();
+        let http: http::Uri = "http://pac.corp/proxy.pac".parse().unwrap();
+        assert!(
+            next_location(&https, "http://pac.corp/x.pac").is_err(),
+            "downgrade"
+        );
+        assert!(next_location(&http, "file:///etc/passwd").is_err());
+        assert!(next_location(&http, "ftp://pac.corp/x").is_err());
+        assert_eq!(
+            next_location(&https, "/other.pac").unwrap().to_string(),
+            "https://pac.corp/other.pac"
+        );
+        assert!(
+            next_location(&http, "https://pac.corp/x.pac").is_ok(),
+            "upgrade is fine"
+        );
+    }
+
+    #[test]
+    fn bodies_are_utf8_with_an_optional_bom() {
+        assert_eq!(decode_script(b"\xEF\xBB\xBFfunction").unwrap(), "function");
+        assert!(decode_script(b"function \xFF").is_err());
+    }
 }
