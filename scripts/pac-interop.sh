@@ -9,12 +9,17 @@ cd "$(dirname "$0")/.."
 
 ensure_pactester() {
     command -v pactester >/dev/null 2>&1 && return 0
-    if ! apt-cache policy pactester 2>/dev/null | grep -q 'Candidate: [0-9]'; then
-        apt-get update -qq || true
-    fi
-    if apt-cache policy pactester 2>/dev/null | grep -q 'Candidate: [0-9]'; then
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pactester libpacparser1 >/dev/null
-    fi
+    # Debian ships /usr/bin/pactester in libpacparser1; some releases split out a pactester package.
+    local pkg
+    for pkg in libpacparser1 pactester; do
+        if ! apt-cache policy "$pkg" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+            apt-get update -qq || true
+        fi
+        if apt-cache policy "$pkg" 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null || true
+        fi
+        command -v pactester >/dev/null 2>&1 && return 0
+    done
     command -v pactester >/dev/null 2>&1
 }
 
@@ -39,5 +44,5 @@ while IFS=$'\t' read -r _ pac url host my_ip our_result; do
     fi
 done <"$ours"
 
-echo "pac-interop: $total cases, $mismatches mismatches (pactester $(dpkg-query -W -f '${Version}' pactester 2>/dev/null || echo "?"))"
+echo "pac-interop: $total cases, $mismatches mismatches (pactester $(dpkg-query -W -f '${Version}' libpacparser1 2>/dev/null || echo "?"))"
 [[ $total -gt 0 && $mismatches -eq 0 ]]
