@@ -245,12 +245,12 @@ async fn read_response(
     if response.status() != StatusCode::OK {
         return Err(format!("PAC server answered {}", response.status()));
     }
-    if let Some(coding) = response.headers().get(header::CONTENT_ENCODING) {
-        if !coding.as_bytes().eq_ignore_ascii_case(b"identity") {
-            return Err(format!(
-                "PAC server sent Content-Encoding {coding:?}: refused"
-            ));
-        }
+    if let Some(coding) = response.headers().get(header::CONTENT_ENCODING)
+        && !coding.as_bytes().eq_ignore_ascii_case(b"identity")
+    {
+        return Err(format!(
+            "PAC server sent Content-Encoding {coding:?}: refused"
+        ));
     }
     let announced = response
         .headers()

@@ -16,26 +16,36 @@ pub const MAX_PATTERN_CHARS: usize = 1024;
 
 /// True when `text` matches the shell expression `pattern` as a whole.
 pub fn sh_exp_match(text: &str, pattern: &str) -> bool {
+    if text.is_ascii() && pattern.is_ascii() {
+        // Host names and URLs: match bytes in place, no allocation.
+        return text.len() <= MAX_TEXT_CHARS
+            && pattern.len() <= MAX_PATTERN_CHARS
+            && glob(text.as_bytes(), pattern.as_bytes(), b'*', b'?');
+    }
     let text: Vec<char> = text.chars().take(MAX_TEXT_CHARS + 1).collect();
     let pattern: Vec<char> = pattern.chars().take(MAX_PATTERN_CHARS + 1).collect();
-    if text.len() > MAX_TEXT_CHARS || pattern.len() > MAX_PATTERN_CHARS {
-        return false;
-    }
-    let segments: Vec<&[char]> = pattern.split(|c| *c == '*').collect();
+    text.len() <= MAX_TEXT_CHARS
+        && pattern.len() <= MAX_PATTERN_CHARS
+        && glob(&text, &pattern, '*', '?')
+}
+
+/// The matcher over bytes or chars.
+fn glob<T: Copy + PartialEq>(text: &[T], pattern: &[T], star: T, any: T) -> bool {
+    let segments: Vec<&[T]> = pattern.split(|c| *c == star).collect();
     let [first, middle @ .., last] = segments.as_slice() else {
         // No star at all: one segment that must cover the whole text.
-        return text.len() == pattern.len() && segment_matches(&text, &pattern);
+        return text.len() == pattern.len() && segment_matches(text, pattern, any);
     };
-    if text.len() < first.len() + last.len() || !segment_matches(&text, first) {
+    if text.len() < first.len() + last.len() || !segment_matches(text, first, any) {
         return false;
     }
     let tail_start = text.len() - last.len();
-    if !segment_matches(&text[tail_start..], last) {
+    if !segment_matches(&text[tail_start..], last, any) {
         return false;
     }
     let mut pos = first.len();
     for segment in middle {
-        match find_segment(&text[pos..tail_start], segment) {
+        match find_segment(&text[pos..tail_start], segment, any) {
             Some(at) => pos += at + segment.len(),
             None => return false,
         }
@@ -43,17 +53,17 @@ pub fn sh_exp_match(text: &str, pattern: &str) -> bool {
     true
 }
 
-/// True when `segment` matches the start of `text` (`?` is any one character).
-fn segment_matches(text: &[char], segment: &[char]) -> bool {
-    text.len() >= segment.len() && segment.iter().zip(text).all(|(p, t)| *p == '?' || p == t)
+/// True when `segment` matches the start of `text` (`any` is any one element).
+fn segment_matches<T: Copy + PartialEq>(text: &[T], segment: &[T], any: T) -> bool {
+    text.len() >= segment.len() && segment.iter().zip(text).all(|(p, t)| *p == any || p == t)
 }
 
 /// The leftmost offset where `segment` matches inside `text`.
-fn find_segment(text: &[char], segment: &[char]) -> Option<usize> {
+fn find_segment<T: Copy + PartialEq>(text: &[T], segment: &[T], any: T) -> Option<usize> {
     if segment.len() > text.len() {
         return None;
     }
-    (0..=text.len() - segment.len()).find(|&at| segment_matches(&text[at..], segment))
+    (0..=text.len() - segment.len()).find(|&at| segment_matches(&text[at..], segment, any))
 }
 
 #[cfg(test)]
@@ -88,6 +98,8 @@ mod tests {
             ("abcabd", "*abd", true),
             ("abcabcabd", "a*abd", true),
             ("host.CORP", "*.corp", false),
+            ("caf\u{e9}.example", "caf?.example", true),
+            ("\u{e9}t\u{e9}", "*t?", true),
         ];
         for (text, pattern, want) in cases {
             assert_eq!(sh_exp_match(text, pattern), want, "{text:?} ~ {pattern:?}");

@@ -96,11 +96,14 @@ pub struct HostEnv {
     pub alert: Option<AlertSink>,
 }
 
+/// When a name was resolved, and its addresses (empty: not resolvable).
+type CachedAnswer = (Instant, Arc<[IpAddr]>);
+
 /// A resolver wrapped with timeouts, a cache and a per-evaluation budget.
 pub struct BoundedDns {
     inner: Arc<dyn PacDns>,
     budget: DnsBudget,
-    cache: Mutex<HashMap<String, (Instant, Arc<[IpAddr]>)>>,
+    cache: Mutex<HashMap<String, CachedAnswer>>,
     inflight: Arc<AtomicUsize>,
     /// Spent during the current evaluation: (time waited, uncached lookups).
     spent: Mutex<(Duration, usize)>,

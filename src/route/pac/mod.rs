@@ -14,8 +14,8 @@
 //! - Results go through the strict grammar of [`directive`] (PAC-6 → `ProxyError::PacInvalidResult`);
 //!   a proxy naming one of our own listen addresses is dropped, and if nothing is left the answer is
 //!   `ProxyError::ProxyLoop` (BAD-30).
-//! - Evaluation runs on dedicated worker threads ([`worker`]), never on the tokio runtime (LOAD-12), in a
-//!   budgeted QuickJS sandbox ([`engine`]: 250 ms, 32 MiB heap, stack cap, no eval/Function, PAC-1…4, 7).
+//! - Evaluation runs on dedicated worker threads (`worker.rs`), never on the tokio runtime (LOAD-12), in a
+//!   budgeted QuickJS sandbox (`engine.rs`: 250 ms, 32 MiB heap, stack cap, no eval/Function, PAC-1…4, 7).
 //! - DNS, local addresses, time and `alert` come from [`PacEnvironment`], injectable for tests (PAC-5).
 //!
 //! Credentials are not the PAC's business: `upstream` decides which proxies may receive them (PAC-14).
@@ -339,10 +339,10 @@ impl Inner {
         };
         let text = fetch_script(&self.config.source, &limits).await?;
         let script = Arc::new(Script::new(text));
-        if let ScriptState::Ready(current) = &*self.state.borrow() {
-            if current.hash == script.hash {
-                return Ok(current.clone());
-            }
+        if let ScriptState::Ready(current) = &*self.state.borrow()
+            && current.hash == script.hash
+        {
+            return Ok(current.clone());
         }
         match self.pool.run(script.clone(), None, self.job_wait()).await {
             Ok(_) => Ok(script),
