@@ -436,6 +436,21 @@ fn names_this_proxy(proxy: &ProxyEndpoint, own: &[SocketAddr]) -> bool {
     })
 }
 
+/// The host a browser passes as `FindProxyForURL`'s second argument: the URL's host without port or
+/// IPv6 brackets, lower-cased (for `exoproxy pac eval <url>`, which prints like pactester).
+pub fn host_from_url(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, hostport)| hostport);
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']')?.0,
+        None => authority.split(':').next().unwrap_or(authority),
+    };
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+}
+
 fn clip(s: &str) -> String {
     s.chars().take(120).collect()
 }

@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use super::directive::{MAX_ENTRIES, parse_directives};
 use super::engine::{is_in_net_ex, join_v6_first, my_ip_address, sort_ip_address_list};
-use super::names_this_proxy;
+use super::{host_from_url, names_this_proxy};
 use crate::target::{Hop, ProxyEndpoint};
 
 fn proxy(s: &str) -> Hop {
@@ -99,4 +99,27 @@ fn loop_detection_knows_our_own_spellings() {
     assert!(is_own("127.0.0.2:3128"));
     assert!(!is_own("127.0.0.1:8080"));
     assert!(!is_own("proxy.corp:3128"));
+}
+
+#[test]
+fn host_from_url_is_what_browsers_pass() {
+    let host = |u: &str| host_from_url(u);
+    assert_eq!(
+        host("https://WWW.Example.com/").as_deref(),
+        Some("www.example.com")
+    );
+    assert_eq!(
+        host("http://a.example:8080/x?y#z").as_deref(),
+        Some("a.example")
+    );
+    assert_eq!(
+        host("https://[2001:db8::1]:8443/").as_deref(),
+        Some("2001:db8::1")
+    );
+    assert_eq!(
+        host("http://user:pw@h.example/").as_deref(),
+        Some("h.example")
+    );
+    assert_eq!(host("no-scheme"), None);
+    assert_eq!(host("http:///path"), None);
 }
