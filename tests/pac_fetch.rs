@@ -193,3 +193,76 @@ async fn non_200_is_a_failure() {
         .unwrap();
     assert!(msg.contains("404"), "{msg}");
 }
+
+/// An https PAC server on loopback with a self-signed certificate; answers every request with `reply`.
+async fn serve_tls(reply: Vec<u8>) -> (String, rustls_pki_types::CertificateDer<'static>) {
+    let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = key.cert.der().clone();
+    let private = rustls_pki_types::PrivateKeyDer::Pkcs8(key.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.clone()], private)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            let reply = reply.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut buf = [0u8; 4096];
+                let _ = tls.read(&mut buf).await;
+                let _ = tls.write_all(&reply).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (format!("https://localhost:{port}/proxy.pac"), cert)
+}
+
+async fn load_tls(
+    url: String,
+    root: Option<rustls_pki_types::CertificateDer<'static>>,
+) -> PacResolver {
+    let cfg = PacConfig {
+        source: PacSource::Url(url),
+        workers: 1,
+        extra_roots: root.into_iter().collect(),
+        env: PacEnvironment {
+            dns: Arc::new(StaticDns::default()),
+            local: Arc::new(FixedLocalAddrs::default()),
+            ..PacEnvironment::default()
+        },
+        ..PacConfig::default()
+    };
+    PacResolver::start(cfg).await
+}
+
+#[tokio::test]
+async fn https_download_trusts_extra_roots_only() {
+    let (url, cert) = serve_tls(ok_response(SCRIPT.as_bytes(), "")).await;
+    assert_eq!(
+        outcome(&load_tls(url.clone(), Some(cert)).await).await,
+        None
+    );
+    let msg = outcome(&load_tls(url, None).await).await.unwrap();
+    assert!(msg.contains("TLS"), "{msg}");
+}
+
+#[tokio::test]
+async fn https_to_http_redirect_is_refused() {
+    let plain = serve(Reply::Bytes(ok_response(SCRIPT.as_bytes(), ""))).await;
+    let redirect = format!("HTTP/1.1 302 Found\r\nLocation: {plain}\r\nContent-Length: 0\r\n\r\n");
+    let (url, cert) = serve_tls(redirect.into_bytes()).await;
+    let msg = outcome(&load_tls(url, Some(cert)).await).await.unwrap();
+    assert!(msg.contains("https to plain http"), "{msg}");
+}
