@@ -26,7 +26,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 stage "interop: squid"
 scripts/interop-squid.sh
 
-for extra in scripts/interop-*.sh; do
+for extra in scripts/interop-*.sh scripts/pac-interop.sh; do
   [ "$extra" = scripts/interop-squid.sh ] && continue
   stage "interop: ${extra#scripts/interop-}"
   "$extra"
