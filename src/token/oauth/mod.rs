@@ -5,6 +5,9 @@
 //! client credentials with a secret or an RFC 7523 assertion, authorization code + PKCE (RFC 7636), and
 //! the `claims` parameter of a CAE challenge (PROTOCOL.md §2.5). Errors parse into [`OAuthError`].
 
+// OAuthError is ~130 bytes; it is returned once per token call, never on a hot path.
+#![allow(clippy::result_large_err)]
+
 mod assertion;
 mod device;
 mod error;
