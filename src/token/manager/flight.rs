@@ -67,23 +67,23 @@ pub(crate) fn join_or_start_gated(
     }
     let now = Instant::now();
     {
+        // Inside the backoff window (or Retry-After) callers fail fast; once it has elapsed one trial
+        // call is allowed even with the circuit open (half-open).
         let state = account.state();
-        let waiting = state.next_attempt.filter(|at| *at > now);
-        if state.backoff.circuit_open() || waiting.is_some() {
-            let retry_after = waiting.map(|at| at - now);
+        if let Some(at) = state.next_attempt.filter(|at| *at > now) {
             let why = state
                 .last_error
                 .clone()
                 .unwrap_or_else(|| "identity provider failing".into());
             let circuit = if state.backoff.circuit_open() {
-                "; circuit open after repeated failures"
+                "; circuit open after repeated failures, retrying in the background"
             } else {
                 ""
             };
             return Err(TokenError::Unavailable {
                 upn: account.upn(),
                 detail: format!("{why}{circuit}"),
-                retry_after: retry_after.or(Some(crate::token::schedule::BACKOFF_CAP)),
+                retry_after: Some(at - now),
             });
         }
     }
@@ -384,6 +384,8 @@ async fn run_refresher(account: Weak<Account>, slot: Arc<Slot>) {
 }
 
 /// When the slot needs a call: its refresh time, pushed back by a running backoff; `None` to idle.
+/// Only slots holding a token refresh in the background: one prober per audience in use, and a
+/// token-less audience is fetched by its first caller (a half-open trial once the backoff has elapsed).
 fn next_wake(account: &Account, slot: &Slot) -> Option<Instant> {
     let now = Instant::now();
     let state = account.state();
@@ -393,11 +395,7 @@ fn next_wake(account: &Account, slot: &Slot) -> Option<Instant> {
     if account.config().flow.is_delegated() && state.refresh_token.is_none() {
         return None;
     }
+    let due = slot.refresh_due(now)?;
     let backoff_until = state.next_attempt.filter(|_| state.backoff.failures() > 0);
-    match (slot.refresh_due(now), backoff_until) {
-        (Some(due), until) if due > now => Some(until.map_or(due, |u| u.max(due))),
-        (_, Some(until)) => Some(until),
-        (Some(due), None) => Some(due),
-        (None, None) => None,
-    }
+    Some(backoff_until.map_or(due, |until| until.max(due)))
 }
