@@ -223,7 +223,6 @@ impl TokenManager {
         if let Some(flow) = flow {
             config.flow = flow;
         }
-        account.forget();
         account.set_config(config.clone());
         let audience = config.default_audience();
         let upn = config.upn.clone();

@@ -123,8 +123,12 @@ impl Account {
         lock(&self.config).clone()
     }
 
+    /// Replaces the configuration; cached endpoints are dropped since the authority may have changed.
     pub(crate) fn set_config(&self, config: AccountConfig) {
         *lock(&self.config) = config;
+        if let Ok(mut endpoints) = self.endpoints.try_lock() {
+            *endpoints = None;
+        }
     }
 
     pub(crate) fn upn(&self) -> String {

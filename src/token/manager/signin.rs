@@ -84,7 +84,14 @@ pub(crate) async fn start_device(
         expires_at: Instant::now() + authorization.expires_in,
         message: authorization.message.clone(),
     };
-    account.state().phase = Phase::SignInPending(prompt.clone());
+    let previous = std::mem::replace(
+        &mut account.state().phase,
+        Phase::SignInPending(prompt.clone()),
+    );
+    let previous = match previous {
+        Phase::SignInPending(_) => Phase::Ready,
+        other => other,
+    };
     log_prompt(&upn, &prompt);
     let rx = spawn_sign_in(
         account,
@@ -93,6 +100,7 @@ pub(crate) async fn start_device(
             audience.clone(),
             authorization,
             prompt.clone(),
+            previous,
         ),
     );
     Ok((prompt, rx))
@@ -120,6 +128,7 @@ async fn poll_device(
     audience: Audience,
     authorization: DeviceAuthorization,
     prompt: DevicePrompt,
+    previous: Phase,
 ) -> Result<(), TokenError> {
     let config = account.config();
     let upn = config.upn.clone();
@@ -150,7 +159,7 @@ async fn poll_device(
             }
         }
     };
-    end_sign_in(&account, &result);
+    end_sign_in(&account, &result, previous);
     result
 }
 
@@ -274,7 +283,7 @@ async fn wait_browser(
             detail: super::flight::describe(&failure),
         }),
     };
-    end_sign_in(&account, &result);
+    end_sign_in(&account, &result, Phase::Ready);
     result
 }
 
@@ -324,12 +333,12 @@ pub fn check_user(requested: &str, tokens: &TokenResponse) -> Result<(), TokenEr
     }
 }
 
-/// After a sign-in ends without tokens, the account goes back to "no token" so the next request can
-/// start over; the reason is kept for `accounts` and messages.
-fn end_sign_in(account: &Account, result: &Result<(), TokenError>) {
+/// After a sign-in ends without tokens the account returns to where it was before (no token: the next
+/// request may start over; "sign-in required": still no token calls); the reason is kept for messages.
+fn end_sign_in(account: &Account, result: &Result<(), TokenError>, previous: Phase) {
     let mut state = account.state();
-    if matches!(state.phase, Phase::SignInPending(_)) {
-        state.phase = Phase::Ready;
+    if result.is_err() && matches!(state.phase, Phase::SignInPending(_)) {
+        state.phase = previous;
     }
     if let Err(e) = result {
         tracing::warn!(account = %account.upn(), error = %e, "sign-in did not complete");
