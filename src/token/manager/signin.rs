@@ -48,18 +48,57 @@ pub(crate) async fn start_device(
     audience: &Audience,
 ) -> Result<(DevicePrompt, watch::Receiver<FlightResult>), TokenError> {
     let _one = account.sign_in_lock.lock().await;
-    if let Phase::SignInPending(prompt) = &account.state().phase
-        && prompt.remaining() > Duration::ZERO
-        && let Some((_, rx)) = account.sign_in_task.lock().ok().and_then(|t| t.clone())
-    {
-        return Ok((prompt.clone(), rx));
+    if let Some(waiting) = waiting_device_sign_in(account) {
+        return Ok(waiting);
     }
+    let authorization = request_device_code(account, audience).await?;
+    let prompt = DevicePrompt {
+        user_code: authorization.user_code.clone(),
+        verification_uri: authorization.verification_uri.clone(),
+        expires_at: Instant::now() + authorization.expires_in,
+        message: authorization.message.clone(),
+    };
+    let previous = match std::mem::replace(
+        &mut account.state().phase,
+        Phase::SignInPending(prompt.clone()),
+    ) {
+        Phase::SignInPending(_) => Phase::Ready,
+        other => other,
+    };
+    log_prompt(&account.upn(), &prompt);
+    let task = poll_device(
+        account.clone(),
+        audience.clone(),
+        authorization,
+        prompt.clone(),
+        previous,
+    );
+    Ok((prompt, spawn_sign_in(account, task)))
+}
+
+/// The device sign-in already running, if its code is still valid.
+fn waiting_device_sign_in(
+    account: &Account,
+) -> Option<(DevicePrompt, watch::Receiver<FlightResult>)> {
+    let prompt = match &account.state().phase {
+        Phase::SignInPending(prompt) if prompt.remaining() > Duration::ZERO => prompt.clone(),
+        _ => return None,
+    };
+    let (_, rx) = account.sign_in_task.lock().ok()?.clone()?;
+    Some((prompt, rx))
+}
+
+/// RFC 8628 §3.1: asks the IdP for a device code and a user code.
+async fn request_device_code(
+    account: &Account,
+    audience: &Audience,
+) -> Result<DeviceAuthorization, TokenError> {
     let config = account.config();
     let upn = config.upn.clone();
     let endpoints = endpoints(account)
         .await
         .map_err(|f| unavailable(&upn, &f))?;
-    let Some(device_endpoint) = endpoints.device_authorization.clone() else {
+    let Some(device_endpoint) = endpoints.device_authorization else {
         return Err(TokenError::Config {
             upn,
             detail: "the identity provider offers no device code endpoint".into(),
@@ -71,39 +110,13 @@ pub(crate) async fn start_device(
     let response = send(account, request)
         .await
         .map_err(|f| unavailable(&upn, &f))?;
-    let authorization = oauth::parse_device_authorization(&response).map_err(|e| {
+    oauth::parse_device_authorization(&response).map_err(|e| {
         if e.is_transient() {
             unavailable(&upn, &CallFailure::oauth(e))
         } else {
             TokenError::sign_in_failed(&upn, &e)
         }
-    })?;
-    let prompt = DevicePrompt {
-        user_code: authorization.user_code.clone(),
-        verification_uri: authorization.verification_uri.clone(),
-        expires_at: Instant::now() + authorization.expires_in,
-        message: authorization.message.clone(),
-    };
-    let previous = std::mem::replace(
-        &mut account.state().phase,
-        Phase::SignInPending(prompt.clone()),
-    );
-    let previous = match previous {
-        Phase::SignInPending(_) => Phase::Ready,
-        other => other,
-    };
-    log_prompt(&upn, &prompt);
-    let rx = spawn_sign_in(
-        account,
-        poll_device(
-            account.clone(),
-            audience.clone(),
-            authorization,
-            prompt.clone(),
-            previous,
-        ),
-    );
-    Ok((prompt, rx))
+    })
 }
 
 /// Runs a sign-in task, publishing its result; the handle lets logout abort it.
@@ -190,12 +203,40 @@ fn log_prompt(upn: &str, prompt: &DevicePrompt) {
 
 // === browser ===
 
+/// Everything the browser flow keeps between opening the browser and redeeming the code.
+struct BrowserSession {
+    audience: Audience,
+    listener: LoopbackRedirect,
+    pkce: Pkce,
+    state: String,
+    redirect_uri: String,
+}
+
 /// Starts a browser sign-in: binds the loopback listener, opens the browser, waits in the background.
 pub(crate) async fn start_browser(
     account: &Arc<Account>,
     audience: &Audience,
 ) -> Result<(String, watch::Receiver<FlightResult>), TokenError> {
     let _one = account.sign_in_lock.lock().await;
+    let upn = account.upn();
+    let (url, session) = prepare_browser(account, audience).await?;
+    if account.shared.settings.open_browser
+        && let Err(e) = open_browser(&url)
+    {
+        tracing::warn!(error = %e, "could not open a browser: open the sign-in URL yourself");
+    }
+    tracing::info!(account = %upn, "SIGN-IN NEEDED for {upn}: finish in the browser ({url})");
+    Ok((
+        url,
+        spawn_sign_in(account, wait_browser(account.clone(), session)),
+    ))
+}
+
+/// Binds the redirect listener and builds the authorize URL (PKCE S256, state, login_hint).
+async fn prepare_browser(
+    account: &Account,
+    audience: &Audience,
+) -> Result<(String, BrowserSession), TokenError> {
     let config = account.config();
     let upn = config.upn.clone();
     let endpoints = endpoints(account)
@@ -207,7 +248,6 @@ pub(crate) async fn start_browser(
     };
     let authorize = endpoints
         .authorization
-        .clone()
         .ok_or_else(|| fail("no authorization endpoint".into()))?;
     let listener = LoopbackRedirect::bind()
         .await
@@ -227,33 +267,26 @@ pub(crate) async fn start_browser(
         claims: None,
     }
     .build();
-    if account.shared.settings.open_browser
-        && let Err(e) = open_browser(&url)
-    {
-        tracing::warn!(error = %e, "could not open a browser: open the sign-in URL yourself");
-    }
-    tracing::info!(account = %upn, "SIGN-IN NEEDED for {upn}: finish in the browser ({url})");
-    let task = wait_browser(
-        account.clone(),
-        audience.clone(),
+    let session = BrowserSession {
+        audience: audience.clone(),
         listener,
         pkce,
         state,
         redirect_uri,
-    );
-    Ok((url, spawn_sign_in(account, task)))
+    };
+    Ok((url, session))
 }
 
-async fn wait_browser(
-    account: Arc<Account>,
-    audience: Audience,
-    listener: LoopbackRedirect,
-    pkce: Pkce,
-    state: String,
-    redirect_uri: String,
-) -> Result<(), TokenError> {
+async fn wait_browser(account: Arc<Account>, session: BrowserSession) -> Result<(), TokenError> {
     let config = account.config();
     let upn = config.upn.clone();
+    let BrowserSession {
+        audience,
+        listener,
+        pkce,
+        state,
+        redirect_uri,
+    } = session;
     let code = match tokio::time::timeout(BROWSER_WAIT, listener.wait(&state)).await {
         Ok(Ok(code)) => code,
         Ok(Err(e)) => return Err(TokenError::sign_in_failed(&upn, &e)),
