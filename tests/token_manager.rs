@@ -731,3 +731,36 @@ async fn app_only_bad_secret_is_terminal() {
     }
     assert_eq!(idp.calls().len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn tok14_offline_start_recovers_without_user_action() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "rt-0", None);
+    let idp = FakeIdp::new(|_, n| {
+        if n < 3 {
+            Reply {
+                transport_error: true,
+                ..status(0, None)
+            }
+        } else {
+            tokens(&jwt(UPN, EXO, "online"), Some("rt-1"), 3600)
+        }
+    });
+    let manager = manager(&idp, dir.path());
+    let mut token = None;
+    for _ in 0..10 {
+        match manager.token(UPN, &exo()).await {
+            Ok(t) => {
+                token = Some(t);
+                break;
+            }
+            Err(TokenError::Unavailable { retry_after, .. }) => {
+                tokio::time::sleep(retry_after.unwrap()).await
+            }
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(token.unwrap().expose(), jwt(UPN, EXO, "online"));
+    assert_eq!(idp.calls().len(), 4);
+    assert!(idp.calls().iter().all(|c| c.grant() == Some(REFRESH)));
+}

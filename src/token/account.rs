@@ -120,6 +120,36 @@ impl Cloud {
     }
 }
 
+impl Cloud {
+    /// The audience whose token may be sent to `host` (TOK-11): the Exchange resource for the Exchange
+    /// hosts and their forests, the S&C resource for the compliance hosts, `None` for anything else.
+    pub fn audience_for_host(self, host: &str) -> Option<Audience> {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let under = |domain: &str| host == domain || host.ends_with(&format!(".{domain}"));
+        let (exchange, compliance): (&[&str], &str) = match self {
+            Cloud::Global => (
+                &["outlook.office365.com", "ps.outlook.com"],
+                "ps.compliance.protection.outlook.com",
+            ),
+            Cloud::UsGov => (
+                &["outlook.office365.us"],
+                "ps.compliance.protection.office365.us",
+            ),
+            Cloud::China => (
+                &["partner.outlook.cn"],
+                "ps.compliance.protection.partner.outlook.cn",
+            ),
+        };
+        if under(compliance) {
+            Some(self.compliance())
+        } else if exchange.iter().any(|d| under(d)) {
+            Some(self.exchange())
+        } else {
+            None
+        }
+    }
+}
+
 // === impl Flow ===
 
 impl Flow {
@@ -246,6 +276,36 @@ mod tests {
         assert_eq!(
             scope,
             "https://outlook.office365.com/.default offline_access openid profile"
+        );
+    }
+
+    #[test]
+    fn hosts_map_to_their_own_audience() {
+        let cases = [
+            (
+                "outlook.office365.com",
+                Some("https://outlook.office365.com"),
+            ),
+            (
+                "NAMPR01.Outlook.Office365.com",
+                Some("https://outlook.office365.com"),
+            ),
+            ("ps.outlook.com", Some("https://outlook.office365.com")),
+            (
+                "eur02b.ps.compliance.protection.outlook.com",
+                Some("https://ps.compliance.protection.outlook.com"),
+            ),
+            ("evil-outlook.office365.com", None),
+            ("outlook.office365.com.evil.example", None),
+            ("login.microsoftonline.com", None),
+        ];
+        for (host, expected) in cases {
+            let got = Cloud::Global.audience_for_host(host);
+            assert_eq!(got.as_ref().map(Audience::as_str), expected, "{host}");
+        }
+        assert_eq!(
+            Cloud::UsGov.audience_for_host("outlook.office365.us"),
+            Some(Cloud::UsGov.exchange())
         );
     }
 

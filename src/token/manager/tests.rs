@@ -249,3 +249,59 @@ fn token_errors_map_onto_the_proxy_catalogue() {
         other => panic!("{other:?}"),
     }
 }
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn pending_device_code_is_logged_with_a_countdown_every_30s() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let transport = scripted(|form, _| {
+        if form.contains("device_code=") {
+            return Some((400, r#"{"error":"authorization_pending"}"#.into()));
+        }
+        Some((200, r#"{"device_code":"DEVICE-SECRET-XYZ","user_code":"QWER-TYUI","verification_uri":"https://microsoft.com/devicelogin","expires_in":95,"interval":5}"#.into()))
+    });
+    let manager = TokenManager::new(transport, None, settings()).unwrap();
+    let mut config = AccountConfig::new(UPN);
+    config.authority = Some("https://idp.test".into());
+    manager.add_account(config);
+    let err = manager.token(UPN, &Audience::new(EXO)).await.unwrap_err();
+    assert!(matches!(err, TokenError::SignInPending { .. }));
+    tokio::time::sleep(Duration::from_secs(100)).await;
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let prompts: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("SIGN-IN NEEDED"))
+        .collect();
+    assert_eq!(prompts.len(), 4, "at 0, 30, 60 and 90 s:\n{logs}");
+    assert!(
+        prompts
+            .iter()
+            .all(|l| l.contains("QWER-TYUI") && l.contains("https://microsoft.com/devicelogin"))
+    );
+    assert!(
+        prompts[0].contains("95 s left") && prompts[3].contains("5 s left"),
+        "{logs}"
+    );
+    assert!(
+        !logs.contains("DEVICE-SECRET-XYZ"),
+        "the device code is a secret"
+    );
+}
