@@ -147,6 +147,7 @@ impl TokenCache {
     pub fn open(state_dir: &Path) -> io::Result<Self> {
         let dir = state_dir.join("tokens");
         create_private_dir(&dir)?;
+        sweep_orphaned_temp_files(&dir);
         Ok(Self {
             dir,
             write_lock: Mutex::new(()),
@@ -378,6 +379,23 @@ fn quarantine(path: &Path, reason: String) -> Load {
         "token cache file is unusable: moved aside; sign in again with `exoproxy login`"
     );
     Load::Quarantined { moved_to, reason }
+}
+
+/// Deletes temp files of writers that died mid-write (FLT-19): they may hold a refresh token.
+fn sweep_orphaned_temp_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((_, rest)) = name.split_once(".json.tmp.") else {
+            continue;
+        };
+        let writer = rest.split('.').next().and_then(|p| p.parse::<u32>().ok());
+        if writer.is_some_and(|pid| pid != std::process::id() && !pid_alive(pid)) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 fn upn_in_file(path: &Path) -> Option<String> {

@@ -221,6 +221,24 @@ fn flt19_leftover_temp_files_are_ignored() {
         "rt-1"
     );
     assert_eq!(cache.list(), vec![UPN.to_string()]);
+    // Orphans of dead writers are deleted at the next start: they may contain a refresh token.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let orphan = cache
+        .dir()
+        .join(format!(".admin@contoso.com.json.tmp.{dead}.1"));
+    fs::rename(
+        cache.dir().join(".admin@contoso.com.json.tmp.999.1"),
+        &orphan,
+    )
+    .unwrap();
+    let reopened = TokenCache::open(state.path()).unwrap();
+    assert!(!orphan.exists());
+    assert_eq!(
+        loaded(reopened.load(UPN)).refresh_token.unwrap().expose(),
+        "rt-1"
+    );
 }
 
 #[test]
