@@ -764,3 +764,36 @@ async fn tok14_offline_start_recovers_without_user_action() {
     assert_eq!(idp.calls().len(), 4);
     assert!(idp.calls().iter().all(|c| c.grant() == Some(REFRESH)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn short_lived_test_tokens_are_reused_and_renewed_at_half_life() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "rt-0", None);
+    let idp = FakeIdp::new(|_, n| {
+        tokens(
+            &jwt(UPN, EXO, &n.to_string()),
+            Some(&format!("rt-{}", n + 1)),
+            20,
+        )
+    });
+    let manager = manager(&idp, dir.path());
+    let t0 = Instant::now();
+    let first = manager.token(UPN, &exo()).await.unwrap();
+    for _ in 0..5 {
+        assert_eq!(manager.token(UPN, &exo()).await.unwrap(), first);
+    }
+
+    assert_eq!(
+        idp.calls().len(),
+        1,
+        "a 20 s token is reused, not re-fetched per request"
+    );
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    let times: Vec<u64> = idp.calls().iter().map(|c| (c.at - t0).as_secs()).collect();
+    assert_eq!(
+        times,
+        vec![0, 10, 20, 30],
+        "renewed at half of each 20 s lifetime"
+    );
+    assert_ne!(manager.token(UPN, &exo()).await.unwrap(), first);
+}

@@ -143,7 +143,13 @@ impl Account {
     pub(crate) fn slot(self: &Arc<Self>, audience: &Audience) -> Arc<Slot> {
         let mut slots = lock(&self.slots);
         if let Some(slot) = slots.get(audience) {
-            return slot.clone();
+            let slot = slot.clone();
+            drop(slots);
+            if !slot.has_refresher() {
+                // Created outside a runtime (e.g. by `accounts()`): start the refresher now.
+                super::flight::spawn_refresher(self, &slot);
+            }
+            return slot;
         }
         let slot = Arc::new(Slot::new(audience.clone()));
         slots.insert(audience.clone(), slot.clone());
@@ -325,10 +331,12 @@ impl Slot {
         self.wake.notify_one();
     }
 
-    /// The token if it stays valid for at least `margin` (TOK-12: never hand out an expired one).
+    /// The token if it stays valid for at least `margin`, or a tenth of its lifetime for very short-lived
+    /// (test) tokens (TOK-12: never hand out an expired one).
     pub(crate) fn fresh(&self, margin: Duration) -> Option<AccessToken> {
         let guard = lock(&self.token);
         let live = guard.as_ref()?;
+        let margin = margin.min(live.expires.saturating_duration_since(live.issued) / 10);
         (live.expires.saturating_duration_since(Instant::now()) > margin)
             .then(|| live.token.clone())
     }
@@ -368,6 +376,10 @@ impl Slot {
         let rx = start();
         *guard = Some(rx.clone());
         rx
+    }
+
+    fn has_refresher(&self) -> bool {
+        lock(&self.refresher).is_some()
     }
 
     pub(crate) fn set_refresher(&self, handle: AbortHandle) {
