@@ -797,3 +797,29 @@ async fn short_lived_test_tokens_are_reused_and_renewed_at_half_life() {
     );
     assert_ne!(manager.token(UPN, &exo()).await.unwrap(), first);
 }
+
+#[tokio::test(start_paused = true)]
+async fn logout_during_a_refresh_does_not_resurrect_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "rt-0", None);
+    let idp = FakeIdp::new(|_, _| {
+        delayed(
+            tokens(&jwt(UPN, EXO, "late"), Some("rt-late"), 3600),
+            Duration::from_secs(5),
+        )
+    });
+    let manager = manager(&idp, dir.path());
+    let pending = {
+        let manager = manager.clone();
+        tokio::spawn(async move { manager.token(UPN, &exo()).await })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    manager.logout(UPN).unwrap();
+    assert!(pending.await.unwrap().is_err());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(
+        cached_rt(dir.path()).is_none(),
+        "the late answer is not persisted after logout"
+    );
+    assert!(!manager.accounts()[0].has_refresh_token);
+}

@@ -96,6 +96,7 @@ async fn acquire(
     slot: &Arc<Slot>,
     claims: Option<&str>,
 ) -> Result<AccessToken, TokenError> {
+    let generation = account.generation();
     let _grant = account.grant_lock.lock().await;
     if let Some(err) = account.phase_error() {
         return Err(err);
@@ -124,6 +125,13 @@ async fn acquire(
     } else {
         client_credentials(account, &slot.audience, claims).await
     };
+    if account.generation() != generation {
+        return Err(TokenError::SignInRequired {
+            upn: config.upn.clone(),
+            aadsts: None,
+            detail: "signed out while the token request was running".into(),
+        });
+    }
     match response {
         Ok(tokens) => Ok(store(account, slot, tokens)),
         Err(failure) => Err(record_failure(account, failure)),

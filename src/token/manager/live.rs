@@ -5,6 +5,7 @@
 //! the async `grant_lock` serialises everything that uses or replaces the refresh token.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -47,6 +48,8 @@ pub(crate) struct Account {
     pub(crate) sign_in_lock: tokio::sync::Mutex<()>,
     /// The running sign-in task (device polling or browser wait), aborted by logout.
     pub(crate) sign_in_task: Mutex<Option<(AbortHandle, watch::Receiver<FlightResult>)>>,
+    /// Bumped by logout: a flight that started before must not store (or persist) its tokens.
+    generation: AtomicU64,
 }
 
 /// Mutable per-account fields.
@@ -116,6 +119,7 @@ impl Account {
             grant_lock: tokio::sync::Mutex::new(()),
             sign_in_lock: tokio::sync::Mutex::new(()),
             sign_in_task: Mutex::new(None),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -289,8 +293,14 @@ impl Account {
         }
     }
 
-    /// Forgets tokens and the sign-in phase (logout, new sign-in).
+    /// Changes whenever the account's tokens are forgotten.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Forgets tokens and the sign-in phase (logout).
     pub(crate) fn forget(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         self.shutdown();
         let mut state = self.state();
         state.refresh_token = None;
@@ -298,6 +308,13 @@ impl Account {
         state.next_attempt = None;
         state.backoff.record_success();
         state.last_error = None;
+    }
+}
+
+impl Drop for Account {
+    /// Background refreshers only hold a weak reference; stop them with the account.
+    fn drop(&mut self) {
+        self.shutdown();
     }
 }
 
