@@ -53,12 +53,21 @@ pub struct Endpoints {
 }
 
 /// How a confidential client proves itself on the token endpoint.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum ClientAuth {
     /// `client_secret` in the form body (client_secret_post).
     Secret(ClientSecret),
     /// A signed JWT assertion (private_key_jwt, RFC 7523 §2.2); already serialised.
     Assertion(Zeroizing<String>),
+}
+
+impl std::fmt::Debug for ClientAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientAuth::Secret(_) => f.write_str("ClientAuth::Secret([redacted])"),
+            ClientAuth::Assertion(_) => f.write_str("ClientAuth::Assertion([redacted])"),
+        }
+    }
 }
 
 /// A successful token response (RFC 6749 §5.1).

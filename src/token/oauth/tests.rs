@@ -225,7 +225,11 @@ fn rs256_assertion_has_rfc7523_shape_and_verifies() {
     let signed = format!("{}.{}", parts[0], parts[1]);
     public.verify(signed.as_bytes(), &signature).unwrap();
 
-    let auth = ClientAuth::Assertion(jwt);
+    let auth = ClientAuth::Assertion(jwt.clone());
+    assert!(
+        !format!("{auth:?}").contains(parts[2]),
+        "assertions are redacted in Debug"
+    );
     let req = client_credentials_request(token_ep, "app-id", "s", &auth, None);
     let form = form_of(&req);
     assert_eq!(
