@@ -9,6 +9,41 @@
 //! - `invalid_grant` parks the account in "sign-in required" until `login` (FLT-11).
 //! - A delegated account without a token starts a device-code sign-in on demand; callers get
 //!   [`TokenError::SignInPending`] with the code and URL to show.
+//!
+//! # Wiring
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//!
+//! use bytes::Bytes;
+//! use exoproxy::error::ProxyError;
+//! use exoproxy::token::{AccountConfig, BoxFuture, Cloud, ManagerSettings, TokenManager};
+//! use exoproxy::token::{Transport, TransportError};
+//!
+//! /// Sends IdP requests through the proxy's upstream chain (corporate proxy, PAC, DIRECT).
+//! struct Upstream;
+//!
+//! impl Transport for Upstream {
+//!     fn send(&self, _req: http::Request<Bytes>)
+//!     -> BoxFuture<'_, Result<http::Response<Bytes>, TransportError>> {
+//!         Box::pin(async { Err(TransportError::Other("wire me".into())) })
+//!     }
+//! }
+//!
+//! # async fn handler() -> Result<(), ProxyError> {
+//! let state_dir = std::path::Path::new("/home/admin/.local/state/exoproxy");
+//! let tokens = TokenManager::new(Arc::new(Upstream), Some(state_dir), ManagerSettings::default())
+//!     .map_err(|e| ProxyError::Internal(e.to_string()))?;
+//! tokens.add_account(AccountConfig::new("admin@contoso.com"));
+//! // Per request: the audience of the intercepted host, never another host's token (TOK-11).
+//! let audience = Cloud::Global.audience_for_host("outlook.office365.com").ok_or_else(|| {
+//!     ProxyError::Internal("not an Exchange host".into())
+//! })?;
+//! let token = tokens.token("admin@contoso.com", &audience).await?; // TokenError → ProxyError
+//! # drop(token);
+//! # Ok(())
+//! # }
+//! ```
 
 mod flight;
 mod live;
