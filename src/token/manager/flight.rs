@@ -20,6 +20,9 @@ use crate::token::oauth::{
 use crate::token::secret::AccessToken;
 use crate::token::transport::{TransportError, send_with_timeout};
 
+/// Longest the refresher sleeps without re-reading the clocks.
+const RECHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Why one call to the IdP failed.
 #[derive(Debug)]
 pub(crate) enum CallFailure {
@@ -245,6 +248,8 @@ pub(crate) fn store(account: &Account, slot: &Slot, tokens: TokenResponse) -> Ac
         token: tokens.access_token,
         issued: now,
         expires: now + tokens.expires_in,
+        expires_wall: unix_now()
+            .saturating_add(i64::try_from(tokens.expires_in.as_secs()).unwrap_or(i64::MAX)),
     }));
     let new_refresh = {
         let mut state = account.state();
@@ -367,6 +372,9 @@ async fn run_refresher(account: Weak<Account>, slot: Arc<Slot>) {
         let notified = slot.wake.notified();
         match wake {
             Some(at) if at > Instant::now() => {
+                // Wake at least every minute: the monotonic clock stops during a suspend, so a long
+                // sleep could overshoot the real expiry; the wall-clock check catches it (FLT-17).
+                let at = at.min(Instant::now() + RECHECK_EVERY);
                 tokio::select! {
                     () = tokio::time::sleep_until(at) => {}
                     () = notified => continue,

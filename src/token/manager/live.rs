@@ -84,12 +84,16 @@ pub(crate) struct Slot {
     refresher: Mutex<Option<AbortHandle>>,
 }
 
-/// An access token with monotonic validity (FLT-17: a wall-clock jump does not expire it en masse).
+/// An access token with its validity on both clocks (FLT-17): the monotonic clock is immune to wall-clock
+/// jumps (NTP), the wall clock notices a suspend/hibernate (the monotonic clock stops while asleep). A
+/// token is as valid as the *earlier* of the two expiries says.
 #[derive(Clone)]
 pub(crate) struct LiveToken {
     pub(crate) token: AccessToken,
     pub(crate) issued: Instant,
     pub(crate) expires: Instant,
+    /// Unix seconds.
+    pub(crate) expires_wall: i64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -221,6 +225,7 @@ impl Account {
                 token: stored.token,
                 issued: now.checked_sub(age).unwrap_or(now),
                 expires: now + left,
+                expires_wall: stored.expires_at,
             };
             self.slot(&stored.audience).set_token(Some(live));
         }
@@ -248,7 +253,7 @@ impl Account {
                     audience: slot.audience.clone(),
                     token: live.token,
                     issued_at: to_wall(live.issued, false),
-                    expires_at: to_wall(live.expires, true),
+                    expires_at: to_wall(live.expires, true).min(live.expires_wall),
                 })
             })
             .collect();
@@ -318,6 +323,16 @@ impl Drop for Account {
     }
 }
 
+// === impl LiveToken ===
+
+impl LiveToken {
+    /// The monotonic expiry, pulled earlier if the wall clock says less time is left.
+    pub(crate) fn effective_expiry(&self, now: Instant) -> Instant {
+        let wall_left = secs_until(self.expires_wall, unix_now()).unwrap_or_default();
+        self.expires.min(now + wall_left)
+    }
+}
+
 fn secs_until(later: i64, earlier: i64) -> Option<Duration> {
     let delta = later.checked_sub(earlier)?;
     u64::try_from(delta)
@@ -329,7 +344,7 @@ fn secs_until(later: i64, earlier: i64) -> Option<Duration> {
 // === impl Slot ===
 
 impl Slot {
-    fn new(audience: Audience) -> Self {
+    pub(crate) fn new(audience: Audience) -> Self {
         Self {
             audience,
             token: Mutex::new(None),
@@ -354,7 +369,8 @@ impl Slot {
         let guard = lock(&self.token);
         let live = guard.as_ref()?;
         let margin = margin.min(live.expires.saturating_duration_since(live.issued) / 10);
-        (live.expires.saturating_duration_since(Instant::now()) > margin)
+        let now = Instant::now();
+        (live.effective_expiry(now).saturating_duration_since(now) > margin)
             .then(|| live.token.clone())
     }
 
@@ -370,7 +386,7 @@ impl Slot {
     pub(crate) fn refresh_due(&self, now: Instant) -> Option<Instant> {
         let guard = lock(&self.token);
         let live = guard.as_ref()?;
-        Some(refresh_at(live.issued, live.expires, now))
+        Some(refresh_at(live.issued, live.effective_expiry(now), now))
     }
 
     /// The flight in progress, if any.

@@ -305,3 +305,32 @@ async fn pending_device_code_is_logged_with_a_countdown_every_30s() {
         "the device code is a secret"
     );
 }
+
+#[tokio::test]
+async fn flt17_wall_clock_catches_a_suspend_the_monotonic_clock_missed() {
+    use super::live::{LiveToken, Slot};
+    let slot = Slot::new(Audience::new(EXO));
+    let now = tokio::time::Instant::now();
+    let wall = crate::token::cache::unix_now();
+    let token = |expires_wall: i64| LiveToken {
+        token: AccessToken::new("at"),
+        issued: now,
+        expires: now + Duration::from_secs(3600),
+        expires_wall,
+    };
+    // Monotonic: 1 h left. Wall clock: the machine slept through the expiry.
+    slot.set_token(Some(token(wall - 60)));
+    assert!(
+        slot.fresh(Duration::from_secs(30)).is_none(),
+        "an expired token is never served"
+    );
+    assert!(
+        slot.refresh_due(now).unwrap() <= now,
+        "refresh is due immediately"
+    );
+    // Both clocks agree on 1 h: served, refresh at 48 min.
+    slot.set_token(Some(token(wall + 3600)));
+    assert!(slot.fresh(Duration::from_secs(30)).is_some());
+    let due = slot.refresh_due(now).unwrap() - now;
+    assert!((47 * 60..=48 * 60).contains(&due.as_secs()), "{due:?}");
+}
