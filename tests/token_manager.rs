@@ -823,3 +823,26 @@ async fn logout_during_a_refresh_does_not_resurrect_the_cache() {
     );
     assert!(!manager.accounts()[0].has_refresh_token);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load11_single_flight_holds_on_a_multi_threaded_runtime() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "rt-0", Some(("expired", 4000, -10)));
+    let idp = FakeIdp::new(|_, n| {
+        delayed(
+            tokens(&jwt(UPN, EXO, &n.to_string()), Some("rt-1"), 3600),
+            Duration::from_millis(100),
+        )
+    });
+    let manager = manager(&idp, dir.path());
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let manager = manager.clone();
+            tokio::spawn(async move { manager.token(UPN, &exo()).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(idp.grants(REFRESH).len(), 1);
+}

@@ -45,7 +45,16 @@ pub(crate) fn join_or_start(
     slot: &Arc<Slot>,
     claims: Option<String>,
 ) -> watch::Receiver<FlightResult> {
-    slot.join_or_start(|| {
+    start_flight(account, slot, claims, None)
+}
+
+fn start_flight(
+    account: &Arc<Account>,
+    slot: &Arc<Slot>,
+    claims: Option<String>,
+    unless_fresh: Option<std::time::Duration>,
+) -> watch::Receiver<FlightResult> {
+    slot.join_or_start(unless_fresh, || {
         let (tx, rx) = watch::channel(None);
         let (account, slot) = (account.clone(), slot.clone());
         tokio::spawn(async move {
@@ -90,7 +99,8 @@ pub(crate) fn join_or_start_gated(
             });
         }
     }
-    Ok(join_or_start(account, slot, claims))
+    let margin = account.shared.settings.expiry_margin;
+    Ok(start_flight(account, slot, claims, Some(margin)))
 }
 
 /// Obtains a token for the slot's audience and stores it.

@@ -397,14 +397,20 @@ impl Slot {
             .cloned()
     }
 
-    /// Runs `start` unless a flight is already in progress; returns the receiver to wait on.
+    /// Runs `start` unless a flight is already in progress; returns the receiver to wait on. With
+    /// `unless_fresh`, a token that became fresh meanwhile (a flight finished between the caller's check
+    /// and now: flights store the token before publishing) is a finished flight, not a reason for another.
     pub(crate) fn join_or_start(
         &self,
+        unless_fresh: Option<Duration>,
         start: impl FnOnce() -> watch::Receiver<FlightResult>,
     ) -> watch::Receiver<FlightResult> {
         let mut guard = lock(&self.flight);
         if let Some(rx) = guard.as_ref().filter(|rx| rx.borrow().is_none()) {
             return rx.clone();
+        }
+        if unless_fresh.is_some_and(|margin| self.fresh(margin).is_some()) {
+            return watch::channel(Some(Ok(()))).1;
         }
         let rx = start();
         *guard = Some(rx.clone());
