@@ -82,7 +82,7 @@ async fn browser_login(
     let SignInPrompt::Browser { url } = handle.prompt.clone() else {
         panic!("expected a browser prompt")
     };
-    assert!(url.starts_with(&format!("{AUTHORITY}/tid/oauth2/v2.0/authorize?")));
+    assert!(url.starts_with(&format!("{AUTHORITY}/contoso.com/oauth2/v2.0/authorize?")));
     let query = query_of(&url);
     assert_eq!(get(&query, "login_hint"), UPN);
     assert_eq!(get(&query, "code_challenge_method"), "S256");

@@ -660,7 +660,7 @@ async fn app_only_certificate_and_secret_flows() {
                     .unwrap(),
             )
             .unwrap();
-            assert_eq!(claims["aud"], token_endpoint());
+            assert_eq!(claims["aud"], token_endpoint("contoso.onmicrosoft.com"));
             assert_eq!(claims["iss"], "app-id");
             assert_eq!(claims["sub"], "app-id");
         } else {
@@ -702,7 +702,7 @@ async fn app_only_certificate_and_secret_flows() {
     assert!(
         idp.calls()
             .iter()
-            .all(|c| c.path == "/tid/oauth2/v2.0/token")
+            .all(|c| c.path == "/contoso.onmicrosoft.com/oauth2/v2.0/token")
     );
 }
 
@@ -845,4 +845,54 @@ async fn load11_single_flight_holds_on_a_multi_threaded_runtime() {
         task.await.unwrap().unwrap();
     }
     assert_eq!(idp.grants(REFRESH).len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn tok15_accounts_in_different_tenants_never_share_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    const OTHER: &str = "Admin@Fabrikam.com";
+    let idp = FakeIdp::new(|call, n| {
+        // Each tenant's token endpoint only honours its own refresh token.
+        let tenant = call
+            .path
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        let rt = call.field("refresh_token").unwrap();
+        assert!(rt.starts_with(&tenant), "{rt} presented to {tenant}");
+        let upn = if tenant == "contoso.com" { UPN } else { OTHER };
+        tokens(
+            &jwt(upn, EXO, &n.to_string()),
+            Some(&format!("{tenant}-rt-{n}")),
+            3600,
+        )
+    });
+    let cache = TokenCache::open(dir.path()).unwrap();
+    for (upn, rt) in [(UPN, "contoso.com-rt"), (OTHER, "fabrikam.com-rt")] {
+        let account = CachedAccount {
+            upn: upn.into(),
+            refresh_token: Some(RefreshToken::new(rt)),
+            ..CachedAccount::default()
+        };
+        cache.save(&account).unwrap();
+    }
+    let manager = manager(&idp, dir.path());
+    let mut other = config();
+    other.upn = OTHER.into();
+    manager.add_account(other);
+    let a = manager.token(UPN, &exo()).await.unwrap();
+    let b = manager.token(OTHER, &exo()).await.unwrap();
+    let user = |t: &AccessToken| {
+        exoproxy::token::jwt::Claims::decode(t.expose())
+            .unwrap()
+            .upn
+            .unwrap()
+    };
+    assert_eq!(user(&a), UPN);
+    assert_eq!(user(&b), OTHER);
+    assert_ne!(cache.path_for(UPN), cache.path_for(OTHER));
+    let accounts = manager.accounts();
+    assert_eq!(accounts.len(), 2);
 }

@@ -86,7 +86,12 @@ impl Transport for FakeIdp {
         Box::pin(async move {
             let path = req.uri().path().to_string();
             if path.ends_with("/.well-known/openid-configuration") {
-                return Ok(response(200, &discovery(), &[]));
+                let tenant = path
+                    .trim_start_matches('/')
+                    .split('/')
+                    .next()
+                    .unwrap_or_default();
+                return Ok(response(200, &discovery(tenant), &[]));
             }
             let form = parse_form(std::str::from_utf8(req.body()).unwrap());
             let call = Call {
@@ -121,20 +126,21 @@ fn response(status: u16, body: &str, headers: &[(&'static str, String)]) -> http
     builder.body(Bytes::from(body.to_string())).unwrap()
 }
 
-pub fn discovery() -> String {
+/// The OIDC document of `tenant` (endpoints under `/{tenant}/`, as Entra's tenant-specific metadata).
+pub fn discovery(tenant: &str) -> String {
     serde_json::json!({
-        "token_endpoint": format!("{AUTHORITY}/tid/oauth2/v2.0/token"),
-        "authorization_endpoint": format!("{AUTHORITY}/tid/oauth2/v2.0/authorize"),
-        "device_authorization_endpoint": format!("{AUTHORITY}/tid/oauth2/v2.0/devicecode"),
-        "issuer": format!("{AUTHORITY}/tid/v2.0"),
-        "jwks_uri": format!("{AUTHORITY}/tid/discovery/v2.0/keys"),
+        "token_endpoint": format!("{AUTHORITY}/{tenant}/oauth2/v2.0/token"),
+        "authorization_endpoint": format!("{AUTHORITY}/{tenant}/oauth2/v2.0/authorize"),
+        "device_authorization_endpoint": format!("{AUTHORITY}/{tenant}/oauth2/v2.0/devicecode"),
+        "issuer": format!("{AUTHORITY}/{tenant}/v2.0"),
+        "jwks_uri": format!("{AUTHORITY}/{tenant}/discovery/v2.0/keys"),
         "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
     })
     .to_string()
 }
 
-pub fn token_endpoint() -> String {
-    format!("{AUTHORITY}/tid/oauth2/v2.0/token")
+pub fn token_endpoint(tenant: &str) -> String {
+    format!("{AUTHORITY}/{tenant}/oauth2/v2.0/token")
 }
 
 /// An unsigned JWT-shaped access token for `upn` at `aud` (the proxy never verifies signatures).
