@@ -1,0 +1,330 @@
+//! Account model: who signs in, where, with which client and flow, and for which resource (audience).
+//!
+//! Contract: an account is keyed by its UPN (case-insensitive); tokens are kept per (account, audience),
+//! so a token minted for the Exchange host is never sent to the S&C host (TOK-11, TOK-15). Defaults follow
+//! PROTOCOL.md §2.1/2.2: the tenant comes from the UPN's domain, the authority from the cloud.
+
+use std::path::PathBuf;
+
+use crate::token::secret::{ClientSecret, PrivateKeyPem};
+
+/// `a0c73c16-…`: "Microsoft Exchange Online Remote PowerShell" (RPS over WS-Man), PROTOCOL.md §2.1.
+pub const CLIENT_ID_WSMAN: &str = "a0c73c16-a7e3-4564-9a95-2bdf47383716";
+/// `fb78d390-…`: "Microsoft Exchange REST API Based Powershell" (V2/V3 module), PROTOCOL.md §2.1.
+pub const CLIENT_ID_REST: &str = "fb78d390-0c51-40cd-8e17-fdbfab77341b";
+
+/// Which national cloud the account lives in; picks the authority and the Exchange resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Cloud {
+    /// login.microsoftonline.com / outlook.office365.com.
+    #[default]
+    Global,
+    /// login.microsoftonline.us / outlook.office365.us.
+    UsGov,
+    /// login.partner.microsoftonline.cn / partner.outlook.cn.
+    China,
+}
+
+/// Which client the account signs in as: the two Exchange PowerShell clients differ (§2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientKind {
+    /// RPS / WS-Man scripts: client id [`CLIENT_ID_WSMAN`].
+    WsMan,
+    /// REST (V3) module: client id [`CLIENT_ID_REST`].
+    #[default]
+    Rest,
+}
+
+/// How the account obtains tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Flow {
+    /// RFC 8628 device authorization; the user enters a code on another device.
+    #[default]
+    DeviceCode,
+    /// Authorization code + PKCE with a loopback redirect (RFC 7636, RFC 8252).
+    Browser,
+    /// App-only, client credentials with a certificate-signed assertion (RFC 7523).
+    Certificate {
+        /// PEM file with the certificate (its thumbprint goes into the assertion header).
+        cert_pem: PathBuf,
+        /// PEM file with the PKCS#8 private key.
+        key_pem: PathBuf,
+    },
+    /// App-only, client credentials with a client secret.
+    Secret {
+        /// The application's secret.
+        secret: ClientSecret,
+    },
+    /// App-only with an already loaded certificate and key (tests, embedders).
+    CertificateInline {
+        /// PEM text of the certificate.
+        cert_pem: String,
+        /// PEM text of the PKCS#8 private key.
+        key_pem: PrivateKeyPem,
+    },
+}
+
+/// The resource a token is minted for, e.g. `https://outlook.office365.com`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Audience(String);
+
+/// One configured account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountConfig {
+    /// The admin's UPN (or `OAuthUser@tenant` for app-only); the account key.
+    pub upn: String,
+    /// Tenant id or domain; `None` → the UPN's domain.
+    pub tenant: Option<String>,
+    /// National cloud.
+    pub cloud: Cloud,
+    /// Sign-in flow.
+    pub flow: Flow,
+    /// Client kind; decides the default client id.
+    pub client: ClientKind,
+    /// Explicit client id (app-only flows need the customer's own app id).
+    pub client_id: Option<String>,
+    /// Explicit scope; `None` → `{audience}/.default`.
+    pub scope: Option<String>,
+    /// Authority base URL, e.g. `https://login.microsoftonline.com` or an emulator's URL.
+    pub authority: Option<String>,
+}
+
+// === impl Cloud ===
+
+impl Cloud {
+    /// The Entra authority host for this cloud (PROTOCOL.md §2.2).
+    pub fn authority(self) -> &'static str {
+        match self {
+            Cloud::Global => "https://login.microsoftonline.com",
+            Cloud::UsGov => "https://login.microsoftonline.us",
+            Cloud::China => "https://login.partner.microsoftonline.cn",
+        }
+    }
+
+    /// The Exchange Online resource for this cloud.
+    pub fn exchange(self) -> Audience {
+        match self {
+            Cloud::Global => Audience::new("https://outlook.office365.com"),
+            Cloud::UsGov => Audience::new("https://outlook.office365.us"),
+            Cloud::China => Audience::new("https://partner.outlook.cn"),
+        }
+    }
+
+    /// The Security & Compliance resource for this cloud.
+    pub fn compliance(self) -> Audience {
+        match self {
+            Cloud::Global => Audience::new("https://ps.compliance.protection.outlook.com"),
+            Cloud::UsGov => Audience::new("https://ps.compliance.protection.office365.us"),
+            Cloud::China => Audience::new("https://ps.compliance.protection.partner.outlook.cn"),
+        }
+    }
+}
+
+impl Cloud {
+    /// The audience whose token may be sent to `host` (TOK-11): the Exchange resource for the Exchange
+    /// hosts and their forests, the S&C resource for the compliance hosts, `None` for anything else.
+    pub fn audience_for_host(self, host: &str) -> Option<Audience> {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let under = |domain: &str| host == domain || host.ends_with(&format!(".{domain}"));
+        let (exchange, compliance): (&[&str], &str) = match self {
+            Cloud::Global => (
+                &["outlook.office365.com", "ps.outlook.com"],
+                "ps.compliance.protection.outlook.com",
+            ),
+            Cloud::UsGov => (
+                &["outlook.office365.us"],
+                "ps.compliance.protection.office365.us",
+            ),
+            Cloud::China => (
+                &["partner.outlook.cn"],
+                "ps.compliance.protection.partner.outlook.cn",
+            ),
+        };
+        if under(compliance) {
+            Some(self.compliance())
+        } else if exchange.iter().any(|d| under(d)) {
+            Some(self.exchange())
+        } else {
+            None
+        }
+    }
+}
+
+// === impl Flow ===
+
+impl Flow {
+    /// True for flows that act as a user (and so get a refresh token and the wrong-user guard).
+    pub fn is_delegated(&self) -> bool {
+        matches!(self, Flow::DeviceCode | Flow::Browser)
+    }
+}
+
+// === impl Audience ===
+
+impl Audience {
+    /// An audience from a resource URI; a trailing `/` is dropped so both spellings match.
+    pub fn new(resource: impl Into<String>) -> Self {
+        let mut resource = resource.into();
+        while resource.ends_with('/') {
+            resource.pop();
+        }
+        Self(resource)
+    }
+
+    /// The resource URI.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The v2 scope `{resource}/.default` (PROTOCOL.md §2.2).
+    pub fn default_scope(&self) -> String {
+        format!("{}/.default", self.0)
+    }
+}
+
+impl std::fmt::Display for Audience {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+// === impl AccountConfig ===
+
+impl AccountConfig {
+    /// A delegated account with every default: device code, REST client, global cloud.
+    pub fn new(upn: impl Into<String>) -> Self {
+        Self {
+            upn: upn.into(),
+            tenant: None,
+            cloud: Cloud::Global,
+            flow: Flow::DeviceCode,
+            client: ClientKind::Rest,
+            client_id: None,
+            scope: None,
+            authority: None,
+        }
+    }
+
+    /// The account key: the UPN in lower case.
+    pub fn key(&self) -> String {
+        normalize_upn(&self.upn)
+    }
+
+    /// The tenant: configured, else the UPN's domain, else `organizations`.
+    pub fn tenant(&self) -> String {
+        if let Some(tenant) = self.tenant.as_deref().filter(|t| !t.is_empty()) {
+            return tenant.to_string();
+        }
+        match self.upn.rsplit_once('@') {
+            Some((_, domain)) if !domain.is_empty() => domain.to_ascii_lowercase(),
+            _ => "organizations".to_string(),
+        }
+    }
+
+    /// The client id: configured, else the default of the client kind.
+    pub fn client_id(&self) -> &str {
+        match (&self.client_id, self.client) {
+            (Some(id), _) => id,
+            (None, ClientKind::WsMan) => CLIENT_ID_WSMAN,
+            (None, ClientKind::Rest) => CLIENT_ID_REST,
+        }
+    }
+
+    /// The authority base URL without a trailing `/`.
+    pub fn authority(&self) -> String {
+        let base = self.authority.as_deref().unwrap_or(self.cloud.authority());
+        base.trim_end_matches('/').to_string()
+    }
+
+    /// The scope string for `audience`; delegated flows add `offline_access openid profile` to get a
+    /// refresh token and an ID token (PROTOCOL.md §2.2).
+    pub fn scope_for(&self, audience: &Audience) -> String {
+        let base = self
+            .scope
+            .clone()
+            .unwrap_or_else(|| audience.default_scope());
+        if self.flow.is_delegated() {
+            format!("{base} offline_access openid profile")
+        } else {
+            base
+        }
+    }
+
+    /// The audience used when none is named: Exchange Online of the account's cloud.
+    pub fn default_audience(&self) -> Audience {
+        self.cloud.exchange()
+    }
+}
+
+/// UPNs compare case-insensitively; this is the canonical form.
+pub fn normalize_upn(upn: &str) -> String {
+    upn.trim().to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_derive_tenant_client_and_scope() {
+        let account = AccountConfig::new("Admin@Contoso.com");
+        assert_eq!(account.key(), "admin@contoso.com");
+        assert_eq!(account.tenant(), "contoso.com");
+        assert_eq!(account.client_id(), CLIENT_ID_REST);
+        assert_eq!(account.authority(), "https://login.microsoftonline.com");
+        let scope = account.scope_for(&account.default_audience());
+        assert_eq!(
+            scope,
+            "https://outlook.office365.com/.default offline_access openid profile"
+        );
+    }
+
+    #[test]
+    fn hosts_map_to_their_own_audience() {
+        let cases = [
+            (
+                "outlook.office365.com",
+                Some("https://outlook.office365.com"),
+            ),
+            (
+                "NAMPR01.Outlook.Office365.com",
+                Some("https://outlook.office365.com"),
+            ),
+            ("ps.outlook.com", Some("https://outlook.office365.com")),
+            (
+                "eur02b.ps.compliance.protection.outlook.com",
+                Some("https://ps.compliance.protection.outlook.com"),
+            ),
+            ("evil-outlook.office365.com", None),
+            ("outlook.office365.com.evil.example", None),
+            ("login.microsoftonline.com", None),
+        ];
+        for (host, expected) in cases {
+            let got = Cloud::Global.audience_for_host(host);
+            assert_eq!(got.as_ref().map(Audience::as_str), expected, "{host}");
+        }
+        assert_eq!(
+            Cloud::UsGov.audience_for_host("outlook.office365.us"),
+            Some(Cloud::UsGov.exchange())
+        );
+    }
+
+    #[test]
+    fn explicit_values_win() {
+        let mut account = AccountConfig::new("app@contoso.com");
+        account.client = ClientKind::WsMan;
+        assert_eq!(account.client_id(), CLIENT_ID_WSMAN);
+        account.tenant = Some("11111111-2222-3333-4444-555555555555".into());
+        account.authority = Some("https://127.0.0.1:4443/".into());
+        account.flow = Flow::Secret {
+            secret: ClientSecret::new("s"),
+        };
+        assert_eq!(account.tenant(), "11111111-2222-3333-4444-555555555555");
+        assert_eq!(account.authority(), "https://127.0.0.1:4443");
+        let audience = Audience::new("https://ps.compliance.protection.outlook.com/");
+        assert_eq!(
+            account.scope_for(&audience),
+            "https://ps.compliance.protection.outlook.com/.default"
+        );
+    }
+}
