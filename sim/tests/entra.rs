@@ -410,10 +410,10 @@ async fn authorization_code_with_pkce_honours_login_hint_and_the_sign_in_as_over
     let redeem = |code: String, verifier: &'static str| {
         let h = &h;
         async move {
-            let url = format!("https://login.microsoftonline.com/organizations/oauth2/v2.0/token");
+            let url = "https://login.microsoftonline.com/organizations/oauth2/v2.0/token";
             h.client
                 .post_form(
-                    &url,
+                    url,
                     &[
                         ("grant_type", "authorization_code"),
                         ("client_id", REST_CLIENT_ID),
