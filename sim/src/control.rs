@@ -194,6 +194,13 @@ impl Control {
         self.shared.signer.check(jwt, audience)
     }
 
+    /// Tokens for `upn` and `client_id` with a v2 `scope`, as the token endpoint would answer (access,
+    /// refresh and, with `openid`, id token), without running a flow.
+    pub fn mint_tokens(&self, upn: &str, client_id: &str, scope: &str) -> Result<Value, Error> {
+        crate::entra::mint(&self.shared, upn, client_id, scope)
+            .map_err(|e| Error::Control(format!("AADSTS{}: {}", e.code, e.message)))
+    }
+
     fn set_device_status(
         &self,
         user_code: Option<&str>,

@@ -600,3 +600,70 @@ async fn auto_approve_answers_the_first_poll_with_tokens() {
     );
     h.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn v1_device_code_takes_resource_and_answers_verification_url() {
+    let h = Harness::start().await;
+    let v1 = format!("https://login.microsoftonline.com/{TENANT}/oauth2/devicecode");
+    let dc = h
+        .client
+        .post_form(&v1, &[("client_id", RPS_CLIENT_ID), ("resource", OUTLOOK)])
+        .await
+        .json();
+    assert_eq!(dc["verification_url"], "https://microsoft.com/devicelogin");
+    h.sim.control().approve_device(None).unwrap();
+    let tokens = h
+        .client
+        .post_form(
+            &format!("https://login.microsoftonline.com/{TENANT}/oauth2/token"),
+            &[
+                ("grant_type", "device_code"),
+                ("client_id", RPS_CLIENT_ID),
+                ("code", dc["device_code"].as_str().unwrap()),
+                ("resource", OUTLOOK),
+            ],
+        )
+        .await;
+    assert_eq!(tokens.status, 200, "{}", tokens.text());
+    let body = tokens.json();
+    assert_eq!(body["resource"], OUTLOOK);
+    assert!(body["refresh_token"].is_string());
+    h.sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn minted_tokens_work_like_issued_ones() {
+    let h = Harness::start().await;
+    let minted = h
+        .sim
+        .control()
+        .mint_tokens(
+            "user@contoso.com",
+            RPS_CLIENT_ID,
+            "https://outlook.office365.com/.default offline_access",
+        )
+        .unwrap();
+    let checked = h
+        .sim
+        .control()
+        .check_token(minted["access_token"].as_str().unwrap(), OUTLOOK)
+        .unwrap();
+    assert_eq!(checked.upn.as_deref(), Some("user@contoso.com"));
+    assert_eq!(
+        refresh(&h, minted["refresh_token"].as_str().unwrap())
+            .await
+            .status,
+        200
+    );
+    assert!(
+        h.sim
+            .control()
+            .mint_tokens(
+                "nobody@contoso.com",
+                RPS_CLIENT_ID,
+                "https://outlook.office365.com/.default"
+            )
+            .is_err()
+    );
+    h.sim.shutdown().await;
+}

@@ -1,5 +1,6 @@
 //! `POST /{tenant}/oauth2/v2.0/devicecode` (RFC 8628 §3.1-3.2, PROTOCOL.md §2.3): issues a device code
 //! and a user code. Approval comes from the control plane (or at once in auto-approve mode).
+//! The v1 endpoint (`/oauth2/devicecode`, ADAL era) takes `resource=` and answers `verification_url`.
 
 use bytes::Bytes;
 use http::{Response, StatusCode};
@@ -16,17 +17,17 @@ use crate::wire;
 /// Entra's own verification page; the emulator never serves it (approval is a control call).
 const VERIFICATION_URI: &str = "https://microsoft.com/devicelogin";
 
-pub(super) fn handle(ctx: &Ctx<'_>) -> Response<Bytes> {
+pub(super) fn handle(ctx: &Ctx<'_>, v1: bool) -> Response<Bytes> {
     ctx.shared.with(|s| s.counters.devicecode_requests += 1);
-    match issue(ctx) {
+    match issue(ctx, v1) {
         Ok(body) => wire::json(StatusCode::OK, &body),
         Err(e) => e.into_response(ctx.req),
     }
 }
 
-fn issue(ctx: &Ctx<'_>) -> Result<serde_json::Value, AadError> {
+fn issue(ctx: &Ctx<'_>, v1: bool) -> Result<serde_json::Value, AadError> {
     let form = wire::form(ctx.req.body());
-    if form.contains_key("resource") {
+    if !v1 && form.contains_key("resource") {
         return Err(AadError::invalid_request(
             901002,
             "The 'resource' request parameter isn't supported.",
@@ -46,10 +47,16 @@ fn issue(ctx: &Ctx<'_>) -> Result<serde_json::Value, AadError> {
             "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
         ));
     }
-    let scope = form
-        .get("scope")
-        .cloned()
-        .ok_or_else(|| AadError::missing("scope"))?;
+    let scope = match (v1, form.get("resource")) {
+        (true, Some(resource)) => {
+            format!("{}/.default offline_access", resource.trim_end_matches('/'))
+        }
+        (true, None) => return Err(AadError::missing("resource")),
+        (false, _) => form
+            .get("scope")
+            .cloned()
+            .ok_or_else(|| AadError::missing("scope"))?,
+    };
     Scopes::parse_v2(&scope)?;
     ClaimsRequest::parse(form.get("claims").map(String::as_str))?;
     let config = &ctx.shared.config;
@@ -62,7 +69,7 @@ fn issue(ctx: &Ctx<'_>) -> Result<serde_json::Value, AadError> {
         expires: Instant::now() + config.device_code_lifetime,
         status: DeviceStatus::Pending,
     };
-    let body = json!({
+    let mut body = json!({
         "user_code": grant.user_code,
         "device_code": grant.device_code,
         "verification_uri": VERIFICATION_URI,
@@ -70,6 +77,9 @@ fn issue(ctx: &Ctx<'_>) -> Result<serde_json::Value, AadError> {
         "interval": config.device_code_interval.as_secs().max(1),
         "message": format!("To sign in, use a web browser to open the page {VERIFICATION_URI} and enter the code {} to authenticate.", grant.user_code),
     });
+    if v1 {
+        body["verification_url"] = json!(VERIFICATION_URI);
+    }
     ctx.shared.with(|s| {
         let mut grant = grant;
         if s.auto_approve {

@@ -74,7 +74,10 @@ pub(crate) async fn handle(shared: &Shared, host: &str, req: Request) -> Respons
         }
         (["discovery", "v2.0", "keys"] | ["discovery", "keys"], false) => discovery::jwks(&ctx),
         (["discovery", "instance"], false) => discovery::instance(&ctx),
-        (["oauth2", "v2.0", "devicecode"], true) => faulted(&ctx, devicecode::handle).await,
+        (["oauth2", "v2.0", "devicecode"], true) => {
+            faulted(&ctx, |c| devicecode::handle(c, false)).await
+        }
+        (["oauth2", "devicecode"], true) => faulted(&ctx, |c| devicecode::handle(c, true)).await,
         (["oauth2", "v2.0", "token"], true) => faulted(&ctx, |c| token::handle(c, false)).await,
         (["oauth2", "token"], true) => faulted(&ctx, |c| token::handle(c, true)).await,
         (["oauth2", "v2.0", "authorize"] | ["oauth2", "authorize"], false) => {
@@ -83,6 +86,48 @@ pub(crate) async fn handle(shared: &Shared, host: &str, req: Request) -> Respons
         (["oauth2", "nativeclient"], false) => wire::html(StatusCode::OK, String::new()),
         _ => wire::not_found(),
     }
+}
+
+/// Mint the token endpoint's answer for `upn` + `client_id` + v2 `scope` without any flow (tests that
+/// pre-seed a token cache). The refresh token is remembered like any other.
+pub(crate) fn mint(
+    shared: &Shared,
+    upn: &str,
+    client_id: &str,
+    scope: &str,
+) -> Result<serde_json::Value, AadError> {
+    let client = shared
+        .client(client_id)
+        .ok_or_else(|| AadError::unknown_client(client_id))?;
+    let user = shared.config.user(upn).cloned().ok_or_else(|| {
+        AadError::invalid_grant(
+            50034,
+            format!("The user account {upn} does not exist in the directory."),
+        )
+    })?;
+    let tenant = shared
+        .config
+        .tenant_by_id(&user.tenant_id)
+        .cloned()
+        .ok_or_else(|| AadError::tenant_not_found(&user.tenant_id))?;
+    let issue = issue::Issue {
+        scopes: scope::Scopes::parse_v2(scope)?,
+        claims: scope::ClaimsRequest::default(),
+        nonce: None,
+        v1: false,
+        rt_scope: scope.to_string(),
+        client_info: false,
+        authority: crate::config::AUTHORITY_HOSTS[0].to_string(),
+    };
+    issue::token_response(
+        shared,
+        &issue::Subject {
+            user: Some(user),
+            client,
+            tenant,
+        },
+        &issue,
+    )
 }
 
 /// Apply the delay and the 5xx/429 faults of the control plane before the endpoint runs.

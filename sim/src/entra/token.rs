@@ -156,6 +156,8 @@ fn device_code(
         .or_else(|| form.get("code"))
         .ok_or_else(|| AadError::missing("device_code"))?;
     let grant = ctx.shared.with(|s| poll_device(s, code, &client.id))?;
+    // ADAL repeats `resource` when polling; without it the stored request decides.
+    let v1 = v1 && form.contains_key("resource");
     let mut issue = issue_for(ctx, form, Some(&grant.scope), grant.claims.as_deref(), v1)?;
     issue.rt_scope = grant.scope.clone();
     let subject = user_subject(ctx, &grant.upn, client)?;
