@@ -104,7 +104,7 @@ impl Signer {
         .verify(decoded.signed.as_bytes(), &decoded.signature)
         .map_err(|_| TokenRejection::BadSignature)?;
         let now = unix_now();
-        let claim = |name: &str| decoded.claims.get(name).and_then(Value::as_u64);
+        let claim = |name: &str| numeric_date(&decoded.claims, name);
         match (claim("nbf"), claim("exp")) {
             (_, None) => Err(TokenRejection::Malformed),
             (Some(nbf), _) if nbf > now => Err(TokenRejection::Expired),
@@ -149,7 +149,7 @@ fn token_claims(claims: &Value, aud: String) -> TokenClaims {
         appid: str_claim(claims, "appid").unwrap_or_default(),
         roles: strings("roles"),
         scp: str_claim(claims, "scp"),
-        exp: claims.get("exp").and_then(Value::as_u64).unwrap_or(0),
+        exp: numeric_date(claims, "exp").unwrap_or(0),
         xms_cc: strings("xms_cc"),
         claims_satisfied: claims
             .get(CLAIMS_SATISFIED)
@@ -163,6 +163,15 @@ pub(crate) const CLAIMS_SATISFIED: &str = "xms_exosim_claims_satisfied";
 
 pub(crate) fn str_claim(claims: &Value, name: &str) -> Option<String> {
     claims.get(name).and_then(Value::as_str).map(String::from)
+}
+
+/// A NumericDate claim (RFC 7519 §2): JSON number of seconds, which may carry a fraction (MSAL Python
+/// sends `time.time()` floats). Negative or absent: `None`.
+pub(crate) fn numeric_date(claims: &Value, name: &str) -> Option<u64> {
+    let value = claims.get(name)?;
+    value
+        .as_u64()
+        .or_else(|| value.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
 }
 
 /// Split and base64url-decode a compact JWS without checking anything.

@@ -199,7 +199,7 @@ fn check_claims(ctx: &Ctx<'_>, claims: &Value, client_id: &str) -> Result<(), Aa
         ));
     }
     let now = unix_now();
-    let time = |n: &str| claims.get(n).and_then(Value::as_u64);
+    let time = |n: &str| jwt::numeric_date(claims, n);
     let expired = time("exp").is_none_or(|exp| exp + SKEW_SECS <= now);
     let early = time("nbf").is_some_and(|nbf| nbf > now + SKEW_SECS);
     if expired || early {
