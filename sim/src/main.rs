@@ -121,6 +121,15 @@ fn print_summary(sim: &Sim, config: &SimConfig, args: &Args) {
         "Control: https://{}/counters  (POST /device/approve, /revoke, /fault, /exchange ...)",
         config.control_host
     );
+    print_directory(config);
+    println!(
+        "Token lifetime {}s; device code interval {}s; auto-approve {}",
+        args.token_lifetime, args.device_interval, args.auto_approve
+    );
+}
+
+/// Tenants, users and clients, so a person can pick what to sign in with.
+fn print_directory(config: &SimConfig) {
     println!("Tenants:");
     for t in &config.tenants {
         let domains: Vec<String> = t
@@ -146,8 +155,4 @@ fn print_summary(sim: &Sim, config: &SimConfig, args: &Args) {
         };
         println!("  {} {} [{kind}]", c.id, c.name);
     }
-    println!(
-        "Token lifetime {}s; device code interval {}s; auto-approve {}",
-        args.token_lifetime, args.device_interval, args.auto_approve
-    );
 }

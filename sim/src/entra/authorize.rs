@@ -5,6 +5,8 @@
 //! configured default user. Redirect URIs allowed: `http://localhost[:port]/...`,
 //! `http://127.0.0.1[:port]/...`, the `nativeclient` page of an authority host, and the OOB URN.
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use tokio::time::Instant;
@@ -19,18 +21,63 @@ use crate::wire::{self, percent_encode};
 pub(super) fn handle(ctx: &Ctx<'_>) -> Response<Bytes> {
     ctx.shared.with(|s| s.counters.authorize_requests += 1);
     let q = wire::query(ctx.req);
-    let get = |k: &str| q.get(k).cloned();
-    if let Err(e) = ctx.tenant() {
-        return error_page(&e);
-    }
-    let Some(client) = get("client_id").and_then(|id| ctx.shared.client(&id)) else {
-        return error_page(&AadError::unknown_client(
-            &get("client_id").unwrap_or_default(),
-        ));
+    let (client_id, redirect_uri) = match trusted_client_and_redirect(ctx, &q) {
+        Ok(pair) => pair,
+        Err(e) => return error_page(&e),
     };
-    let redirect_uri = get("redirect_uri").unwrap_or_default();
+    let get = |k: &str| q.get(k).cloned();
+    let state = get("state");
+    let challenge = get("code_challenge");
+    let refusal = if get("response_type").as_deref() != Some("code") {
+        Some((
+            "unsupported_response_type",
+            "AADSTS700054: response_type must be 'code'.",
+        ))
+    } else if challenge.is_some() && get("code_challenge_method").as_deref() != Some("S256") {
+        Some((
+            "invalid_request",
+            "AADSTS501491: code_challenge_method must be 'S256'.",
+        ))
+    } else {
+        None
+    };
+    if let Some((error, description)) = refusal {
+        return redirect_error(&redirect_uri, error, description, state.as_deref());
+    }
+    let auth = AuthCode {
+        client_id,
+        redirect_uri: redirect_uri.clone(),
+        code_challenge: challenge,
+        upn: signed_in_user(ctx, get("login_hint").as_deref()),
+        scope: get("scope").unwrap_or_default(),
+        claims: get("claims"),
+        nonce: get("nonce"),
+        expires: Instant::now() + ctx.shared.config.auth_code_lifetime,
+        redeemed: false,
+    };
+    let code = format!("1.exosim.{}", opaque(48));
+    ctx.shared.with(|s| s.auth_codes.insert(code.clone(), auth));
+    let mut params = vec![("code", code), ("session_state", guid())];
+    if let Some(state) = state {
+        params.push(("state", state));
+    }
+    wire::redirect(&with_query(&redirect_uri, &params))
+}
+
+/// Errors here show a page instead of redirecting: the redirect target cannot be trusted yet.
+fn trusted_client_and_redirect(
+    ctx: &Ctx<'_>,
+    q: &HashMap<String, String>,
+) -> Result<(String, String), AadError> {
+    ctx.tenant()?;
+    let client_id = q.get("client_id").cloned().unwrap_or_default();
+    let client = ctx
+        .shared
+        .client(&client_id)
+        .ok_or_else(|| AadError::unknown_client(&client_id))?;
+    let redirect_uri = q.get("redirect_uri").cloned().unwrap_or_default();
     if !redirect_allowed(&redirect_uri) {
-        return error_page(&AadError::invalid_request(
+        return Err(AadError::invalid_request(
             50011,
             format!(
                 "The redirect URI '{redirect_uri}' specified in the request does not match the redirect URIs configured for the application '{}'.",
@@ -38,43 +85,7 @@ pub(super) fn handle(ctx: &Ctx<'_>) -> Response<Bytes> {
             ),
         ));
     }
-    let state = get("state");
-    if get("response_type").as_deref() != Some("code") {
-        return redirect_error(
-            &redirect_uri,
-            "unsupported_response_type",
-            "AADSTS700054: response_type must be 'code'.",
-            state.as_deref(),
-        );
-    }
-    let challenge = get("code_challenge");
-    if challenge.is_some() && get("code_challenge_method").as_deref() != Some("S256") {
-        return redirect_error(
-            &redirect_uri,
-            "invalid_request",
-            "AADSTS501491: code_challenge_method must be 'S256'.",
-            state.as_deref(),
-        );
-    }
-    let upn = signed_in_user(ctx, get("login_hint").as_deref());
-    let code = format!("1.exosim.{}", opaque(48));
-    let auth = AuthCode {
-        client_id: client.id,
-        redirect_uri: redirect_uri.clone(),
-        code_challenge: challenge,
-        upn,
-        scope: get("scope").unwrap_or_default(),
-        claims: get("claims"),
-        nonce: get("nonce"),
-        expires: Instant::now() + ctx.shared.config.auth_code_lifetime,
-        redeemed: false,
-    };
-    ctx.shared.with(|s| s.auth_codes.insert(code.clone(), auth));
-    let mut params = vec![("code", code), ("session_state", guid())];
-    if let Some(state) = state {
-        params.push(("state", state));
-    }
-    wire::redirect(&with_query(&redirect_uri, &params))
+    Ok((client.id, redirect_uri))
 }
 
 /// The override, else a known hint, else the default user.

@@ -2,6 +2,8 @@
 //! and a user code. Approval comes from the control plane (or at once in auto-approve mode).
 //! The v1 endpoint (`/oauth2/devicecode`, ADAL era) takes `resource=` and answers `verification_url`.
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use serde_json::json;
@@ -27,6 +29,37 @@ pub(super) fn handle(ctx: &Ctx<'_>, v1: bool) -> Response<Bytes> {
 
 fn issue(ctx: &Ctx<'_>, v1: bool) -> Result<serde_json::Value, AadError> {
     let form = wire::form(ctx.req.body());
+    let (client_id, scope) = validate(ctx, &form, v1)?;
+    let config = &ctx.shared.config;
+    let mut grant = DeviceGrant {
+        device_code: format!("DAQABAAEAAAD{}", opaque(96)),
+        user_code: user_code(),
+        client_id,
+        scope,
+        claims: form.get("claims").cloned(),
+        expires: Instant::now() + config.device_code_lifetime,
+        status: DeviceStatus::Pending,
+    };
+    let body = answer(ctx, &grant, v1);
+    ctx.shared.with(|s| {
+        if s.auto_approve {
+            let upn = s
+                .sign_in_as
+                .clone()
+                .unwrap_or_else(|| config.default_user.clone());
+            grant.status = DeviceStatus::Approved(upn);
+        }
+        s.devices.push(grant);
+    });
+    Ok(body)
+}
+
+/// Check the request; returns the client id and the scope to remember (v1: built from `resource`).
+fn validate(
+    ctx: &Ctx<'_>,
+    form: &HashMap<String, String>,
+    v1: bool,
+) -> Result<(String, String), AadError> {
     if !v1 && form.contains_key("resource") {
         return Err(AadError::invalid_request(
             901002,
@@ -59,16 +92,11 @@ fn issue(ctx: &Ctx<'_>, v1: bool) -> Result<serde_json::Value, AadError> {
     };
     Scopes::parse_v2(&scope)?;
     ClaimsRequest::parse(form.get("claims").map(String::as_str))?;
+    Ok((client.id, scope))
+}
+
+fn answer(ctx: &Ctx<'_>, grant: &DeviceGrant, v1: bool) -> serde_json::Value {
     let config = &ctx.shared.config;
-    let grant = DeviceGrant {
-        device_code: format!("DAQABAAEAAAD{}", opaque(96)),
-        user_code: user_code(),
-        client_id: client.id.clone(),
-        scope,
-        claims: form.get("claims").cloned(),
-        expires: Instant::now() + config.device_code_lifetime,
-        status: DeviceStatus::Pending,
-    };
     let mut body = json!({
         "user_code": grant.user_code,
         "device_code": grant.device_code,
@@ -80,16 +108,5 @@ fn issue(ctx: &Ctx<'_>, v1: bool) -> Result<serde_json::Value, AadError> {
     if v1 {
         body["verification_url"] = json!(VERIFICATION_URI);
     }
-    ctx.shared.with(|s| {
-        let mut grant = grant;
-        if s.auto_approve {
-            let upn = s
-                .sign_in_as
-                .clone()
-                .unwrap_or_else(|| config.default_user.clone());
-            grant.status = DeviceStatus::Approved(upn);
-        }
-        s.devices.push(grant);
-    });
-    Ok(body)
+    body
 }

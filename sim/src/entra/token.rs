@@ -182,42 +182,19 @@ fn poll_device(
         .iter_mut()
         .find(|d| d.device_code == code && d.client_id == client_id)
     else {
-        return Err(AadError::new(
-            "bad_verification_code",
-            70018,
-            "Invalid verification code due to User typing in wrong user code for device code flow.",
-        ));
+        return Err(device_error(DeviceError::BadCode));
     };
     if slow_down {
         s.slow_down_polls -= 1;
-        return Err(AadError::new(
-            "slow_down",
-            70016,
-            "Polling too frequently; increase the interval by 5 seconds.",
-        ));
+        return Err(device_error(DeviceError::SlowDown));
     }
     if grant.status != DeviceStatus::Redeemed && Instant::now() >= grant.expires {
-        return Err(AadError::new(
-            "expired_token",
-            70019,
-            "Verification code expired.",
-        ));
+        return Err(device_error(DeviceError::Expired));
     }
     match grant.status.clone() {
-        DeviceStatus::Pending => Err(AadError::new(
-            "authorization_pending",
-            70016,
-            "OAuth 2.0 device flow error. Authorization is pending. Continue polling.",
-        )),
-        DeviceStatus::Declined => Err(AadError::new(
-            "authorization_declined",
-            70000,
-            "The user declined the sign-in request.",
-        )),
-        DeviceStatus::Redeemed => Err(AadError::invalid_grant(
-            54005,
-            "The device code was already redeemed.",
-        )),
+        DeviceStatus::Pending => Err(device_error(DeviceError::Pending)),
+        DeviceStatus::Declined => Err(device_error(DeviceError::Declined)),
+        DeviceStatus::Redeemed => Err(device_error(DeviceError::Redeemed)),
         DeviceStatus::Approved(upn) => {
             grant.status = DeviceStatus::Redeemed;
             Ok(ApprovedDevice {
@@ -225,6 +202,45 @@ fn poll_device(
                 scope: grant.scope.clone(),
                 claims: grant.claims.clone(),
             })
+        }
+    }
+}
+
+/// Why a device-code poll gets no tokens (RFC 8628 §3.5 errors with Entra's codes).
+enum DeviceError {
+    BadCode,
+    SlowDown,
+    Expired,
+    Pending,
+    Declined,
+    Redeemed,
+}
+
+fn device_error(e: DeviceError) -> AadError {
+    match e {
+        DeviceError::BadCode => AadError::new(
+            "bad_verification_code",
+            70018,
+            "Invalid verification code due to User typing in wrong user code for device code flow.",
+        ),
+        DeviceError::SlowDown => AadError::new(
+            "slow_down",
+            70016,
+            "Polling too frequently; increase the interval by 5 seconds.",
+        ),
+        DeviceError::Expired => AadError::new("expired_token", 70019, "Verification code expired."),
+        DeviceError::Pending => AadError::new(
+            "authorization_pending",
+            70016,
+            "OAuth 2.0 device flow error. Authorization is pending. Continue polling.",
+        ),
+        DeviceError::Declined => AadError::new(
+            "authorization_declined",
+            70000,
+            "The user declined the sign-in request.",
+        ),
+        DeviceError::Redeemed => {
+            AadError::invalid_grant(54005, "The device code was already redeemed.")
         }
     }
 }
