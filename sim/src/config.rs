@@ -44,8 +44,8 @@ pub const EXCHANGE_CERT_NAMES: &[&str] = &[
     "*.ps.compliance.protection.outlook.com",
 ];
 
-/// Start-time configuration of the emulator.
-#[derive(Debug, Clone)]
+/// Start-time configuration of the emulator. `Debug` redacts the canary.
+#[derive(Clone)]
 pub struct SimConfig {
     /// Where to listen; port 0 picks a free port.
     pub listen: SocketAddr,
@@ -119,8 +119,8 @@ pub struct Client {
     pub object_id: String,
 }
 
-/// How a client proves who it is.
-#[derive(Debug, Clone)]
+/// How a client proves who it is. `Debug` redacts the secret.
+#[derive(Clone)]
 pub enum ClientCredential {
     /// Public client: no secret.
     Public,
@@ -208,6 +208,42 @@ impl SimConfig {
         names.push("localhost".into());
         names.extend(self.extra_cert_names.iter().cloned());
         names
+    }
+}
+
+impl std::fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("listen", &self.listen)
+            .field("token_lifetime", &self.token_lifetime)
+            .field("refresh_token_lifetime", &self.refresh_token_lifetime)
+            .field("device_code_lifetime", &self.device_code_lifetime)
+            .field("device_code_interval", &self.device_code_interval)
+            .field("auth_code_lifetime", &self.auth_code_lifetime)
+            .field("canary", &self.canary.as_ref().map(|_| "[redacted]"))
+            .field("auto_approve", &self.auto_approve)
+            .field("proxy_source_ports", &self.proxy_source_ports)
+            .field("proxy_source_addrs", &self.proxy_source_addrs)
+            .field("control_host", &self.control_host)
+            .field("extra_cert_names", &self.extra_cert_names)
+            .field("tenants", &self.tenants)
+            .field("users", &self.users)
+            .field("clients", &self.clients)
+            .field("default_user", &self.default_user)
+            .field("exchange", &self.exchange)
+            .finish()
+    }
+}
+
+// === impl ClientCredential ===
+
+impl std::fmt::Debug for ClientCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientCredential::Public => f.write_str("Public"),
+            ClientCredential::Certificate(der) => write!(f, "Certificate({} bytes DER)", der.len()),
+            ClientCredential::Secret(_) => f.write_str("Secret([redacted])"),
+        }
     }
 }
 
@@ -329,5 +365,46 @@ fn default_exchange_settings() -> ExchangeSettings {
         throttle: None,
         mailboxes: 25,
         page_size: 10,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_redacts_the_canary_and_client_secrets() {
+        let config = SimConfig {
+            canary: Some("CANARY-debug-1".into()),
+            ..SimConfig::default()
+        };
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("CANARY-debug-1"));
+        assert!(!printed.contains(SECRET_APP_SECRET));
+        assert!(printed.contains("[redacted]"));
+    }
+
+    #[test]
+    fn tenants_resolve_by_id_or_any_domain() {
+        let config = SimConfig::default();
+        for name in [
+            CONTOSO_TENANT_ID,
+            "contoso.onmicrosoft.com",
+            "CONTOSO.COM",
+            "contoso.test",
+        ] {
+            assert_eq!(
+                config.tenant(name).map(|t| t.id.as_str()),
+                Some(CONTOSO_TENANT_ID),
+                "{name}"
+            );
+        }
+        assert!(config.tenant("fabrikam.test").is_none());
+        assert_eq!(config.sts_hosts(), vec!["sts.contoso.test".to_string()]);
+        assert!(
+            config
+                .cert_names()
+                .contains(&"*.outlook.office365.com".to_string())
+        );
     }
 }

@@ -14,7 +14,7 @@ use crate::exchange::Exchange;
 use crate::jwt::Signer;
 
 /// Everything a request handler needs: immutable config, the signer, Exchange and the mutable state.
-#[derive(Debug)]
+/// Its `Debug` leaves the state out: it holds live refresh tokens and codes (SEC-19).
 pub(crate) struct Shared {
     pub(crate) config: SimConfig,
     pub(crate) signer: Signer,
@@ -249,6 +249,14 @@ impl State {
             GrantType::AuthorizationCode => c.authorization_code_grants += 1,
             GrantType::Other => c.other_grants += 1,
         }
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
