@@ -245,10 +245,18 @@ async fn shutdown_closes_the_listener() {
 
 #[tokio::test]
 async fn debug_output_of_a_busy_sim_never_shows_tokens_or_the_canary() {
-    let config = exosim::SimConfig { canary: Some("CANARY-dbg-42".into()), ..exosim::SimConfig::default() };
+    let config = exosim::SimConfig {
+        canary: Some("CANARY-dbg-42".into()),
+        ..exosim::SimConfig::default()
+    };
     let h = Harness::with(config).await;
     let tokens = sign_in(&h).await;
-    assert!(tokens["refresh_token"].as_str().unwrap().contains("CANARY-dbg-42"));
+    assert!(
+        tokens["refresh_token"]
+            .as_str()
+            .unwrap()
+            .contains("CANARY-dbg-42")
+    );
     let printed = format!("{:?} {:?}", h.sim, h.sim.control());
     assert!(!printed.contains("CANARY-dbg-42"), "SEC-19: {printed}");
     assert!(!printed.contains(tokens["refresh_token"].as_str().unwrap()));
