@@ -12,11 +12,13 @@
 //! - `entra/`: discovery, JWKS, devicecode, token grants, authorize, client assertions, errors.
 //! - `userrealm`: home-realm discovery. `sts`: the federated STS host.
 //! - `control`: the [`Control`] handle and its HTTP mirror on the control host.
-//! - `state`: mutable state behind one lock. `config`: [`SimConfig`] and its defaults.
+//! - `state`: mutable state behind one lock. `config`: [`SimConfig`] and its defaults;
+//!   `config_file`: the binary's optional TOML additions.
 //! - `exchange/`: the Exchange Online side (owned by the sim-exo helper).
 
 mod ca;
 pub mod config;
+pub mod config_file;
 mod control;
 mod entra;
 pub mod exchange;
@@ -51,6 +53,8 @@ pub enum Error {
     Cert(String),
     #[error("key: {0}")]
     Key(String),
+    #[error("config: {0}")]
+    Config(String),
     #[error("control: {0}")]
     Control(String),
 }

@@ -41,6 +41,9 @@ struct Args {
     /// Treat connections from this peer port as coming through a proxy (STS blank page). Repeatable.
     #[arg(long)]
     proxy_source_port: Vec<u16>,
+    /// TOML file adding users, clients and domains (see exosim::config_file).
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Turn on Exchange's CAE mode (claims challenges).
     #[arg(long)]
     cae: bool,
@@ -64,7 +67,10 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), exosim::Error> {
-    let config = config_from(&args);
+    let mut config = config_from(&args);
+    if let Some(path) = &args.config {
+        exosim::config_file::apply_file(&mut config, path)?;
+    }
     let sim = Sim::start(config.clone()).await?;
     if let Some(path) = &args.ca_out {
         std::fs::write(path, sim.ca_pem())?;
