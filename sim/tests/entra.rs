@@ -129,7 +129,7 @@ async fn device_code_declined_expired_slow_down_and_bad_code() {
     assert_aad_error(
         &poll(&h, declined["device_code"].as_str().unwrap()).await,
         "authorization_declined",
-        70000,
+        65004,
     );
 
     let expired = device_code(&h).await;
@@ -310,7 +310,7 @@ async fn client_assertion_faults_carry_their_aadsts_codes() {
         Thumbprint::Sha1,
         300,
     );
-    assert_aad_error(&send(wrong_aud, TENANT).await, "invalid_client", 700212);
+    assert_aad_error(&send(wrong_aud, TENANT).await, "invalid_client", 50012);
     let expired = client_assertion(&h.token_url(), Thumbprint::Sha1, -600);
     assert_aad_error(&send(expired, TENANT).await, "invalid_client", 700024);
     let good = client_assertion(&h.token_url(), Thumbprint::Sha1, 300);

@@ -189,15 +189,7 @@ fn check_claims(ctx: &Ctx<'_>, claims: &Value, client_id: &str) -> Result<(), Aa
             "Client assertion application identifier doesn't match 'client_id' parameter.",
         ));
     }
-    if !audience_ok(ctx, &str_claim("aud")) {
-        return Err(AadError::invalid_client(
-            700212,
-            format!(
-                "The audience '{}' of the client assertion is not this tenant's token endpoint.",
-                str_claim("aud")
-            ),
-        ));
-    }
+    check_audience(ctx, claims.get("aud"))?;
     let now = unix_now();
     let time = |n: &str| jwt::numeric_date(claims, n);
     let expired = time("exp").is_none_or(|exp| exp + SKEW_SECS <= now);
@@ -209,6 +201,32 @@ fn check_claims(ctx: &Ctx<'_>, claims: &Value, client_id: &str) -> Result<(), Aa
         ));
     }
     Ok(())
+}
+
+/// One audience (a string or a one-element array; Entra refuses more with AADSTS5002741) that names
+/// this tenant's token endpoint (else AADSTS50012, as Entra words it).
+fn check_audience(ctx: &Ctx<'_>, aud: Option<&Value>) -> Result<(), AadError> {
+    let values: Vec<&str> = match aud {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    if values.len() > 1 {
+        return Err(AadError::invalid_client(
+            5002741,
+            format!(
+                "Number of audience values in the provided client credential exceed maximum allowed. {} audience values provided, maximum allowed is 1.",
+                values.len()
+            ),
+        ));
+    }
+    match values.first() {
+        Some(aud) if audience_ok(ctx, aud) => Ok(()),
+        _ => Err(AadError::invalid_client(
+            50012,
+            "Client assertion audience claim does not match Realm issuer.",
+        )),
+    }
 }
 
 /// `aud` must be a token endpoint (v1 or v2) of an authority host, for this tenant (id or domain).

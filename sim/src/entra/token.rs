@@ -236,8 +236,8 @@ fn device_error(e: DeviceError) -> AadError {
         ),
         DeviceError::Declined => AadError::new(
             "authorization_declined",
-            70000,
-            "The user declined the sign-in request.",
+            65004,
+            "User declined to consent to access the app.",
         ),
         DeviceError::Redeemed => {
             AadError::invalid_grant(54005, "The device code was already redeemed.")
