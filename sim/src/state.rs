@@ -154,26 +154,7 @@ pub(crate) struct ProxiedPeers {
 
 impl Shared {
     pub(crate) fn new(config: SimConfig, signer: Signer) -> Shared {
-        let state = State {
-            token_lifetime: config.token_lifetime,
-            auto_approve: config.auto_approve,
-            sign_in_as: None,
-            devices: Vec::new(),
-            auth_codes: HashMap::new(),
-            refresh_tokens: HashMap::new(),
-            valid_from: HashMap::new(),
-            refresh_error: None,
-            slow_down_polls: 0,
-            fault: None,
-            token_delay: None,
-            counters: Counters::default(),
-            proxied: ProxiedPeers {
-                ports: config.proxy_source_ports.clone(),
-                addrs: config.proxy_source_addrs.clone(),
-                predicate: None,
-            },
-            extra_clients: Vec::new(),
-        };
+        let state = State::new(&config);
         let exchange = Exchange::new(config.exchange.clone());
         Shared {
             config,
@@ -214,6 +195,29 @@ impl Shared {
 // === impl State ===
 
 impl State {
+    fn new(config: &SimConfig) -> State {
+        State {
+            token_lifetime: config.token_lifetime,
+            auto_approve: config.auto_approve,
+            sign_in_as: None,
+            devices: Vec::new(),
+            auth_codes: HashMap::new(),
+            refresh_tokens: HashMap::new(),
+            valid_from: HashMap::new(),
+            refresh_error: None,
+            slow_down_polls: 0,
+            fault: None,
+            token_delay: None,
+            counters: Counters::default(),
+            proxied: ProxiedPeers {
+                ports: config.proxy_source_ports.clone(),
+                addrs: config.proxy_source_addrs.clone(),
+                predicate: None,
+            },
+            extra_clients: Vec::new(),
+        }
+    }
+
     /// Take one firing of the current fault, if there is one and `wanted` accepts it.
     pub(crate) fn take_fault(
         &mut self,
@@ -267,5 +271,42 @@ impl std::fmt::Debug for ProxiedPeers {
             .field("addrs", &self.addrs)
             .field("predicate", &self.predicate.is_some())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> State {
+        State::new(&SimConfig::default())
+    }
+
+    #[test]
+    fn counted_fault_fires_exactly_that_many_times() {
+        let mut s = state();
+        s.fault = Some(FaultPlan {
+            fault: LoginFault::Status(503),
+            remaining: Some(2),
+        });
+        let any = |_: &LoginFault| true;
+        assert_eq!(s.take_fault(any), Some(LoginFault::Status(503)));
+        assert_eq!(s.take_fault(any), Some(LoginFault::Status(503)));
+        assert_eq!(s.take_fault(any), None);
+    }
+
+    #[test]
+    fn a_fault_of_another_kind_is_left_in_place() {
+        let mut s = state();
+        s.fault = Some(FaultPlan {
+            fault: LoginFault::Refuse,
+            remaining: None,
+        });
+        assert_eq!(s.take_fault(|f| *f != LoginFault::Refuse), None);
+        assert_eq!(
+            s.take_fault(|f| *f == LoginFault::Refuse),
+            Some(LoginFault::Refuse)
+        );
+        assert!(s.fault.is_some(), "an uncounted fault stays until cleared");
     }
 }
