@@ -13,11 +13,14 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::Error;
 
-/// The CA and the TLS server configuration built on its leaf.
+/// The CA and the TLS server configurations.
 #[derive(Debug)]
 pub(crate) struct Authority {
     pub(crate) ca_pem: String,
+    /// The leaf signed by the CA.
     pub(crate) server_config: Arc<ServerConfig>,
+    /// A self-signed leaf with the same names, for the "untrusted certificate" fault.
+    pub(crate) untrusted_config: Arc<ServerConfig>,
 }
 
 /// Generate the CA and a leaf for `names`, and build the TLS server configuration.
@@ -36,7 +39,26 @@ pub(crate) fn generate(names: &[String]) -> Result<Authority, Error> {
         leaf.der().clone(),
         CertificateDer::from(ca_cert.der().to_vec()),
     ];
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+    let server_config = server_config_for(chain, &leaf_key)?;
+
+    let rogue_key = KeyPair::generate().map_err(cert_err)?;
+    let rogue = leaf_params(names)?
+        .self_signed(&rogue_key)
+        .map_err(cert_err)?;
+    let untrusted_config = server_config_for(vec![rogue.der().clone()], &rogue_key)?;
+    Ok(Authority {
+        ca_pem: ca_cert.pem(),
+        server_config,
+        untrusted_config,
+    })
+}
+
+/// rustls with ring, TLS 1.2 and 1.3, HTTP/1.1 only.
+fn server_config_for(
+    chain: Vec<CertificateDer<'static>>,
+    key: &KeyPair,
+) -> Result<Arc<ServerConfig>, Error> {
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -45,10 +67,7 @@ pub(crate) fn generate(names: &[String]) -> Result<Authority, Error> {
         .with_single_cert(chain, key)
         .map_err(|e| Error::Tls(e.to_string()))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Authority {
-        ca_pem: ca_cert.pem(),
-        server_config: Arc::new(config),
-    })
+    Ok(Arc::new(config))
 }
 
 fn ca_params() -> Result<CertificateParams, Error> {

@@ -7,7 +7,7 @@
 //! `POST /device/expire?user_code=`, `POST /device/slow-down?count=`, `POST /auto-approve?enabled=`,
 //! `POST /sign-in-as?upn=` (empty clears), `POST /token-lifetime?secs=`, `POST /revoke?upn=`,
 //! `POST /refresh-error?code=` (empty clears),
-//! `POST /fault?kind=none|status|throttle|refuse&code=&secs=&times=`, `POST /delay?ms=` (0 clears),
+//! `POST /fault?kind=none|status|throttle|refuse|badcert&code=&secs=&times=`, `POST /delay?ms=` (0 clears),
 //! `POST /exchange?cae=&throttle_secs=&operation_timeout_secs=&max_shells=&mailboxes=&page_size=`,
 //! `POST /proxied?port=&addr=`.
 
@@ -309,6 +309,7 @@ fn set_fault(control: &Control, p: &Params) -> Result<(), Error> {
             p.num("secs")?.unwrap_or(5),
         ))),
         "refuse" => Some(LoginFault::Refuse),
+        "badcert" => Some(LoginFault::UntrustedCertificate),
         other => return Err(Error::Control(format!("unknown fault kind {other}"))),
     };
     match (fault, p.num("times")?) {

@@ -79,12 +79,11 @@ impl Sim {
         let addr = listener.local_addr()?;
         let shared = Arc::new(state::Shared::new(config, Signer::new()?));
         let (shutdown, watch) = watch::channel(false);
-        let task = tokio::spawn(server::run(
-            listener,
-            authority.server_config,
-            shared.clone(),
-            watch,
-        ));
+        let tls = server::Tls {
+            trusted: authority.server_config,
+            untrusted: authority.untrusted_config,
+        };
+        let task = tokio::spawn(server::run(listener, tls, shared.clone(), watch));
         Ok(Sim {
             addr,
             ca_pem: authority.ca_pem,

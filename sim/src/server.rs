@@ -25,13 +25,21 @@ use crate::exchange::Exchange;
 use crate::state::{LoginFault, Shared};
 use crate::wire::{self, Request};
 
+/// The TLS configurations the listener chooses between.
+#[derive(Debug, Clone)]
+pub(crate) struct Tls {
+    pub(crate) trusted: Arc<ServerConfig>,
+    /// Self-signed leaf for the login hosts while the "untrusted certificate" fault is on.
+    pub(crate) untrusted: Arc<ServerConfig>,
+}
+
 /// Largest request body the emulator buffers (WS-Man envelopes are far smaller).
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// Accept until `shutdown` flips, then abort every connection and return.
 pub(crate) async fn run(
     listener: TcpListener,
-    tls: Arc<ServerConfig>,
+    tls: Tls,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -56,12 +64,7 @@ pub(crate) async fn run(
     while connections.join_next().await.is_some() {}
 }
 
-async fn serve_connection(
-    stream: TcpStream,
-    peer: SocketAddr,
-    tls: Arc<ServerConfig>,
-    shared: Arc<Shared>,
-) {
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, tls: Tls, shared: Arc<Shared>) {
     let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream);
     let Ok(start) = acceptor.await else { return };
     let sni = start
@@ -72,7 +75,13 @@ async fn serve_connection(
         tracing::debug!(%peer, "login host connection refused by fault");
         return;
     }
-    let tls_stream = match start.into_stream(tls).await {
+    let login = sni.as_deref().is_some_and(is_authority);
+    let config = if login && untrusted(&shared) {
+        tls.untrusted
+    } else {
+        tls.trusted
+    };
+    let tls_stream = match start.into_stream(config).await {
         Ok(s) => s,
         Err(e) => {
             tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -90,6 +99,14 @@ async fn serve_connection(
     {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
+}
+
+/// Take one firing of an `UntrustedCertificate` fault.
+fn untrusted(shared: &Shared) -> bool {
+    shared.with(|s| {
+        s.take_fault(|f| *f == LoginFault::UntrustedCertificate)
+            .is_some()
+    })
 }
 
 /// Take one firing of a `Refuse` fault.

@@ -102,6 +102,8 @@ pub enum LoginFault {
     Throttle(Duration),
     /// Close the connection right after the TLS ClientHello for every login host.
     Refuse,
+    /// Present a self-signed certificate (not from the emulator CA) on the login hosts (TLS-2).
+    UntrustedCertificate,
 }
 
 /// A fault and how many more times it fires (`None`: until cleared).

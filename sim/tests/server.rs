@@ -262,3 +262,34 @@ async fn debug_output_of_a_busy_sim_never_shows_tokens_or_the_canary() {
     assert!(!printed.contains(tokens["refresh_token"].as_str().unwrap()));
     h.sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn untrusted_certificate_fault_hits_login_hosts_only_tls_2() {
+    let h = Harness::start().await;
+    h.sim
+        .control()
+        .set_login_fault_times(LoginFault::UntrustedCertificate, 1);
+    let url =
+        format!("https://login.microsoftonline.com/{TENANT}/v2.0/.well-known/openid-configuration");
+    let req = http::Request::get(url.as_str())
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let err = h.client.send(req).await.unwrap_err();
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    assert_eq!(h.client.get(&url).await.status, 200, "fault fired once");
+    h.sim
+        .control()
+        .set_login_fault(Some(LoginFault::UntrustedCertificate));
+    assert_eq!(
+        h.client
+            .get("https://outlook.office365.com/powershell-liveid")
+            .await
+            .status
+            != 421,
+        true
+    );
+    h.sim.shutdown().await;
+}

@@ -136,7 +136,7 @@ async fn faulted(
     endpoint: impl FnOnce(&Ctx<'_>) -> Response<Bytes>,
 ) -> Response<Bytes> {
     let (delay, fault) = ctx.shared.with(|s| {
-        let fault = s.take_fault(|f| !matches!(f, LoginFault::Refuse));
+        let fault = s.take_fault(|f| matches!(f, LoginFault::Status(_) | LoginFault::Throttle(_)));
         if fault.is_some() {
             s.counters.faults_served += 1;
         }
