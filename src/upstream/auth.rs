@@ -1,6 +1,6 @@
 //! Proxy authentication, sans-IO: parse `Proxy-Authenticate` challenges (RFC 9110 §11.6.1, §11.7.1),
 //! pick a scheme, build a Basic `Proxy-Authorization` value (RFC 7617) and drive the token exchange of
-//! the connection-oriented schemes ([`Session`]: NTLM, and Negotiate through SSPI on Windows).
+//! the connection-oriented schemes (`Session`: NTLM, and Negotiate through SSPI on Windows).
 //!
 //! Contract:
 //! - Credentials are only used for a proxy that has an entry (the allow-list, PAC-14); the caller
@@ -26,7 +26,7 @@ pub enum Scheme {
 
 /// One connection-oriented handshake in progress.
 #[derive(Debug)]
-pub enum Session {
+pub(crate) enum Session {
     /// NTLMv2 with configured credentials; `done` after the Type 3 was produced.
     Ntlm { client: NtlmClient, done: bool },
     /// Negotiate (Kerberos or NTLM) as the signed-in Windows user.
@@ -164,7 +164,7 @@ fn can_serve(scheme: Scheme, credentials: &ProxyCredentials) -> bool {
 
 impl Session {
     /// Starts a handshake of `scheme` for the proxy host `proxy_host` (the Kerberos SPN's host).
-    pub fn start(
+    pub(crate) fn start(
         scheme: Scheme,
         credentials: &ProxyCredentials,
         proxy_host: &str,
@@ -192,7 +192,7 @@ impl Session {
     }
 
     /// The scheme this session speaks.
-    pub fn scheme(&self) -> Scheme {
+    pub(crate) fn scheme(&self) -> Scheme {
         match self {
             Session::Ntlm { .. } => Scheme::Ntlm,
             #[cfg(windows)]
@@ -201,7 +201,7 @@ impl Session {
     }
 
     /// The first `Proxy-Authorization` value (NTLM Type 1, or the first SPNEGO token).
-    pub fn first_token(&mut self) -> Result<ProxyAuthorization, String> {
+    pub(crate) fn first_token(&mut self) -> Result<ProxyAuthorization, String> {
         let bytes = match self {
             Session::Ntlm { client, .. } => zeroize::Zeroizing::new(client.negotiate().to_vec()),
             #[cfg(windows)]
@@ -212,7 +212,7 @@ impl Session {
 
     /// The next value after a 407: `None` when the 407 carries no token for our scheme or the
     /// exchange is over (the proxy rejected the final token).
-    pub fn next_token(
+    pub(crate) fn next_token(
         &mut self,
         challenges: &[Challenge],
     ) -> Option<Result<ProxyAuthorization, String>> {
