@@ -138,12 +138,20 @@ fn challenge_parse_refuses_garbage_and_out_of_bounds() {
     assert!(ChallengeMessage::parse(b"").is_err());
     assert!(ChallengeMessage::parse(&negotiate_message()).is_err());
     let mut bytes = challenge_bytes(CLIENT_FLAGS, [9; 8], &[(1, vec![1; 4])]);
-    bytes[40] = 0xff; // target info length beyond the buffer
+    bytes[40] = 0xff; // target info length beyond the buffer: read as none
+    assert!(
+        ChallengeMessage::parse(&bytes)
+            .unwrap()
+            .target_info
+            .is_empty()
+    );
+    let mut bytes = challenge_bytes(CLIENT_FLAGS, [9; 8], &[(1, vec![1; 4])]);
+    bytes[58] = 0xff; // an AV pair longer than the target info
     assert!(ChallengeMessage::parse(&bytes).is_err());
     let bytes = challenge_bytes(CLIENT_FLAGS & !NEGOTIATE_UNICODE, [9; 8], &[]);
     assert!(ChallengeMessage::parse(&bytes).is_err());
     let mut bytes = challenge_bytes(CLIENT_FLAGS, [9; 8], &[(1, vec![1; 4])]);
-    bytes.truncate(bytes.len() - 4); // no EOL
+    (bytes[40], bytes[42]) = (8, 8); // the field stops before MsvAvEOL
     assert!(ChallengeMessage::parse(&bytes).is_err());
 }
 
@@ -193,4 +201,15 @@ fn without_timestamp_lmv2_is_sent_and_no_mic() {
     );
     assert_eq!(&payload(&m, 12).unwrap()[16..], &[0xaa; 8]);
     assert_eq!(&m[MIC_OFFSET..MIC_OFFSET + 16], &[0; 16]);
+}
+
+#[test]
+fn squid_fake_auth_challenge_with_garbage_offsets_parses() {
+    // squid 5.7's ntlm_fake_auth: empty target info whose offset points nowhere, no version.
+    let bytes = h(
+        "4e544c4d535350000200000009000900aeaaaaaa35828ae2b0880c98e4bdbbb50000000000003a00574f524b47524f5550",
+    );
+    let c = ChallengeMessage::parse(&bytes).unwrap();
+    assert!(c.target_info.is_empty());
+    assert_eq!(c.timestamp, None);
 }
