@@ -545,3 +545,74 @@ for line in sys.stdin:
     let _ = child.wait();
     line.trim().to_string()
 }
+
+// --- configuration: `[[upstream.credentials]]` gains domain, nt_hash_env and schemes
+
+fn validate_with(text: &str, env: &[(&str, &str)]) -> Result<exoproxy::config::Config, String> {
+    use exoproxy::config::{Overrides, parse, validate::validate};
+    let lookup = |k: &str| {
+        env.iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string())
+    };
+    let file = parse(text).map_err(|e| e.to_string())?;
+    validate(file, &Overrides::default(), Some(text), &lookup).map_err(|errs| {
+        errs.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
+#[test]
+fn config_accepts_nt_hash_domain_and_schemes() {
+    let text = r#"
+[[upstream.credentials]]
+proxy = "proxy.corp:8080"
+username = "alice"
+domain = "CORP"
+nt_hash_env = "PROXY_NT_HASH"
+schemes = ["ntlm"]
+"#;
+    let hash = "a4f49c406510bdcab6824ee7c30fd852";
+    let cfg = validate_with(text, &[("PROXY_NT_HASH", hash)]).unwrap();
+    let (_, c) = &cfg.upstream.credentials[0];
+    assert_eq!(c.domain.as_deref(), Some("CORP"));
+    assert_eq!(hex::encode(c.nt_hash.as_ref().unwrap().as_slice()), hash);
+    assert_eq!(c.schemes, [Scheme::Ntlm]);
+    assert!(
+        !format!("{cfg:?}").contains("a4f49c"),
+        "the hash must not show in Debug"
+    );
+}
+
+#[test]
+fn config_refuses_bad_hash_unknown_scheme_and_two_secrets() {
+    let text = r#"
+[[upstream.credentials]]
+proxy = "proxy.corp:8080"
+username = "alice"
+nt_hash_env = "H"
+schemes = ["kerberos"]
+"#;
+    let err = validate_with(text, &[("H", "not-hex")]).unwrap_err();
+    assert!(
+        err.contains("32 hex digits") && !err.contains("not-hex"),
+        "{err}"
+    );
+    let err = validate_with(text, &[("H", "a4f49c406510bdcab6824ee7c30fd852")]).unwrap_err();
+    assert!(err.contains("unknown scheme"), "{err}");
+    let two = "[[upstream.credentials]]\nproxy = \"p:1\"\nusername = \"a\"\npassword = \"x\"\nnt_hash_env = \"H\"\n";
+    let err = validate_with(two, &[("H", "a4f49c406510bdcab6824ee7c30fd852")]).unwrap_err();
+    assert!(err.contains("exactly one"), "{err}");
+}
+
+#[test]
+fn config_allows_a_userless_negotiate_entry_for_windows_sign_on() {
+    let text = "[[upstream.credentials]]\nproxy = \"proxy.corp:8080\"\nschemes = [\"negotiate\"]\n";
+    let cfg = validate_with(text, &[]).unwrap();
+    let (_, c) = &cfg.upstream.credentials[0];
+    assert!(c.username.is_empty() && c.password.is_empty());
+    let err = validate_with("[[upstream.credentials]]\nproxy = \"p:1\"\n", &[]).unwrap_err();
+    assert!(err.contains("username"), "{err}");
+}
