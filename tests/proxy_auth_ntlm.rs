@@ -616,3 +616,48 @@ fn config_allows_a_userless_negotiate_entry_for_windows_sign_on() {
     let err = validate_with("[[upstream.credentials]]\nproxy = \"p:1\"\n", &[]).unwrap_err();
     assert!(err.contains("username"), "{err}");
 }
+
+#[tokio::test]
+async fn plain_http_to_a_basic_proxy_carries_basic_on_the_request_only() {
+    let proxy = NtlmProxy::start(Script {
+        offer: "Basic realm=\"corp\"",
+        ..PLAIN
+    })
+    .await;
+    let upstream = upstream_with(vec![creds(proxy.addr, PASSWORD)]);
+    let target = Target::from_http_authority("origin.test").unwrap();
+    let conn = upstream
+        .connect_http(&target, &via(&[proxy.addr]))
+        .await
+        .unwrap();
+    let auth = conn.proxy_authorization.expect("Basic for the request");
+    assert!(auth.0.starts_with("Basic "));
+    proxy.seen(|s| assert_eq!(s.auths, ["-"], "the probe carried no credentials"));
+}
+
+#[tokio::test]
+async fn plain_http_to_a_credentialed_proxy_that_wants_no_auth_probes_once() {
+    let origin = start_origin().await;
+    let stub = start_stub(StubMode::Forward { basic: None }).await;
+    let config = UpstreamConfig {
+        credentials: vec![creds(stub.addr, PASSWORD)],
+        ..test_upstream()
+    };
+    let ours = start_proxy(via(&[stub.addr]), config, test_limits()).await;
+    let authority = format!("{ORIGIN_HOST}:{}", origin.addr.port());
+    for _ in 0..2 {
+        let request =
+            format!("GET http://{authority}/p HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let response = raw(ours.addr, request.as_bytes()).await;
+        assert_eq!(response.status(), 200, "{}", response.text);
+    }
+    // One HEAD probe, then the two requests; nobody got credentials.
+    let lines = stub.lines();
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("HEAD ")).count(),
+        1,
+        "{lines:?}"
+    );
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(stub.auths().iter().all(Option::is_none));
+}

@@ -36,8 +36,10 @@ pub(crate) enum ReplyKind {
 /// What an upstream proxy said to our CONNECT (or authenticating HEAD).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ConnectReply {
-    /// A clean 2xx to CONNECT (the tunnel is open), or any non-407 answer to the HEAD.
+    /// A clean 2xx to CONNECT: the tunnel is open.
     Established,
+    /// Any non-407 answer to the authenticating HEAD; `reusable` when the connection stays open.
+    HeadAnswered { reusable: bool },
     /// 407 with the challenges it offered (possibly none: a protocol error the caller reports).
     AuthRequired(AuthReply),
     /// Any other status, with a short description (`403 Forbidden`).
@@ -130,19 +132,13 @@ fn parse_reply(buf: &[u8], kind: ReplyKind) -> Option<Head> {
             let framing = framing_of(&values("content-length"), &values("transfer-encoding"));
             (auth_required(&values, close), framing)
         }
-        (_, ReplyKind::Head) if close => (
-            ConnectReply::Malformed(format!(
-                "{status} reply closes the connection, so it cannot stay authenticated"
-            )),
-            Framing::UntilClose,
+        (_, ReplyKind::Head) => (
+            // A HEAD answer has no body: bytes after it mean the connection is out of step.
+            ConnectReply::HeadAnswered {
+                reusable: !close && extra == 0,
+            },
+            Framing::Length(0),
         ),
-        (_, ReplyKind::Head) if extra > 0 => (
-            ConnectReply::Malformed(format!(
-                "{status} reply followed by {extra} unexpected bytes"
-            )),
-            Framing::UntilClose,
-        ),
-        (_, ReplyKind::Head) => (ConnectReply::Established, Framing::Length(0)),
         (200..=299, ReplyKind::Connect) => {
             (established(&values, status, extra), Framing::Length(0))
         }
@@ -382,7 +378,16 @@ pub(crate) async fn handshake(
             Err(e) => return Err(e),
         };
         let auth = match reply {
-            ConnectReply::Established => return Ok(Handshake::Done),
+            ConnectReply::Established | ConnectReply::HeadAnswered { reusable: true } => {
+                return Ok(Handshake::Done);
+            }
+            ConnectReply::HeadAnswered { reusable: false } => {
+                return Err(HopError::Fatal(refused(
+                    proxy,
+                    "it closes the connection after authenticating it, so plain http:// cannot \
+                     use NTLM/Negotiate through it",
+                )));
+            }
             ConnectReply::AuthRequired(auth) => auth,
             ConnectReply::Refused(status) => {
                 return Err(HopError::Fatal(refused(

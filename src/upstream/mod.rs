@@ -381,6 +381,14 @@ impl Upstream {
                 self.learn(proxy, Learned::NoAuth(Instant::now()));
                 return Ok(stream);
             }
+            ConnectReply::HeadAnswered { reusable } => {
+                // The proxy wants no authentication (the probe reached the origin).
+                self.learn(proxy, Learned::NoAuth(Instant::now()));
+                return match reusable {
+                    true => Ok(stream),
+                    false => self.dial_proxy(proxy).await,
+                };
+            }
             ConnectReply::AuthRequired(challenge) => challenge,
             other => return Err(not_established(proxy, other)),
         };
@@ -394,6 +402,11 @@ impl Upstream {
         }
         let auth = self.basic_requested(proxy);
         let mut stream = self.dial_proxy(proxy).await?;
+        if kind == ReplyKind::Head {
+            // Basic travels with each plain request (`HttpConnected::proxy_authorization`): no need
+            // to authenticate the connection itself.
+            return Ok(stream);
+        }
         match chain::exchange(&mut stream, proxy, &request(auth.as_ref()), kind, timeout).await? {
             ConnectReply::Established => Ok(stream),
             ConnectReply::AuthRequired(again) => Err(auth_failed(
@@ -578,7 +591,9 @@ fn not_established(proxy: &ProxyEndpoint, reply: ConnectReply) -> HopError {
     let detail = match reply {
         ConnectReply::Refused(status) => format!("it answered {status}"),
         ConnectReply::Malformed(detail) => detail,
-        ConnectReply::Established | ConnectReply::AuthRequired(_) => "unexpected reply".into(),
+        ConnectReply::Established
+        | ConnectReply::HeadAnswered { .. }
+        | ConnectReply::AuthRequired(_) => "unexpected reply".into(),
     };
     HopError::Fatal(refused(proxy, &detail))
 }
