@@ -661,3 +661,24 @@ async fn plain_http_to_a_credentialed_proxy_that_wants_no_auth_probes_once() {
     assert_eq!(lines.len(), 3, "{lines:?}");
     assert!(stub.auths().iter().all(Option::is_none));
 }
+
+#[cfg(not(windows))]
+#[tokio::test]
+async fn negotiate_only_proxy_is_not_supported_off_windows() {
+    let proxy = NtlmProxy::start(Script {
+        offer: "Negotiate",
+        ..PLAIN
+    })
+    .await;
+    let upstream = upstream_with(vec![creds(proxy.addr, PASSWORD)]);
+    let err = upstream
+        .connect(&target(), &via(&[proxy.addr]))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("Negotiate") && text.contains("no supported scheme"),
+        "{text}"
+    );
+    proxy.seen(|s| assert_eq!(s.auths, ["-"]));
+}

@@ -488,4 +488,62 @@ mod tests {
             b"CONNECT [::1]:443 HTTP/1.1\r\nHost: [::1]:443\r\n\r\n"
         );
     }
+
+    fn auth_reply(s: &str) -> AuthReply {
+        match parse(s) {
+            Some(ConnectReply::AuthRequired(a)) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn flt_12_407_reuse_follows_connection_semantics() {
+        let ntlm = "HTTP/1.1 407 A\r\nProxy-Authenticate: NTLM\r\n";
+        assert!(auth_reply(&format!("{ntlm}Content-Length: 0\r\n\r\n")).reusable);
+        assert!(!auth_reply(&format!("{ntlm}Connection: close\r\n\r\n")).reusable);
+        assert!(!auth_reply(&format!("{ntlm}Proxy-Connection: close\r\n\r\n")).reusable);
+        let old = "HTTP/1.0 407 A\r\nProxy-Authenticate: NTLM\r\n";
+        assert!(!auth_reply(&format!("{old}\r\n")).reusable);
+        assert!(auth_reply(&format!("{old}Connection: keep-alive\r\n\r\n")).reusable);
+    }
+
+    #[test]
+    fn body_framing_of_a_407() {
+        assert_eq!(framing_of(&["12".into()], &[]), Framing::Length(12));
+        assert_eq!(
+            framing_of(&["1".into(), "2".into()], &[]),
+            Framing::UntilClose
+        );
+        assert_eq!(framing_of(&[], &["chunked".into()]), Framing::Chunked);
+        assert_eq!(framing_of(&[], &["gzip".into()]), Framing::UntilClose);
+        assert_eq!(framing_of(&[], &[]), Framing::UntilClose);
+    }
+
+    #[test]
+    fn chunked_body_length() {
+        assert_eq!(chunked_len(b"5\r\nhello\r\n0\r\n\r\n"), Some(15));
+        assert_eq!(
+            chunked_len(b"5;x=y\r\nhello\r\n0\r\nT: v\r\n\r\n"),
+            Some(25)
+        );
+        assert_eq!(chunked_len(b"5\r\nhel"), None);
+        assert_eq!(chunked_len(b"zz\r\n"), None);
+    }
+
+    #[test]
+    fn head_answers_are_reusable_only_when_kept_open_and_bodiless() {
+        let head = |s: &str| parse_reply(s.as_bytes(), ReplyKind::Head).map(|h| h.reply);
+        assert_eq!(
+            head("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"),
+            Some(ConnectReply::HeadAnswered { reusable: true })
+        );
+        assert_eq!(
+            head("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"),
+            Some(ConnectReply::HeadAnswered { reusable: false })
+        );
+        assert_eq!(
+            head("HTTP/1.1 200 OK\r\n\r\nstray"),
+            Some(ConnectReply::HeadAnswered { reusable: false })
+        );
+    }
 }
