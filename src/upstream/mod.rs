@@ -400,6 +400,17 @@ impl Upstream {
                 .run_handshake(proxy, scheme, request, kind, reuse)
                 .await;
         }
+        self.basic_retry(proxy, request, kind).await
+    }
+
+    /// After a 407 offering Basic: once more on a fresh connection, with the credentials.
+    async fn basic_retry(
+        &self,
+        proxy: &ProxyEndpoint,
+        request: &(dyn Fn(Option<&ProxyAuthorization>) -> Vec<u8> + Sync),
+        kind: ReplyKind,
+    ) -> Result<TcpStream, HopError> {
+        let timeout = self.config.connect_reply_timeout;
         let auth = self.basic_requested(proxy);
         let mut stream = self.dial_proxy(proxy).await?;
         if kind == ReplyKind::Head {
