@@ -66,6 +66,14 @@ pub struct CredentialEntry {
     pub password_file: Option<String>,
     /// The password itself (discouraged: config files get shared).
     pub password: Option<String>,
+    /// NTLM domain (default: the `DOMAIN` of a `DOMAIN\\user` user name).
+    pub domain: Option<String>,
+    /// Name of an environment variable holding the NT hash (32 hex digits) instead of a password:
+    /// NTLM only, Basic is then never used.
+    pub nt_hash_env: Option<String>,
+    /// Schemes these credentials may be used with (`negotiate`, `ntlm`, `basic`); default: any.
+    /// `["negotiate"]` without `username` signs in as the current Windows user (SSPI).
+    pub schemes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -201,11 +201,53 @@ fn credential(
             None
         }
     };
+    let schemes = credential_schemes(entry, path, errors);
+    let sso = schemes.as_deref() == Some(&[crate::upstream::auth::Scheme::Negotiate][..]);
     let username = entry.username.clone().unwrap_or_default();
-    if username.is_empty() {
+    if username.is_empty() && !sso {
         errors.push(&format!("{path}.username"), "missing");
     }
-    let password = match (&entry.password_env, &entry.password_file, &entry.password) {
+    let nt_hash = match &entry.nt_hash_env {
+        Some(var) => Some(credential_nt_hash(var, path, env, errors)?),
+        None => None,
+    };
+    let secrets = [
+        entry.password_env.is_some(),
+        entry.password_file.is_some(),
+        entry.password.is_some(),
+        nt_hash.is_some(),
+    ];
+    let password = match secrets.iter().filter(|s| **s).count() {
+        0 if sso && username.is_empty() => Some(String::new()),
+        1 if nt_hash.is_some() => Some(String::new()),
+        1 => credential_password(entry, path, env, errors),
+        _ => {
+            errors.push(
+                path,
+                "set exactly one of password_env, password_file, password, nt_hash_env",
+            );
+            None
+        }
+    };
+    Some((
+        proxy?,
+        ProxyCredentials {
+            username,
+            password: Zeroizing::new(password?),
+            domain: entry.domain.clone(),
+            nt_hash,
+            schemes: schemes.unwrap_or_default(),
+        },
+    ))
+}
+
+fn credential_password(
+    entry: &CredentialEntry,
+    path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Errors,
+) -> Option<String> {
+    match (&entry.password_env, &entry.password_file, &entry.password) {
         (Some(var), None, None) => env(var).or_else(|| {
             errors.push(
                 &format!("{path}.password_env"),
@@ -227,18 +269,55 @@ fn credential(
         _ => {
             errors.push(
                 path,
-                "set exactly one of password_env, password_file, password",
+                "set exactly one of password_env, password_file, password, nt_hash_env",
             );
             None
         }
+    }
+}
+
+/// The NT hash from an environment variable: 32 hex digits (the value is never echoed).
+fn credential_nt_hash(
+    var: &str,
+    path: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Errors,
+) -> Option<Zeroizing<[u8; 16]>> {
+    let field = format!("{path}.nt_hash_env");
+    let Some(text) = env(var).map(Zeroizing::new) else {
+        errors.push(&field, format!("environment variable {var} is not set"));
+        return None;
     };
-    Some((
-        proxy?,
-        ProxyCredentials {
-            username,
-            password: Zeroizing::new(password?),
-        },
-    ))
+    let mut hash = Zeroizing::new([0u8; 16]);
+    match hex::decode_to_slice(text.trim(), hash.as_mut_slice()) {
+        Ok(()) => Some(hash),
+        Err(_) => {
+            errors.push(
+                &field,
+                format!("{var} must hold 32 hex digits (an NT hash)"),
+            );
+            None
+        }
+    }
+}
+
+fn credential_schemes(
+    entry: &CredentialEntry,
+    path: &str,
+    errors: &mut Errors,
+) -> Option<Vec<crate::upstream::auth::Scheme>> {
+    let names = entry.schemes.as_ref()?;
+    let mut schemes = Vec::new();
+    for name in names {
+        match crate::upstream::auth::Scheme::parse(name) {
+            Some(s) => schemes.push(s),
+            None => errors.push(
+                &format!("{path}.schemes"),
+                format!("unknown scheme {name:?}: use negotiate, ntlm or basic"),
+            ),
+        }
+    }
+    Some(schemes)
 }
 
 fn proxy_urls(file: &FileConfig, o: &Overrides) -> Vec<String> {
@@ -387,6 +466,7 @@ pub fn parse_proxy_url(url: &str) -> Result<(ProxyEndpoint, Option<ProxyCredenti
         ProxyCredentials {
             username: percent_decode(user),
             password: Zeroizing::new(percent_decode(pass)),
+            ..ProxyCredentials::default()
         }
     });
     Ok((endpoint, creds))

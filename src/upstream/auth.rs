@@ -1,12 +1,38 @@
-//! Proxy authentication, sans-IO: parse `Proxy-Authenticate` challenges (RFC 9110 §11.6.1, §11.7.1) and
-//! build a Basic `Proxy-Authorization` value (RFC 7617).
+//! Proxy authentication, sans-IO: parse `Proxy-Authenticate` challenges (RFC 9110 §11.6.1, §11.7.1),
+//! pick a scheme, build a Basic `Proxy-Authorization` value (RFC 7617) and drive the token exchange of
+//! the connection-oriented schemes (`Session`: NTLM, and Negotiate through SSPI on Windows).
 //!
-//! Contract: Basic is only ever offered after the proxy asked for it with a 407 that lists `Basic`
-//! (never unasked), and only with credentials configured for that exact proxy endpoint.
+//! Contract:
+//! - Credentials are only used for a proxy that has an entry (the allow-list, PAC-14); the caller
+//!   looks them up by endpoint and calls [`choose`] only with that entry.
+//! - Preference is Negotiate → NTLM → Basic among the schemes the proxy offered *and* the entry
+//!   allows. Basic is only ever sent after the proxy offered it (never unasked).
+//! - Negotiate needs SSPI (Windows, the signed-in user). Elsewhere it is skipped in favour of NTLM:
+//!   NTLM wrapped in SPNEGO would need DER and MIC plumbing for no proxy we know that offers
+//!   Negotiate without NTLM.
 
 use base64::Engine as _;
 
+use super::ntlm::{NtSecret, NtlmClient, NtlmIdentity};
 use super::{ProxyAuthorization, ProxyCredentials};
+
+/// The schemes we speak, in order of preference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    Negotiate,
+    Ntlm,
+    Basic,
+}
+
+/// One connection-oriented handshake in progress.
+#[derive(Debug)]
+pub(crate) enum Session {
+    /// NTLMv2 with configured credentials; `done` after the Type 3 was produced.
+    Ntlm { client: NtlmClient, done: bool },
+    /// Negotiate (Kerberos or NTLM) as the signed-in Windows user.
+    #[cfg(windows)]
+    Sspi(super::sspi::SspiContext),
+}
 
 /// One challenge of a `Proxy-Authenticate` header: the scheme and its raw parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +113,143 @@ pub fn offered_schemes(challenges: &[Challenge]) -> String {
     format!("offered: {}", names.join(", "))
 }
 
+// === impl Scheme ===
+
+impl Scheme {
+    /// The scheme name as it appears in headers.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Negotiate => "Negotiate",
+            Scheme::Ntlm => "NTLM",
+            Scheme::Basic => "Basic",
+        }
+    }
+
+    /// Parses a config hint (`negotiate`, `ntlm`, `basic`), case-insensitively.
+    pub fn parse(name: &str) -> Option<Scheme> {
+        [Scheme::Negotiate, Scheme::Ntlm, Scheme::Basic]
+            .into_iter()
+            .find(|s| s.name().eq_ignore_ascii_case(name))
+    }
+
+    /// True for the schemes that authenticate a connection in several round trips.
+    pub fn is_handshake(self) -> bool {
+        !matches!(self, Scheme::Basic)
+    }
+}
+
+/// The best scheme the proxy offered that `credentials` allow and can serve; `None` when nothing fits.
+pub fn choose(challenges: &[Challenge], credentials: &ProxyCredentials) -> Option<Scheme> {
+    [Scheme::Negotiate, Scheme::Ntlm, Scheme::Basic]
+        .into_iter()
+        .filter(|s| credentials.schemes.is_empty() || credentials.schemes.contains(s))
+        .filter(|s| can_serve(*s, credentials))
+        .find(|s| challenges.iter().any(|c| c.is(s.name())))
+}
+
+fn can_serve(scheme: Scheme, credentials: &ProxyCredentials) -> bool {
+    match scheme {
+        // SSPI signs in as the current user: only when the entry names no other user, or asks for it.
+        Scheme::Negotiate => {
+            cfg!(windows)
+                && (credentials.username.is_empty()
+                    || credentials.schemes.contains(&Scheme::Negotiate))
+        }
+        Scheme::Ntlm => !credentials.username.is_empty(),
+        Scheme::Basic => !credentials.username.is_empty() && credentials.nt_hash.is_none(),
+    }
+}
+
+// === impl Session ===
+
+impl Session {
+    /// Starts a handshake of `scheme` for the proxy host `proxy_host` (the Kerberos SPN's host).
+    pub(crate) fn start(
+        scheme: Scheme,
+        credentials: &ProxyCredentials,
+        proxy_host: &str,
+    ) -> Result<Session, String> {
+        let _ = proxy_host;
+        match scheme {
+            Scheme::Ntlm => {
+                let secret = match &credentials.nt_hash {
+                    Some(hash) => NtSecret::NtHash(hash.clone()),
+                    None => NtSecret::Password(credentials.password.clone()),
+                };
+                let identity =
+                    NtlmIdentity::new(&credentials.username, credentials.domain.as_deref(), secret);
+                Ok(Session::Ntlm {
+                    client: NtlmClient::new(identity),
+                    done: false,
+                })
+            }
+            #[cfg(windows)]
+            Scheme::Negotiate => {
+                super::sspi::SspiContext::new(&format!("HTTP/{proxy_host}")).map(Session::Sspi)
+            }
+            other => Err(format!("{} is not a handshake scheme here", other.name())),
+        }
+    }
+
+    /// The scheme this session speaks.
+    pub(crate) fn scheme(&self) -> Scheme {
+        match self {
+            Session::Ntlm { .. } => Scheme::Ntlm,
+            #[cfg(windows)]
+            Session::Sspi(_) => Scheme::Negotiate,
+        }
+    }
+
+    /// The first `Proxy-Authorization` value (NTLM Type 1, or the first SPNEGO token).
+    pub(crate) fn first_token(&mut self) -> Result<ProxyAuthorization, String> {
+        let bytes = match self {
+            Session::Ntlm { client, .. } => zeroize::Zeroizing::new(client.negotiate().to_vec()),
+            #[cfg(windows)]
+            Session::Sspi(ctx) => ctx.step(None)?,
+        };
+        Ok(self.header(&bytes))
+    }
+
+    /// The next value after a 407: `None` when the 407 carries no token for our scheme or the
+    /// exchange is over (the proxy rejected the final token).
+    pub(crate) fn next_token(
+        &mut self,
+        challenges: &[Challenge],
+    ) -> Option<Result<ProxyAuthorization, String>> {
+        let scheme = self.scheme();
+        let token = challenges
+            .iter()
+            .find(|c| c.is(scheme.name()) && !c.params.is_empty())?;
+        let bytes = match base64::engine::general_purpose::STANDARD.decode(token.params.trim()) {
+            Ok(bytes) => bytes,
+            Err(_) => {
+                return Some(Err(format!(
+                    "the {} challenge is not base64",
+                    scheme.name()
+                )));
+            }
+        };
+        let next = match self {
+            Session::Ntlm { done: true, .. } => return None,
+            Session::Ntlm { client, done } => {
+                *done = true;
+                client.authenticate(&bytes).map_err(|e| e.to_string())
+            }
+            #[cfg(windows)]
+            Session::Sspi(ctx) => ctx.step(Some(&bytes)),
+        };
+        Some(next.map(|b| self.header(&b)))
+    }
+
+    fn header(&self, token: &[u8]) -> ProxyAuthorization {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(token);
+        ProxyAuthorization(zeroize::Zeroizing::new(format!(
+            "{} {encoded}",
+            self.scheme().name()
+        )))
+    }
+}
+
 /// `Basic base64(user:password)` for a `Proxy-Authorization` header.
 pub fn basic_authorization(credentials: &ProxyCredentials) -> ProxyAuthorization {
     let plain = zeroize::Zeroizing::new(format!(
@@ -138,6 +301,7 @@ mod tests {
         let creds = ProxyCredentials {
             username: "Aladdin".into(),
             password: zeroize::Zeroizing::new("open sesame".into()),
+            ..ProxyCredentials::default()
         };
         assert_eq!(
             basic_authorization(&creds).0.as_str(),

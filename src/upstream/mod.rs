@@ -13,14 +13,22 @@
 //! - Only connect-level failures (refused, reset, timeout, unresolvable) move to the next hop and mark
 //!   a proxy bad; a 407, a 403 or a malformed CONNECT reply stops at that proxy (FLT-3, BAD-18).
 //! - Credentials go only to proxies listed in `credentials` (PAC-14), and only after that proxy asked
-//!   for Basic with a 407; they are never logged.
+//!   for a scheme with a 407 (Negotiate → NTLM → Basic, see [`auth`]); they are never logged.
+//! - NTLM/Negotiate authenticate a connection: every leg runs on the same keep-alive connection, a
+//!   proxy that closes mid-handshake gets one fresh start (FLT-12), and a connection is returned only
+//!   once the proxy accepted it. Plain `http://` forwarding authenticates its connection with a `HEAD`
+//!   of the target's root before the request is sent. A rejected handshake is 502
+//!   `upstream_auth_failed` and does not mark the proxy bad (FLT-3).
 
 pub mod auth;
 mod chain;
 mod direct;
 mod failover;
+pub mod ntlm;
+#[cfg(windows)]
+mod sspi;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -28,7 +36,8 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use self::chain::ConnectReply;
+use self::auth::Scheme;
+use self::chain::{ConnectReply, Handshake, ReplyKind};
 use self::direct::{AddrPolicy, DialPlan};
 use self::failover::BadProxies;
 use crate::error::ProxyError;
@@ -46,11 +55,18 @@ pub struct ConnectTo {
     pub to_port: u16,
 }
 
-/// Proxy credentials for Basic (and later NTLM) authentication; `Debug` never shows the password.
-#[derive(Clone, PartialEq, Eq)]
+/// Proxy credentials for Basic, NTLM and Negotiate; `Debug` never shows the password or hash.
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct ProxyCredentials {
+    /// `user`, `DOMAIN\user` or `user@realm`; empty means "the signed-in Windows user" (Negotiate).
     pub username: String,
     pub password: zeroize::Zeroizing<String>,
+    /// NTLM domain; when `None`, taken from a `DOMAIN\user` user name.
+    pub domain: Option<String>,
+    /// The NT hash (MD4 of the UTF-16LE password) instead of the password: NTLM only, never Basic.
+    pub nt_hash: Option<zeroize::Zeroizing<[u8; 16]>>,
+    /// Schemes these credentials may be used with; empty means any (Negotiate → NTLM → Basic).
+    pub schemes: Vec<Scheme>,
 }
 
 impl std::fmt::Debug for ProxyCredentials {
@@ -128,6 +144,17 @@ pub struct Upstream {
     /// Proxies that asked for Basic before: later requests send credentials at once instead of
     /// paying a 407 round trip each time. Never filled without a 407 that offered Basic.
     wants_basic: Mutex<HashSet<ProxyEndpoint>>,
+    /// What proxies with credentials asked for before: a handshake scheme (start it at once), or no
+    /// authentication at all (plain `http://` then skips its authenticating HEAD for a while).
+    learned: Mutex<HashMap<ProxyEndpoint, Learned>>,
+}
+
+/// What a proxy with credentials wanted the last time we asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Learned {
+    Handshake(Scheme),
+    /// It let an unauthenticated request through at this instant.
+    NoAuth(Instant),
 }
 
 /// How one hop failed: only connect-level failures move on to the next hop (PROTOCOL.md §4.3).
@@ -148,6 +175,7 @@ impl Upstream {
             config,
             bad,
             wants_basic: Mutex::new(HashSet::new()),
+            learned: Mutex::new(HashMap::new()),
         }
     }
 
@@ -278,6 +306,10 @@ impl Upstream {
     ) -> Result<TcpStream, HopError> {
         match hop {
             Hop::Direct => self.dial_target(target, decision).await,
+            Hop::Proxy(proxy) if self.needs_http_auth(&proxy) => {
+                let request = |auth: Option<&ProxyAuthorization>| chain::head_request(target, auth);
+                self.authenticated(&proxy, &request, ReplyKind::Head).await
+            }
             Hop::Proxy(proxy) => self.dial_proxy(&proxy).await,
         }
     }
@@ -316,50 +348,142 @@ impl Upstream {
         })
     }
 
-    /// CONNECT through `proxy`; after a 407 offering Basic, once more on a fresh connection with the
-    /// configured credentials (a proxy may close after a 407, so the old one is never reused).
+    /// CONNECT through `proxy`, authenticating as the proxy asks (see [`Upstream::authenticated`]).
     async fn connect_through(
         &self,
         proxy: &ProxyEndpoint,
         target: &Target,
     ) -> Result<TcpStream, HopError> {
-        let mut auth = self.preemptive_basic(proxy);
-        loop {
-            let mut stream = self.dial_proxy(proxy).await?;
-            let reply = chain::send_connect(
-                &mut stream,
-                proxy,
-                target,
-                auth.as_ref(),
-                self.config.connect_reply_timeout,
-            )
-            .await?;
-            match reply {
-                ConnectReply::Established => return Ok(stream),
-                ConnectReply::AuthRequired(challenges) => {
-                    auth = Some(self.answer_407(proxy, &challenges, auth.is_some())?);
-                }
-                ConnectReply::Refused(status) => {
-                    return Err(HopError::Fatal(refused(
-                        proxy,
-                        &format!("it answered {status}"),
-                    )));
-                }
-                ConnectReply::Malformed(detail) => {
-                    return Err(HopError::Fatal(refused(proxy, &detail)));
-                }
+        let request = |auth: Option<&ProxyAuthorization>| chain::connect_request(target, auth);
+        self.authenticated(proxy, &request, ReplyKind::Connect)
+            .await
+    }
+
+    /// Sends `request` to `proxy` and returns the connection once the proxy accepted it. A proxy known
+    /// to want a handshake gets it at once; otherwise the first 407 picks the scheme: Basic is retried
+    /// on a fresh connection (a proxy may close after a 407), NTLM/Negotiate continue on this one.
+    async fn authenticated(
+        &self,
+        proxy: &ProxyEndpoint,
+        request: &(dyn Fn(Option<&ProxyAuthorization>) -> Vec<u8> + Sync),
+        kind: ReplyKind,
+    ) -> Result<TcpStream, HopError> {
+        if let Some(scheme) = self.learned_handshake(proxy) {
+            return self.run_handshake(proxy, scheme, request, kind, None).await;
+        }
+        let auth = self.preemptive_basic(proxy);
+        let mut stream = self.dial_proxy(proxy).await?;
+        let timeout = self.config.connect_reply_timeout;
+        let reply =
+            chain::exchange(&mut stream, proxy, &request(auth.as_ref()), kind, timeout).await?;
+        let challenge = match reply {
+            ConnectReply::Established => {
+                self.learn(proxy, Learned::NoAuth(Instant::now()));
+                return Ok(stream);
             }
+            ConnectReply::HeadAnswered { reusable } => {
+                // The proxy wants no authentication (the probe reached the origin).
+                self.learn(proxy, Learned::NoAuth(Instant::now()));
+                return match reusable {
+                    true => Ok(stream),
+                    false => self.dial_proxy(proxy).await,
+                };
+            }
+            ConnectReply::AuthRequired(challenge) => challenge,
+            other => return Err(not_established(proxy, other)),
+        };
+        let scheme = self.answer_407(proxy, &challenge.challenges, auth.is_some())?;
+        if scheme.is_handshake() {
+            self.learn(proxy, Learned::Handshake(scheme));
+            let reuse = challenge.reusable.then_some(stream);
+            return self
+                .run_handshake(proxy, scheme, request, kind, reuse)
+                .await;
+        }
+        self.basic_retry(proxy, request, kind).await
+    }
+
+    /// After a 407 offering Basic: once more on a fresh connection, with the credentials.
+    async fn basic_retry(
+        &self,
+        proxy: &ProxyEndpoint,
+        request: &(dyn Fn(Option<&ProxyAuthorization>) -> Vec<u8> + Sync),
+        kind: ReplyKind,
+    ) -> Result<TcpStream, HopError> {
+        let timeout = self.config.connect_reply_timeout;
+        let auth = self.basic_requested(proxy);
+        let mut stream = self.dial_proxy(proxy).await?;
+        if kind == ReplyKind::Head {
+            // Basic travels with each plain request (`HttpConnected::proxy_authorization`): no need
+            // to authenticate the connection itself.
+            return Ok(stream);
+        }
+        match chain::exchange(&mut stream, proxy, &request(auth.as_ref()), kind, timeout).await? {
+            ConnectReply::Established => Ok(stream),
+            ConnectReply::AuthRequired(again) => Err(auth_failed(
+                proxy,
+                &again.challenges,
+                "it rejected the configured credentials",
+            )),
+            other => Err(not_established(proxy, other)),
         }
     }
 
-    /// What to send after a 407: Basic credentials, if the proxy offered Basic, we have credentials
-    /// for it and have not sent them yet. Anything else is a clear failure naming the offered schemes.
+    /// An NTLM/Negotiate handshake, on `reuse` (the connection that carried the first 407) or a
+    /// fresh connection; restarted once on a fresh connection when the proxy closes mid-way (FLT-12).
+    async fn run_handshake(
+        &self,
+        proxy: &ProxyEndpoint,
+        scheme: Scheme,
+        request: &(dyn Fn(Option<&ProxyAuthorization>) -> Vec<u8> + Sync),
+        kind: ReplyKind,
+        mut reuse: Option<TcpStream>,
+    ) -> Result<TcpStream, HopError> {
+        let creds = self
+            .credentials_for(proxy)
+            .ok_or_else(|| auth_failed(proxy, &[], "no credentials are configured for it"))?;
+        let host = proxy.host.as_str_for_lookup();
+        for attempt in 0..2 {
+            let mut stream = match reuse.take() {
+                Some(stream) => stream,
+                None => self.dial_proxy(proxy).await?,
+            };
+            let mut session = auth::Session::start(scheme, creds, &host)
+                .map_err(|e| auth_failed(proxy, &[], &e))?;
+            let timeout = self.config.connect_reply_timeout;
+            match chain::handshake(&mut stream, proxy, request, kind, &mut session, timeout).await?
+            {
+                Handshake::Done => return Ok(stream),
+                Handshake::Rejected(challenges) => {
+                    // Forget the scheme: the next request asks afresh (the proxy may have changed).
+                    self.forget(proxy);
+                    let why = format!("it rejected the configured credentials ({})", scheme.name());
+                    return Err(auth_failed(proxy, &challenges, &why));
+                }
+                Handshake::Closed => {
+                    tracing::debug!(%proxy, attempt, scheme = scheme.name(), "proxy closed the connection mid-handshake");
+                }
+            }
+        }
+        Err(auth_failed(
+            proxy,
+            &[],
+            &format!(
+                "it closed the connection during the {} handshake twice",
+                scheme.name()
+            ),
+        ))
+    }
+
+    /// What to do after a 407: the best scheme the proxy offered that the configured credentials
+    /// allow, unless we already sent credentials. Anything else is a clear failure naming the
+    /// offered schemes.
     fn answer_407(
         &self,
         proxy: &ProxyEndpoint,
         challenges: &[auth::Challenge],
         already_sent: bool,
-    ) -> Result<ProxyAuthorization, HopError> {
+    ) -> Result<Scheme, HopError> {
         if challenges.is_empty() {
             return Err(HopError::Fatal(refused(
                 proxy,
@@ -373,11 +497,47 @@ impl Upstream {
                 "it rejected the configured credentials",
             ));
         }
-        if !challenges.iter().any(|c| c.is("Basic")) {
-            return Err(auth_failed(proxy, challenges, "no supported scheme"));
+        let creds = self.credentials_for(proxy).ok_or_else(|| {
+            auth_failed(proxy, challenges, "no credentials are configured for it")
+        })?;
+        auth::choose(challenges, creds)
+            .ok_or_else(|| auth_failed(proxy, challenges, "no supported scheme"))
+    }
+
+    /// Plain `http://` through `proxy` authenticates its connection first when the proxy has
+    /// credentials, is not known to want Basic (sent with the request instead) and did not let an
+    /// unauthenticated request through recently.
+    fn needs_http_auth(&self, proxy: &ProxyEndpoint) -> bool {
+        if self.credentials_for(proxy).is_none() || self.preemptive_basic(proxy).is_some() {
+            return false;
         }
-        self.basic_requested(proxy)
-            .ok_or_else(|| auth_failed(proxy, challenges, "no credentials are configured for it"))
+        let learned = self.learned.lock().ok().and_then(|m| m.get(proxy).copied());
+        match learned {
+            Some(Learned::NoAuth(at)) => at.elapsed() >= self.config.bad_proxy_ttl,
+            _ => true,
+        }
+    }
+
+    fn learned_handshake(&self, proxy: &ProxyEndpoint) -> Option<Scheme> {
+        match self.learned.lock().ok()?.get(proxy) {
+            Some(Learned::Handshake(scheme)) => Some(*scheme),
+            _ => None,
+        }
+    }
+
+    fn learn(&self, proxy: &ProxyEndpoint, what: Learned) {
+        if self.credentials_for(proxy).is_none() {
+            return;
+        }
+        if let Ok(mut map) = self.learned.lock() {
+            map.insert(proxy.clone(), what);
+        }
+    }
+
+    fn forget(&self, proxy: &ProxyEndpoint) {
+        if let Ok(mut map) = self.learned.lock() {
+            map.remove(proxy);
+        }
     }
 
     fn credentials_for(&self, proxy: &ProxyEndpoint) -> Option<&ProxyCredentials> {
@@ -435,6 +595,18 @@ fn name_proxy(proxy: &ProxyEndpoint, err: ProxyError) -> ProxyError {
         },
         other => other,
     }
+}
+
+/// A reply that is neither success nor 407 ends at this proxy (BAD-18, TLS-4).
+fn not_established(proxy: &ProxyEndpoint, reply: ConnectReply) -> HopError {
+    let detail = match reply {
+        ConnectReply::Refused(status) => format!("it answered {status}"),
+        ConnectReply::Malformed(detail) => detail,
+        ConnectReply::Established
+        | ConnectReply::HeadAnswered { .. }
+        | ConnectReply::AuthRequired(_) => "unexpected reply".into(),
+    };
+    HopError::Fatal(refused(proxy, &detail))
 }
 
 fn refused(proxy: &ProxyEndpoint, detail: &str) -> ProxyError {

@@ -160,6 +160,7 @@ pub fn credentials(proxy: SocketAddr, user: &str, pass: &str) -> (ProxyEndpoint,
         ProxyCredentials {
             username: user.into(),
             password: zeroize::Zeroizing::new(pass.into()),
+            ..ProxyCredentials::default()
         },
     )
 }

@@ -101,6 +101,7 @@ fn parse_userinfo(userinfo: &str) -> Result<ProxyCredentials, SettingsError> {
     Ok(ProxyCredentials {
         username: percent_decode(user).ok_or_else(bad)?,
         password: Zeroizing::new(percent_decode(pass).ok_or_else(bad)?),
+        ..ProxyCredentials::default()
     })
 }
 
