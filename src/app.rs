@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use rustls_pki_types::CertificateDer;
 use tokio::net::TcpListener;
 
 use crate::config::{self, Config, Overrides};
@@ -67,36 +68,48 @@ pub fn config_check(file: Option<&Path>, overrides: &Overrides) -> ExitCode {
     }
 }
 
-/// `exoproxy route URL`: prints the decision for a URL and the rule that made it.
+/// `exoproxy route URL`: prints the decision for a URL and the rule that made it (after STS
+/// discovery for the configured domains, so discovered STS hosts are explained).
 pub async fn explain_route(config: &Config, url: &str) -> ExitCode {
-    let target = match target_of_url(url) {
-        Ok(t) => t,
+    match route_report(config, url, &[]).await {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
+            eprintln!("{e}");
+            ExitCode::from(2)
         }
-    };
-    let router = match Router::start(config.route.clone(), &config.listen).await {
-        Ok(r) => Arc::new(r),
-        Err(errors) => {
-            for e in errors {
-                eprintln!("config error: {e}");
-            }
-            return ExitCode::from(2);
-        }
-    };
+    }
+}
+
+/// The text `exoproxy route` prints; `extra_roots` are trusted for STS discovery (tests, emulator).
+pub async fn route_report(
+    config: &Config,
+    url: &str,
+    extra_roots: &[CertificateDer<'static>],
+) -> Result<String, String> {
+    let target = target_of_url(url).map_err(|e| format!("error: {e}"))?;
+    let router = Router::start(config.route.clone(), &config.listen)
+        .await
+        .map_err(|errors| {
+            let lines: Vec<String> = errors
+                .iter()
+                .map(|e| format!("config error: {e}"))
+                .collect();
+            lines.join("\n")
+        })?;
     let upstream = Upstream::new(config.upstream.clone());
-    let discovered = discover_sts_now(&router, &upstream, &config.route.sts).await;
-    println!("{url}");
-    println!("  target:   {target:?}");
+    let discovered = discover_sts_now(&router, &upstream, &config.route.sts, extra_roots).await;
+    let mut out = format!("{url}\n  target:   {target:?}\n");
     for line in discovered {
-        println!("  sts:      {line}");
+        out.push_str(&format!("  sts:      {line}\n"));
     }
     match router.resolve(&target).await {
-        Ok(decision) => println!("  decision: {decision}"),
-        Err(e) => println!("  decision: error: {e}"),
+        Ok(decision) => out.push_str(&format!("  decision: {decision}\n")),
+        Err(e) => out.push_str(&format!("  decision: error: {e}\n")),
     }
-    ExitCode::SUCCESS
+    Ok(out)
 }
 
 /// STS discovery for `exoproxy route`: synchronous, each domain within 10 s.
@@ -104,9 +117,11 @@ async fn discover_sts_now(
     router: &Router,
     upstream: &Upstream,
     sts: &crate::route::StsConfig,
+    extra_roots: &[CertificateDer<'static>],
 ) -> Vec<String> {
     let timeout = std::time::Duration::from_secs(10);
-    let fetch = |url: String| async move { get_via(router, upstream, &url, &[], timeout).await };
+    let fetch =
+        |url: String| async move { get_via(router, upstream, &url, extra_roots, timeout).await };
     crate::route::discover_sts(router, sts, fetch, timeout).await
 }
 
