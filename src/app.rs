@@ -160,11 +160,11 @@ pub async fn pac_eval(config: &Config, url: &str, pac_file: Option<&Path>) -> Ex
             source: PacSource::File(file.to_path_buf()),
             ..PacConfig::default()
         },
-        (SourceSpec::Pac(pac), None) => pac.clone(),
+        (SourceSpec::Pac(pac), None) => (**pac).clone(),
         (SourceSpec::System { live, pac }, None) => match read_and_select(live, &process_env) {
             Ok(Selected::Pac { url, .. }) => PacConfig {
                 source: PacSource::parse(&url),
-                ..pac.clone()
+                ..(**pac).clone()
             },
             Ok(other) => {
                 eprintln!("error: the system settings name no PAC ({other:?}); use --pac FILE");

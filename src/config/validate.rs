@@ -320,7 +320,7 @@ fn source_spec(file: &FileConfig, o: &Overrides, errors: &mut Errors) -> SourceS
                 return SourceSpec::Ready;
             };
             pac.source = PacSource::parse(script);
-            return SourceSpec::Pac(pac);
+            return SourceSpec::Pac(Box::new(pac));
         }
         "winhttp" => Source::WinHttp,
         "ie" => Source::Ie,
@@ -342,7 +342,10 @@ fn source_spec(file: &FileConfig, o: &Overrides, errors: &mut Errors) -> SourceS
         },
         env_in_auto: false,
     };
-    SourceSpec::System { live, pac }
+    SourceSpec::System {
+        live,
+        pac: Box::new(pac),
+    }
 }
 
 /// Picks the default upstream. Proxies given on the command line or in the file imply `static`;

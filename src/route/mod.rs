@@ -64,6 +64,7 @@ use sts::{FetchResponse, StsDirectory};
 
 /// Where the default upstream hops come from.
 #[derive(Debug, Clone, Default)]
+#[allow(clippy::large_enum_variant)] // built once per router
 pub enum UpstreamSource {
     /// No upstream proxy: everything DIRECT.
     #[default]
@@ -180,6 +181,7 @@ struct InterceptTarget {
 
 /// Where targets that no rule routes go; the last two variants need [`Router::resolve`].
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per router, never moved on the hot path
 enum DefaultRoute {
     /// Fixed hops: DIRECT, or static proxies (plus DIRECT when falling back).
     Fixed { hops: Vec<Hop>, why: Arc<str> },
@@ -704,7 +706,7 @@ fn sts_directory(config: &RouteConfig) -> Result<StsDirectory, Vec<String>> {
     let explicit = names_only(&mut config.direct_hosts.iter());
     let mut never = names_only(&mut config.intercept.iter().flat_map(|r| r.hosts.iter()));
     never.extend(AUTHORITY_HOSTS.iter().map(|h| h.to_string()));
-    if let Some(host) = sts::url_host(&config.sts.realm_base).ok() {
+    if let Ok(host) = sts::url_host(&config.sts.realm_base) {
         never.push(host);
     }
     Ok(StsDirectory::new(&explicit, &never)?.with_realm_base(config.sts.realm_base.clone()))

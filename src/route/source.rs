@@ -1,11 +1,11 @@
 //! Default-route sources that need a runtime: a PAC script ([`PacResolver`]) and live system settings
-//! ([`SystemSource`], fed by a [`SettingsWatcher`](super::system::SettingsWatcher)).
+//! ([`SystemSource`], fed by a `SettingsWatcher`).
 //!
 //! Contract:
 //! - [`SourceSpec`] is what `config::validate` produces for `upstream.source = "pac" | "winhttp" | "ie"
 //!   | "auto"`; [`start`] turns it into an [`UpstreamSource`] once the listen addresses are known (they
 //!   go into `PacConfig::own_addrs` for loop detection, BAD-30).
-//! - [`SystemSource::current`] compiles the latest snapshot at most once per generation: static
+//! - `SystemSource::current` compiles the latest snapshot at most once per generation: static
 //!   proxies plus bypass, a PAC (a fresh [`PacResolver`] per generation, so a network change re-fetches
 //!   the script, FLT-13), or DIRECT. A request always sees one consistent snapshot.
 //! - WPAD selected by the settings (only when `allow_wpad`) is not implemented: it is reported in `why`
@@ -25,24 +25,33 @@ use crate::target::{Hop, Scheme, Target};
 
 /// A default-route source that is started at run time.
 #[derive(Debug, Clone, Default)]
+#[allow(clippy::large_enum_variant)] // config data, built once
 pub enum SourceSpec {
     /// `RouteConfig::upstream` is final (direct, static, env).
     #[default]
     Ready,
     /// `upstream.source = "pac"`: this script, fetched DIRECT.
-    Pac(PacConfig),
+    Pac(Box<PacConfig>),
     /// `upstream.source = "winhttp" | "ie" | "auto"`: live settings; PACs they name use `pac` as a
     /// template (limits, failure policy).
-    System { live: LiveConfig, pac: PacConfig },
+    System {
+        live: LiveConfig,
+        pac: Box<PacConfig>,
+    },
 }
 
 /// Live system settings as a default route.
 #[derive(Debug, Clone)]
 pub struct SystemSource {
+    inner: Arc<SystemInner>,
+}
+
+#[derive(Debug)]
+struct SystemInner {
     snapshots: watch::Receiver<Arc<SettingsSnapshot>>,
     pac: PacConfig,
     fallback_direct: bool,
-    current: Arc<Mutex<Option<Arc<Compiled>>>>,
+    current: Mutex<Option<Arc<Compiled>>>,
 }
 
 /// One snapshot, compiled.
@@ -130,21 +139,23 @@ impl SystemSource {
         fallback_direct: bool,
     ) -> SystemSource {
         SystemSource {
-            snapshots,
-            pac,
-            fallback_direct,
-            current: Arc::new(Mutex::new(None)),
+            inner: Arc::new(SystemInner {
+                snapshots,
+                pac,
+                fallback_direct,
+                current: Mutex::new(None),
+            }),
         }
     }
 
     /// True when both handles share one compiled state.
     pub fn same_as(&self, other: &SystemSource) -> bool {
-        Arc::ptr_eq(&self.current, &other.current)
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     /// The snapshot in use now (for `exoproxy status` and the served PAC).
     pub fn snapshot(&self) -> Arc<SettingsSnapshot> {
-        self.snapshots.borrow().clone()
+        self.inner.snapshots.borrow().clone()
     }
 
     /// The PAC resolver of the current snapshot, if the settings name a PAC.
@@ -157,7 +168,7 @@ impl SystemSource {
 
     /// The compiled current snapshot; compiles when the watcher published a new generation.
     pub(crate) async fn current(&self) -> Arc<Compiled> {
-        let snapshot = self.snapshots.borrow().clone();
+        let snapshot = self.inner.snapshots.borrow().clone();
         if let Some(c) = self
             .cached()
             .filter(|c| c.generation == snapshot.generation)
@@ -166,6 +177,7 @@ impl SystemSource {
         }
         let compiled = Arc::new(self.compile(&snapshot).await);
         let mut slot = self
+            .inner
             .current
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -182,7 +194,8 @@ impl SystemSource {
     }
 
     fn cached(&self) -> Option<Arc<Compiled>> {
-        self.current
+        self.inner
+            .current
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
@@ -193,7 +206,7 @@ impl SystemSource {
             Selected::Proxies(p) => {
                 let hops = |list: &[crate::target::ProxyEndpoint]| {
                     let mut hops: Vec<Hop> = list.iter().cloned().map(Hop::Proxy).collect();
-                    if hops.is_empty() || self.fallback_direct {
+                    if hops.is_empty() || self.inner.fallback_direct {
                         hops.push(Hop::Direct);
                     }
                     hops
@@ -211,7 +224,7 @@ impl SystemSource {
                 bypass,
                 source,
             } => {
-                let mut config = self.pac.clone();
+                let mut config = self.inner.pac.clone();
                 config.source = super::pac::PacSource::parse(url);
                 let resolver = Arc::new(PacResolver::start(config).await);
                 let why = format!("PAC {url} (from {source} settings)").into();
