@@ -12,12 +12,13 @@ use std::sync::Arc;
 use rustls_pki_types::CertificateDer;
 use tokio::net::TcpListener;
 
+use crate::client::OutboundClient;
 use crate::config::{self, Config, Overrides};
 use crate::handler::Proxy;
 use crate::listener::{self, Limits};
 use crate::route::Router;
 use crate::route::pac::{PacConfig, PacResolver, PacSource, host_from_url};
-use crate::route::realm_fetch::get_via;
+use crate::route::realm_fetch::{get_via, outbound_client};
 use crate::route::source::SourceSpec;
 use crate::route::sts::RefreshPolicy;
 use crate::route::system::env::process_env;
@@ -99,8 +100,10 @@ pub async fn route_report(
                 .collect();
             lines.join("\n")
         })?;
-    let upstream = Upstream::new(config.upstream.clone());
-    let discovered = discover_sts_now(&router, &upstream, &config.route.sts, extra_roots).await;
+    let router = Arc::new(router);
+    let upstream = Arc::new(Upstream::new(config.upstream.clone()));
+    let client = outbound_client(router.clone(), upstream, extra_roots)?;
+    let discovered = discover_sts_now(&router, &client, &config.route.sts).await;
     let mut out = format!("{url}\n  target:   {target:?}\n");
     for line in discovered {
         out.push_str(&format!("  sts:      {line}\n"));
@@ -115,13 +118,11 @@ pub async fn route_report(
 /// STS discovery for `exoproxy route`: synchronous, each domain within 10 s.
 async fn discover_sts_now(
     router: &Router,
-    upstream: &Upstream,
+    client: &OutboundClient,
     sts: &crate::route::StsConfig,
-    extra_roots: &[CertificateDer<'static>],
 ) -> Vec<String> {
     let timeout = std::time::Duration::from_secs(10);
-    let fetch =
-        |url: String| async move { get_via(router, upstream, &url, extra_roots, timeout).await };
+    let fetch = |url: String| async move { get_via(client, &url, timeout).await };
     crate::route::discover_sts(router, sts, fetch, timeout).await
 }
 
@@ -137,13 +138,16 @@ fn spawn_sts_refresher(
     if sts.domains.is_empty() {
         return;
     }
-    let (router, upstream) = (router.clone(), upstream.clone());
-    let fetch = move |url: String| {
-        let (router, upstream) = (router.clone(), upstream.clone());
-        async move {
-            let timeout = std::time::Duration::from_secs(15);
-            get_via(&router, &upstream, &url, &[], timeout).await
+    let client = match outbound_client(router.clone(), upstream.clone(), &[]) {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::warn!(error = %e, "STS discovery disabled");
+            return;
         }
+    };
+    let fetch = move |url: String| {
+        let client = client.clone();
+        async move { get_via(&client, &url, std::time::Duration::from_secs(15)).await }
     };
     tokio::spawn(directory.run_refresher(sts.domains.clone(), fetch, RefreshPolicy::default()));
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use exoproxy::handler::Proxy;
 use exoproxy::listener;
-use exoproxy::route::realm_fetch::get_via;
+use exoproxy::route::realm_fetch::{get_via, outbound_client};
 use exoproxy::route::{
     InterceptRule, RouteConfig, Router, StsConfig, UpstreamSource, discover_sts,
 };
@@ -170,13 +170,13 @@ async fn discovered_sts_goes_direct_and_the_sign_in_page_is_not_blank() {
     let mut up = upstream_config(sim.addr());
     up.own_addrs.push(addr);
     let upstream = Arc::new(Upstream::new(up));
-    let (r, u, roots) = (router.clone(), upstream.clone(), vec![ca.clone()]);
+    let client = outbound_client(router.clone(), upstream.clone(), &[ca.clone()]).unwrap();
     let report = discover_sts(
         &router,
         &config.sts,
         |url| {
-            let (r, u, roots) = (r.clone(), u.clone(), roots.clone());
-            async move { get_via(&r, &u, &url, &roots, Duration::from_secs(5)).await }
+            let client = client.clone();
+            async move { get_via(&client, &url, Duration::from_secs(5)).await }
         },
         Duration::from_secs(5),
     )
