@@ -170,7 +170,8 @@ async fn discovered_sts_goes_direct_and_the_sign_in_page_is_not_blank() {
     let mut up = upstream_config(sim.addr());
     up.own_addrs.push(addr);
     let upstream = Arc::new(Upstream::new(up));
-    let client = outbound_client(router.clone(), upstream.clone(), &[ca.clone()]).unwrap();
+    let client =
+        outbound_client(router.clone(), upstream.clone(), std::slice::from_ref(&ca)).unwrap();
     let report = discover_sts(
         &router,
         &config.sts,
