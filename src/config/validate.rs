@@ -583,3 +583,7 @@ pub(crate) fn line_of(source: &str, path: &str) -> Option<usize> {
     }
     table_line
 }
+
+#[cfg(test)]
+#[path = "source_tests.rs"]
+mod source_tests;

@@ -322,3 +322,6 @@ pub(crate) async fn pac_hops(
         other => other,
     })
 }
+
+#[cfg(test)]
+mod tests;
