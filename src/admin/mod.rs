@@ -7,9 +7,9 @@
 //!   (explicit and discovered) → `DIRECT`; intercepted hosts → `PROXY <our address>`; bypass entries
 //!   of the settings in use → `DIRECT`; everything else → what the corporate PAC says (embedded with
 //!   its `FindProxyForURL` renamed to `__corp_FindProxyForURL`), or the static upstream list, or
-//!   `DIRECT`. A corporate PAC that is not loaded yields a script that fails closed (`PROXY` to an
-//!   unusable address is avoided: it answers our proxy, which reports `pac_error`) unless the
-//!   failure policy is DIRECT.
+//!   `DIRECT`. While the corporate PAC is not loaded, the rest goes to `PROXY <our address>` (so
+//!   the client sees our `pac_error`/`pac_loading` answer: fail closed), or `DIRECT` when
+//!   `pac_failure = "direct"`.
 //! - Patterns are emitted as JSON string literals (valid JS), matched with `shExpMatch` on the
 //!   lower-cased host; IP ranges (CIDR) are left to the proxy itself (a browser would need DNS).
 
