@@ -59,6 +59,7 @@ fn realistic_config() -> RouteConfig {
                 hosts: vec!["*.ps.compliance.protection.outlook.com".into()],
             },
         ],
+        ..RouteConfig::default()
     }
 }
 

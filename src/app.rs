@@ -9,12 +9,20 @@ use std::process::ExitCode;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use rustls_pki_types::CertificateDer;
 use tokio::net::TcpListener;
 
+use crate::client::OutboundClient;
 use crate::config::{self, Config, Overrides};
 use crate::handler::Proxy;
 use crate::listener::{self, Limits};
-use crate::route::{Router, UpstreamSource};
+use crate::route::Router;
+use crate::route::pac::{PacConfig, PacResolver, PacSource, host_from_url};
+use crate::route::realm_fetch::{get_via, outbound_client};
+use crate::route::source::SourceSpec;
+use crate::route::sts::RefreshPolicy;
+use crate::route::system::env::process_env;
+use crate::route::system::{Selected, read_and_select};
 use crate::target::Target;
 use crate::upstream::Upstream;
 
@@ -61,31 +69,134 @@ pub fn config_check(file: Option<&Path>, overrides: &Overrides) -> ExitCode {
     }
 }
 
-/// `exoproxy route URL`: prints the decision for a URL and the rule that made it.
+/// `exoproxy route URL`: prints the decision for a URL and the rule that made it (after STS
+/// discovery for the configured domains, so discovered STS hosts are explained).
 pub async fn explain_route(config: &Config, url: &str) -> ExitCode {
-    let target = match target_of_url(url) {
-        Ok(t) => t,
+    match route_report(config, url, &[]).await {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The text `exoproxy route` prints; `extra_roots` are trusted for STS discovery (tests, emulator).
+pub async fn route_report(
+    config: &Config,
+    url: &str,
+    extra_roots: &[CertificateDer<'static>],
+) -> Result<String, String> {
+    let target = target_of_url(url).map_err(|e| format!("error: {e}"))?;
+    let router = Router::start(config.route.clone(), &config.listen)
+        .await
+        .map_err(|errors| {
+            let lines: Vec<String> = errors
+                .iter()
+                .map(|e| format!("config error: {e}"))
+                .collect();
+            lines.join("\n")
+        })?;
+    let router = Arc::new(router);
+    let upstream = Arc::new(Upstream::new(config.upstream.clone()));
+    let client = outbound_client(router.clone(), upstream, extra_roots)?;
+    let discovered = discover_sts_now(&router, &client, &config.route.sts).await;
+    let mut out = format!("{url}\n  target:   {target:?}\n");
+    for line in discovered {
+        out.push_str(&format!("  sts:      {line}\n"));
+    }
+    match router.resolve(&target).await {
+        Ok(decision) => out.push_str(&format!("  decision: {decision}\n")),
+        Err(e) => out.push_str(&format!("  decision: error: {e}\n")),
+    }
+    Ok(out)
+}
+
+/// STS discovery for `exoproxy route`: synchronous, each domain within 10 s.
+async fn discover_sts_now(
+    router: &Router,
+    client: &OutboundClient,
+    sts: &crate::route::StsConfig,
+) -> Vec<String> {
+    let timeout = std::time::Duration::from_secs(10);
+    let fetch = |url: String| async move { get_via(client, &url, timeout).await };
+    crate::route::discover_sts(router, sts, fetch, timeout).await
+}
+
+/// Keeps the STS directory fresh in the background (discovery through the normal route).
+fn spawn_sts_refresher(
+    router: &Arc<Router>,
+    upstream: &Arc<Upstream>,
+    sts: &crate::route::StsConfig,
+) {
+    let Some(directory) = router.sts().cloned().filter(|_| sts.discover) else {
+        return;
+    };
+    if sts.domains.is_empty() {
+        return;
+    }
+    let client = match outbound_client(router.clone(), upstream.clone(), &[]) {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::warn!(error = %e, "STS discovery disabled");
+            return;
+        }
+    };
+    let fetch = move |url: String| {
+        let client = client.clone();
+        async move { get_via(&client, &url, std::time::Duration::from_secs(15)).await }
+    };
+    tokio::spawn(directory.run_refresher(sts.domains.clone(), fetch, RefreshPolicy::default()));
+}
+
+/// `exoproxy pac eval URL [--pac FILE]`: prints what the PAC script returns for `url`, like
+/// pactester. Exit 0 with the directive, 1 when evaluation failed, 2 for bad input.
+pub async fn pac_eval(config: &Config, url: &str, pac_file: Option<&Path>) -> ExitCode {
+    let Some(host) = host_from_url(url) else {
+        eprintln!("error: {url:?} is not a URL with a host");
+        return ExitCode::from(2);
+    };
+    let mut pac = match (&config.route.source, pac_file) {
+        (_, Some(file)) => PacConfig {
+            source: PacSource::File(file.to_path_buf()),
+            ..PacConfig::default()
+        },
+        (SourceSpec::Pac(pac), None) => (**pac).clone(),
+        (SourceSpec::System { live, pac }, None) => match read_and_select(live, &process_env) {
+            Ok(Selected::Pac { url, .. }) => PacConfig {
+                source: PacSource::parse(&url),
+                ..(**pac).clone()
+            },
+            Ok(other) => {
+                eprintln!("error: the system settings name no PAC ({other:?}); use --pac FILE");
+                return ExitCode::from(2);
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        (SourceSpec::Ready, None) => {
+            eprintln!("error: no PAC configured (upstream.pac); use --pac FILE");
+            return ExitCode::from(2);
+        }
+    };
+    pac.retry_backoff = vec![std::time::Duration::from_secs(3600)];
+    pac.loading_wait = std::time::Duration::from_secs(15);
+    let resolver = PacResolver::start(pac).await;
+    match resolver.eval(url, &host).await {
+        Ok(directive) => {
+            println!("{directive}");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(2);
+            ExitCode::FAILURE
         }
-    };
-    let router = match Router::new(config.route.clone()) {
-        Ok(r) => r,
-        Err(errors) => {
-            for e in errors {
-                eprintln!("config error: {e}");
-            }
-            return ExitCode::from(2);
-        }
-    };
-    println!("{url}");
-    println!("  target:   {target:?}");
-    match router.resolve(&target).await {
-        Ok(decision) => println!("  decision: {decision}"),
-        Err(e) => println!("  decision: error: {e}"),
     }
-    ExitCode::SUCCESS
 }
 
 /// The target a client would ask for: CONNECT host:port for `https://`, absolute-form for `http://`.
@@ -143,18 +254,20 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
         .iter()
         .filter_map(|l| l.local_addr().ok())
         .collect();
-    let router = Router::new(config.route.clone()).map_err(StartError::Config)?;
+    let router = Arc::new(
+        Router::start(config.route.clone(), &bound)
+            .await
+            .map_err(StartError::Config)?,
+    );
     let mut upstream_config = config.upstream.clone();
     upstream_config.own_addrs = bound.clone();
+    let upstream = Arc::new(Upstream::new(upstream_config));
+    spawn_sts_refresher(&router, &upstream, &config.route.sts);
     let limits = Limits {
         max_connections: config.max_connections,
         ..Limits::default()
     };
-    let proxy = Proxy::new(
-        Arc::new(router),
-        Arc::new(Upstream::new(upstream_config)),
-        limits,
-    );
+    let proxy = Proxy::new(router, upstream, limits);
     announce(&config, &bound);
     listener::serve(listeners, Arc::new(proxy), shutdown).await;
     tracing::info!("exoproxy stopped");
@@ -192,13 +305,10 @@ async fn bind(config: &Config) -> Result<Vec<TcpListener>, StartError> {
 
 fn announce(config: &Config, bound: &[SocketAddr]) {
     let addrs: Vec<String> = bound.iter().map(SocketAddr::to_string).collect();
-    let upstream = match &config.route.upstream {
-        UpstreamSource::Direct => "DIRECT".to_string(),
-        UpstreamSource::Static(list) => list
-            .iter()
-            .map(|p| format!("PROXY {p}"))
-            .collect::<Vec<_>>()
-            .join(", "),
+    let upstream = match &config.route.source {
+        SourceSpec::Ready => config.route.upstream.to_string(),
+        SourceSpec::Pac(pac) => format!("PAC {}", pac.source),
+        SourceSpec::System { live, .. } => format!("system settings ({:?})", live.source),
     };
     tracing::info!(
         listen = %addrs.join(", "),

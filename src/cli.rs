@@ -72,6 +72,21 @@ pub enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// PAC tools.
+    #[command(subcommand)]
+    Pac(PacCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PacCommand {
+    /// Print what the PAC script returns for a URL (like pactester), e.g. `PROXY p.corp:8080; DIRECT`.
+    Eval {
+        /// e.g. `https://outlook.office365.com/`
+        url: String,
+        /// The PAC file to evaluate (default: upstream.pac from the configuration).
+        #[arg(long, value_name = "FILE")]
+        pac: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -64,6 +64,9 @@ pub enum ProxyError {
     /// The PAC script could not be fetched or evaluated, and policy is fail-closed (PAC-1…PAC-11).
     #[error("PAC failed: {0}")]
     Pac(String),
+    /// The PAC script is still loading after the wait a request allows (PAC-11): retry shortly.
+    #[error("PAC still loading: {0}")]
+    PacLoading(String),
     /// The PAC script returned a directive we cannot use (PAC-6).
     #[error("PAC returned an unusable result: {0}")]
     PacInvalidResult(String),

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use exoproxy::app;
-use exoproxy::cli::{Cli, Command, ConfigCommand};
+use exoproxy::cli::{Cli, Command, ConfigCommand, PacCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -21,6 +21,13 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             app::block_on(app::explain_route(&config, url))
+        }
+        Some(Command::Pac(PacCommand::Eval { url, pac })) => {
+            let config = match load(&cli) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            app::block_on(app::pac_eval(&config, url, pac.as_deref()))
         }
         Some(Command::Run) | None => {
             let config = match load(&cli) {

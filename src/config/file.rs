@@ -40,8 +40,16 @@ pub struct ListenSection {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamSection {
-    /// `direct` | `static` | `env` (the proxy's own environment is read only when this is chosen).
+    /// `direct` | `static` | `env` | `pac` | `winhttp` | `ie` | `auto` (the proxy's own environment is
+    /// read only when `env` is chosen).
     pub source: Option<String>,
+    /// PAC script: a file path, `file://…` or an `http(s)://` URL (fetched DIRECT). Implies
+    /// `source = "pac"` when no source is given.
+    pub pac: Option<String>,
+    /// `fail` (default: requests are refused while no script is usable) or `direct`.
+    pub pac_failure: Option<String>,
+    /// Honour WPAD auto-detection flags in system settings (default false: WPAD can be hijacked).
+    pub wpad: Option<bool>,
     /// Upstream proxies in order, e.g. `http://proxy.corp:8080` or `http://user@proxy.corp:8080`.
     pub proxies: Option<Vec<String>>,
     /// Try DIRECT after every proxy failed.
@@ -87,6 +95,10 @@ pub struct RoutingSection {
     pub connect_ports: Option<Vec<i64>>,
     /// Hosts or CIDRs that may resolve to loopback or link-local addresses.
     pub allow_local: Option<Vec<String>>,
+    /// Ask Entra ID for the federation STS of each account domain and send it DIRECT (default true).
+    pub discover_sts: Option<bool>,
+    /// UPNs or domains whose federation STS is discovered (until accounts are configured).
+    pub sts_domains: Option<Vec<String>>,
 }
 
 /// Timeouts in seconds; defaults from RELIABILITY.md §4.0.

@@ -10,6 +10,9 @@ use zeroize::Zeroizing;
 
 use super::file::{CredentialEntry, FileConfig};
 use super::{Config, ConfigError, Overrides};
+use crate::route::pac::{OnFailure, PacConfig, PacSource};
+use crate::route::source::SourceSpec;
+use crate::route::system::{LiveConfig, SettingsInputs, Source};
 use crate::route::{RouteConfig, UpstreamSource};
 use crate::target::{Host, ProxyEndpoint};
 use crate::upstream::{ConnectTo, ProxyCredentials, UpstreamConfig};
@@ -357,7 +360,71 @@ fn route_config(
         }
     }
     cfg.upstream = upstream_source(file, o, env, &mut cfg.bypass, errors);
+    cfg.source = source_spec(file, o, errors);
+    cfg.sts.discover = r.discover_sts.unwrap_or(true);
+    cfg.sts.domains = r.sts_domains.clone().unwrap_or_default();
+    for d in &cfg.sts.domains {
+        if crate::route::sts::domain_of(d).is_empty() {
+            errors.push("routing.sts_domains", format!("{d:?} names no domain"));
+        }
+    }
     cfg
+}
+
+/// The configured source when it needs a runtime (`pac`, `winhttp`, `ie`, `auto`); `Ready`
+/// otherwise (`upstream_source` already chose the fixed route).
+fn source_spec(file: &FileConfig, o: &Overrides, errors: &mut Errors) -> SourceSpec {
+    let u = &file.upstream;
+    let mut pac = PacConfig::default();
+    match u.pac_failure.as_deref() {
+        None | Some("fail") => {}
+        Some("direct") => pac.on_failure = OnFailure::Direct,
+        Some(other) => errors.push(
+            "upstream.pac_failure",
+            format!("{other:?}: use \"fail\" (default) or \"direct\""),
+        ),
+    }
+    let source = match u.source.as_deref() {
+        Some(s) => s,
+        None if u.pac.is_some() && o.upstream.is_empty() => "pac",
+        None => return SourceSpec::Ready,
+    };
+    let live_source = match source {
+        "pac" => {
+            let Some(script) = &u.pac else {
+                errors.push(
+                    "upstream.pac",
+                    "source is \"pac\" but no PAC file or URL is set",
+                );
+                return SourceSpec::Ready;
+            };
+            pac.source = PacSource::parse(script);
+            return SourceSpec::Pac(Box::new(pac));
+        }
+        "winhttp" => Source::WinHttp,
+        "ie" => Source::Ie,
+        "auto" => Source::Auto,
+        _ => return SourceSpec::Ready,
+    };
+    let static_proxies = proxy_urls(file, o)
+        .iter()
+        .filter_map(|url| parse_proxy_url(url).ok().map(|(e, _)| e))
+        .collect();
+    let live = LiveConfig {
+        source: live_source,
+        config: SettingsInputs {
+            static_proxies,
+            static_bypass: u.bypass.clone().unwrap_or_default(),
+            pac_url: u.pac.clone(),
+            allow_wpad: u.wpad.unwrap_or(false),
+            ..SettingsInputs::default()
+        },
+        env_in_auto: false,
+    };
+    SourceSpec::System {
+        live,
+        pac: Box::new(pac),
+    }
 }
 
 /// Picks the default upstream. Proxies given on the command line or in the file imply `static`;
@@ -372,11 +439,14 @@ fn upstream_source(
     let urls = proxy_urls(file, o);
     let source = match file.upstream.source.as_deref() {
         Some(s) => s,
+        None if file.upstream.pac.is_some() && o.upstream.is_empty() => "pac",
         None if urls.is_empty() => "direct",
         None => "static",
     };
     match source {
         "direct" => UpstreamSource::Direct,
+        // Started at run time from `source_spec`; DIRECT is never used in their place.
+        "pac" | "winhttp" | "ie" | "auto" => UpstreamSource::Direct,
         "static" => {
             if urls.is_empty() {
                 errors.push(
@@ -412,7 +482,10 @@ fn upstream_source(
         other => {
             errors.push(
                 "upstream.source",
-                format!("unknown source {other:?}: use \"direct\", \"static\" or \"env\""),
+                format!(
+                    "unknown source {other:?}: use \"direct\", \"static\", \"env\", \"pac\", \
+                     \"winhttp\", \"ie\" or \"auto\""
+                ),
             );
             UpstreamSource::Direct
         }
@@ -590,3 +663,7 @@ pub(crate) fn line_of(source: &str, path: &str) -> Option<usize> {
     }
     table_line
 }
+
+#[cfg(test)]
+#[path = "source_tests.rs"]
+mod source_tests;

@@ -166,6 +166,10 @@ fn check_target(head: &RequestHead) -> Result<(), ProxyError> {
             .map_err(|e| bad(e.0));
     }
     let t = head.target.as_bytes();
+    // The served PAC (admin): the handler answers it only when `Host` names this proxy.
+    if head.method == "GET" && t == b"/proxy.pac" {
+        return Ok(());
+    }
     if t.starts_with(b"/") || t == b"*" {
         return Err(ProxyError::NotAProxyRequest);
     }

@@ -54,6 +54,11 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Where decisions come from: the [`Router`] in the product, a fixed decision in tests.
 pub trait Resolve: Send + Sync + fmt::Debug {
     fn resolve<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<Decision, ProxyError>>;
+
+    /// The served PAC for a client that named us as `host` (`GET /proxy.pac`), or `None` (400).
+    fn served_pac<'a>(&'a self, _host: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async { None })
+    }
 }
 
 /// Shared state of the request path (`Arc<Proxy>`).
@@ -69,6 +74,15 @@ pub struct Proxy {
 impl Resolve for Router {
     fn resolve<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<Decision, ProxyError>> {
         Box::pin(Router::resolve(self, target))
+    }
+
+    fn served_pac<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Option<String>> {
+        Box::pin(async move {
+            if !crate::admin::is_our_host(host, self.own_addrs()) {
+                return None;
+            }
+            Some(crate::admin::served_pac(self, host).await)
+        })
     }
 }
 
@@ -229,6 +243,9 @@ impl Proxy {
         started: Instant,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let uri = req.uri();
+        if uri.scheme().is_none() && uri.path() == crate::admin::PAC_PATH {
+            return self.served_pac(&req).await;
+        }
         let authority = match (uri.scheme_str(), uri.authority()) {
             (Some(s), Some(a)) if s.eq_ignore_ascii_case("http") => a.as_str(),
             _ => return Err(ProxyError::NotAProxyRequest),
@@ -257,6 +274,28 @@ impl Proxy {
         tracing::info!(%method, %target, %decision, %hop, status = response.status().as_u16(),
             ms = started.elapsed().as_millis() as u64, "forwarded");
         Ok(response.map(BodyExt::boxed))
+    }
+
+    /// Origin-form `GET /proxy.pac` addressed to us; anything else stays `NotAProxyRequest`.
+    async fn served_pac(&self, req: &Request<Incoming>) -> Result<Response<ProxyBody>, ProxyError> {
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok());
+        let pac = match (req.method(), host) {
+            (&Method::GET, Some(host)) => self.resolver.served_pac(host).await,
+            _ => None,
+        };
+        let pac = pac.ok_or(ProxyError::NotAProxyRequest)?;
+        Response::builder()
+            .header(http::header::CONTENT_TYPE, crate::admin::PAC_CONTENT_TYPE)
+            .header(http::header::CACHE_CONTROL, "no-store")
+            .body(
+                http_body_util::Full::new(Bytes::from(pac))
+                    .map_err(|never| match never {})
+                    .boxed(),
+            )
+            .map_err(|e| ProxyError::Internal(e.to_string()))
     }
 
     /// The routing decision; a Block becomes a 403.

@@ -106,6 +106,11 @@ impl Rescue {
                 "pac_error".into(),
                 "check the PAC URL and script (`exoproxy route <host>`)",
             ),
+            E::PacLoading(_) => (
+                S::SERVICE_UNAVAILABLE,
+                "pac_loading".into(),
+                "the PAC script is still being downloaded; retry in a few seconds",
+            ),
             E::PacInvalidResult(_) => (
                 S::BAD_GATEWAY,
                 "pac_invalid_result".into(),
@@ -194,6 +199,7 @@ fn retry_after(err: &ProxyError) -> Option<u64> {
     match err {
         ProxyError::TokenUnavailable { retry_after, .. } => retry_after.map(|d| d.as_secs().max(1)),
         ProxyError::Overloaded(_) => Some(1),
+        ProxyError::PacLoading(_) => Some(2),
         _ => None,
     }
 }
@@ -248,6 +254,7 @@ pub fn examples() -> Vec<ProxyError> {
             detail: s("certificate expired"),
         },
         ProxyError::Pac(s("evaluation timed out")),
+        ProxyError::PacLoading(s("the PAC script is still loading after 5s")),
         ProxyError::PacInvalidResult(s("SOCKS5 a:1")),
         ProxyError::ClientNotAuthorized(s("the socket belongs to another user")),
         ProxyError::TokenUnavailable {

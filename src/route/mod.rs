@@ -5,10 +5,17 @@
 //! - [`Router::new`] compiles a [`RouteConfig`] once; every invalid entry is reported, named by its
 //!   field (`direct_hosts: "a*b": …`).
 //! - [`Router::decide`] is pure and synchronous over compiled rules (well under 1 µs; see
-//!   `benches/route_decide.rs`); the async [`Router::resolve`] adds sources that need I/O (PAC, later),
-//!   and is what the handler calls.
-//! - The proxy's own environment never changes routing: whoever builds the config turns environment,
-//!   WinHTTP or IE settings into [`UpstreamSource::Static`] plus `bypass` entries first.
+//!   `benches/route_decide.rs`); the async [`Router::resolve`] adds sources that need I/O (a PAC
+//!   script, live system settings) and is what the handler calls. `decide` cannot evaluate those:
+//!   for a target reaching such a default route it answers a Block that says to use `resolve`.
+//! - The proxy's own environment never changes routing unless `upstream.source = "env"` (TLS-8).
+//! - [`Router::start`] builds the product router: it starts the [`source::SourceSpec`] (PAC or live
+//!   system settings, with our listen addresses for loop detection, BAD-30) and attaches an
+//!   [`StsDirectory`] (explicit `direct_hosts` plus discovered federation hosts, never the intercepted
+//!   or authority hosts). [`discover_sts`] runs discovery for the configured domains.
+//! - Default-route failures: a PAC that cannot be loaded fails closed (`pac_error`, 502) unless
+//!   `pac_failure = "direct"`; a PAC still loading after 5 s is `pac_loading` (503, PAC-11); a PAC
+//!   naming only this proxy is `proxy_loop` (502, BAD-30).
 //!
 //! # Precedence
 //!
@@ -18,7 +25,8 @@
 //! 2. CONNECT to a port not in `connect_ports` → Block, naming the port and how to allow it (BAD-25).
 //! 3. Local destinations (`localhost`, `*.localhost`, loopback/unspecified/link-local IP literals,
 //!    IPv4-mapped too) → Block unless an `allow_local` rule matches (BAD-22, BAD-23, BAD-28).
-//! 4. `direct_hosts` → Tunnel via DIRECT: STS hosts are never intercepted and never proxied.
+//! 4. `direct_hosts`, then the STS directory (explicit and discovered federation hosts) → Tunnel via
+//!    DIRECT: STS hosts are never intercepted and never proxied (a proxied ADFS shows a blank page).
 //! 5. `intercept` rules → Intercept{profile} via the default hops (via DIRECT for an allowed local
 //!    destination), for CONNECT only; plain `http://` to an intercepted host → Block telling the user
 //!    to use https (BAD-34): a token is never sent over plaintext.
@@ -26,7 +34,8 @@
 //! 7. A local destination allowed by `allow_local` → Tunnel via DIRECT (as WinINet and Chromium
 //!    implicitly bypass loopback: a corporate proxy cannot reach our loopback).
 //! 8. Otherwise → Tunnel via the default hops: the static proxies in order, then DIRECT if
-//!    `fallback_direct`; DIRECT alone when no upstream is configured.
+//!    `fallback_direct`; DIRECT alone when no upstream is configured; what the PAC script answers; or
+//!    what the current system settings say (their bypass list first).
 //!
 //! Every non-Block decision carries `allow_local = true` when an `allow_local` rule matches the
 //! target, so `upstream` may connect to a local address it resolves to (BAD-26 otherwise).
@@ -36,25 +45,57 @@
 //! refusals format a message).
 
 pub mod pac;
+pub mod realm_fetch;
 pub mod rules;
+pub mod source;
 pub mod sts;
 pub mod system;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::error::ProxyError;
 use crate::target::{Action, Decision, Hop, Host, ProxyEndpoint, Scheme, Target};
+use pac::PacResolver;
 use rules::{BypassList, HostRule, RuleList, RuleMatch, is_local_ip, is_local_name};
+use source::{DefaultHops, SourceSpec, SystemSource};
+use sts::{FetchResponse, StsDirectory};
 
 /// Where the default upstream hops come from.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
+#[allow(clippy::large_enum_variant)] // built once per router
 pub enum UpstreamSource {
     /// No upstream proxy: everything DIRECT.
     #[default]
     Direct,
     /// The ordered list of proxies (from config, environment or Windows settings), tried left to right.
     Static(Vec<ProxyEndpoint>),
+    /// A PAC script decides per target (fail closed unless its `on_failure` says DIRECT).
+    Pac(Arc<PacResolver>),
+    /// Live WinHTTP/IE/auto settings, re-evaluated whenever the watcher publishes (FLT-13).
+    System(SystemSource),
 }
+
+/// STS discovery settings (`routing.discover_sts`, the account domains).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StsConfig {
+    /// Ask Entra ID's home-realm endpoints for each domain's federation STS. Default: true.
+    pub discover: bool,
+    /// UPNs or domains to discover (the configured accounts, or `routing.sts_domains`).
+    pub domains: Vec<String>,
+    /// Realm endpoint base (`https://login.microsoftonline.com`; the emulator in tests).
+    pub realm_base: String,
+}
+
+/// Authority hosts that discovery may never send DIRECT (their traffic carries sign-ins we route).
+pub const AUTHORITY_HOSTS: [&str; 5] = [
+    "login.microsoftonline.com",
+    "login.microsoft.com",
+    "login.windows.net",
+    "login.microsoftonline.us",
+    "login.partner.microsoftonline.cn",
+];
 
 /// Hosts whose TLS is terminated locally and whose requests get a token, and the profile (audience
 /// and injection scheme) that applies to them.
@@ -90,6 +131,11 @@ pub struct RouteConfig {
     pub allow_local: Vec<String>,
     /// Interception rules, first match wins. Default: empty (nothing intercepted, BAD-33).
     pub intercept: Vec<InterceptRule>,
+    /// A default route started at run time (PAC, live system settings); replaces `upstream` in
+    /// [`Router::start`]. Default: `Ready` (use `upstream`).
+    pub source: SourceSpec,
+    /// Federation STS discovery. Default: on, no domains.
+    pub sts: StsConfig,
 }
 
 /// Compiled routing policy. Cheap to share behind an `Arc`; immutable once built.
@@ -109,6 +155,20 @@ pub struct Router {
     default_route: DefaultRoute,
     /// `[DIRECT]`, cloned into DIRECT decisions.
     direct_hops: Vec<Hop>,
+    /// Explicit and discovered STS hosts (step 4), when attached.
+    sts: Option<Arc<StsDirectory>>,
+    /// This proxy's listen addresses (served PAC `Host` check).
+    own_addrs: Vec<SocketAddr>,
+    /// Raw entries, for the served PAC.
+    patterns: Patterns,
+}
+
+/// The config entries as written, for generating the served PAC.
+#[derive(Debug, Default, Clone)]
+pub struct Patterns {
+    pub intercept: Vec<String>,
+    pub direct_hosts: Vec<String>,
+    pub bypass: Vec<String>,
 }
 
 /// What an intercept host pattern leads to (its explanation lives in the host list).
@@ -119,12 +179,30 @@ struct InterceptTarget {
     plain_http_refusal: Arc<str>,
 }
 
-/// Where targets that no rule routes go. Adding PAC later is one more variant whose hops
-/// [`Router::resolve`] awaits from an evaluator.
+/// Where targets that no rule routes go; the last two variants need [`Router::resolve`].
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // one per router, never moved on the hot path
 enum DefaultRoute {
     /// Fixed hops: DIRECT, or static proxies (plus DIRECT when falling back).
     Fixed { hops: Vec<Hop>, why: Arc<str> },
+    /// A PAC script's answer per target.
+    Pac {
+        resolver: Arc<PacResolver>,
+        why: Arc<str>,
+    },
+    /// Whatever the current system settings say.
+    System(SystemSource),
+}
+
+/// What the served PAC should say for targets that reach the default route.
+#[derive(Debug, Clone)]
+pub enum ServedDefault {
+    /// A fixed list (`PROXY a:1; DIRECT`), plus bypass entries from system settings.
+    Hops { hops: Vec<Hop>, bypass: Vec<String> },
+    /// The corporate script (embedded renamed), plus bypass entries from system settings.
+    Script { text: Arc<str>, bypass: Vec<String> },
+    /// The PAC is not loaded: the served PAC answers what the failure policy says.
+    Unavailable { direct: bool },
 }
 
 /// The outcome of the rules before the default hops are known: either final, or an action that
@@ -152,6 +230,51 @@ impl Default for RouteConfig {
             connect_ports: vec![443],
             allow_local: Vec::new(),
             intercept: Vec::new(),
+            source: SourceSpec::Ready,
+            sts: StsConfig::default(),
+        }
+    }
+}
+
+// === impl StsConfig ===
+
+impl Default for StsConfig {
+    fn default() -> StsConfig {
+        StsConfig {
+            discover: true,
+            domains: Vec::new(),
+            realm_base: "https://login.microsoftonline.com".into(),
+        }
+    }
+}
+
+// === impl UpstreamSource ===
+
+impl PartialEq for UpstreamSource {
+    /// Values compare equal; running sources only to themselves.
+    fn eq(&self, other: &UpstreamSource) -> bool {
+        match (self, other) {
+            (UpstreamSource::Direct, UpstreamSource::Direct) => true,
+            (UpstreamSource::Static(a), UpstreamSource::Static(b)) => a == b,
+            (UpstreamSource::Pac(a), UpstreamSource::Pac(b)) => Arc::ptr_eq(a, b),
+            (UpstreamSource::System(a), UpstreamSource::System(b)) => a.same_as(b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for UpstreamSource {}
+
+impl std::fmt::Display for UpstreamSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamSource::Direct => f.write_str("DIRECT"),
+            UpstreamSource::Static(list) => {
+                let list: Vec<String> = list.iter().map(|p| format!("PROXY {p}")).collect();
+                f.write_str(&list.join(", "))
+            }
+            UpstreamSource::Pac(resolver) => write!(f, "PAC {}", resolver.status().source),
+            UpstreamSource::System(_) => f.write_str("system proxy settings (live)"),
         }
     }
 }
@@ -201,22 +324,125 @@ impl Router {
             bypass,
             default_route,
             direct_hops: vec![Hop::Direct],
+            sts: None,
+            own_addrs: Vec::new(),
+            patterns: Patterns {
+                intercept: config
+                    .intercept
+                    .iter()
+                    .flat_map(|r| r.hosts.iter().cloned())
+                    .collect(),
+                direct_hosts: config.direct_hosts.clone(),
+                bypass: config.bypass.clone(),
+            },
         })
     }
 
-    /// The decision for a target from compiled rules and the static upstream source.
-    pub fn decide(&self, target: &Target) -> Decision {
-        let DefaultRoute::Fixed { hops, why } = &self.default_route;
-        self.classify(target).finish(hops, why)
+    /// The product router: starts the configured source with our listen addresses (BAD-30) and
+    /// attaches an STS directory guarded by the intercepted and authority hosts. Discovery itself is
+    /// [`discover_sts`] / [`StsDirectory::run_refresher`] (they need a fetch).
+    pub async fn start(
+        mut config: RouteConfig,
+        own_addrs: &[SocketAddr],
+    ) -> Result<Router, Vec<String>> {
+        config.upstream = source::start(
+            &config.source,
+            &config.upstream,
+            config.fallback_direct,
+            own_addrs,
+        )
+        .await;
+        let sts = sts_directory(&config)?;
+        Ok(Router::new(config)?
+            .with_sts(Arc::new(sts))
+            .with_own_addrs(own_addrs))
     }
 
-    /// The decision including sources that need I/O (PAC, to come). What the handler calls.
+    /// Consults `sts` (explicit and discovered STS hosts) at step 4.
+    pub fn with_sts(mut self, sts: Arc<StsDirectory>) -> Router {
+        self.sts = Some(sts);
+        self
+    }
+
+    /// Records this proxy's listen addresses (the served PAC answers only on them).
+    pub fn with_own_addrs(mut self, own_addrs: &[SocketAddr]) -> Router {
+        self.own_addrs = own_addrs.to_vec();
+        self
+    }
+
+    /// The STS directory, when attached.
+    pub fn sts(&self) -> Option<&Arc<StsDirectory>> {
+        self.sts.as_ref()
+    }
+
+    /// This proxy's listen addresses.
+    pub fn own_addrs(&self) -> &[SocketAddr] {
+        &self.own_addrs
+    }
+
+    /// The config entries as written (served PAC).
+    pub fn patterns(&self) -> &Patterns {
+        &self.patterns
+    }
+
+    /// The decision for a target from compiled rules and a fixed upstream source. A target that
+    /// reaches a PAC or live default route gets a Block saying to use [`Router::resolve`].
+    pub fn decide(&self, target: &Target) -> Decision {
+        let verdict = self.classify(target);
+        match (&self.default_route, &verdict) {
+            (_, Verdict::Final(_)) => verdict.finish(&[], &Arc::from("")),
+            (DefaultRoute::Fixed { hops, why }, _) => verdict.finish(hops, why),
+            (DefaultRoute::Pac { .. } | DefaultRoute::System(_), _) => Decision::block(
+                "the default route needs a PAC or system-settings lookup: use Router::resolve",
+            ),
+        }
+    }
+
+    /// The decision including sources that need I/O (PAC, live system settings). What the handler
+    /// calls.
     pub async fn resolve(&self, target: &Target) -> Result<Decision, ProxyError> {
         let verdict = self.classify(target);
-        // A PAC source adds an arm here: only for `Verdict::ViaDefault`, await the evaluator for
-        // this target's hops (and its explanation), then `finish` the verdict with them.
-        let DefaultRoute::Fixed { hops, why } = &self.default_route;
-        Ok(verdict.finish(hops, why))
+        if let Verdict::Final(decision) = verdict {
+            return Ok(decision);
+        }
+        let default = match &self.default_route {
+            DefaultRoute::Fixed { hops, why } => return Ok(verdict.finish(hops, why)),
+            DefaultRoute::Pac { resolver, why } => DefaultHops {
+                hops: source::pac_hops(resolver, target).await?,
+                why: why.clone(),
+                bypassed: false,
+            },
+            DefaultRoute::System(system) => system.current().await.hops_for(target).await?,
+        };
+        Ok(verdict.finish_with(default))
+    }
+
+    /// What the served PAC says for targets reaching the default route.
+    pub async fn served_default(&self) -> ServedDefault {
+        match &self.default_route {
+            DefaultRoute::Fixed { hops, .. } => ServedDefault::Hops {
+                hops: hops.clone(),
+                bypass: Vec::new(),
+            },
+            DefaultRoute::Pac { resolver, .. } => served_script(resolver, Vec::new()).await,
+            DefaultRoute::System(system) => {
+                let compiled = system.current().await;
+                let bypass: Vec<String> = compiled
+                    .bypass()
+                    .entries()
+                    .iter()
+                    .map(|e| e.as_str().to_string())
+                    .collect();
+                match (compiled.static_hops(), system.pac().await) {
+                    (Some(hops), _) => ServedDefault::Hops {
+                        hops: hops.to_vec(),
+                        bypass,
+                    },
+                    (None, Some(resolver)) => served_script(&resolver, bypass).await,
+                    (None, None) => ServedDefault::Unavailable { direct: false },
+                }
+            }
+        }
     }
 
     /// Steps 1-7 of the precedence in the module doc.
@@ -229,6 +455,9 @@ impl Router {
         }
         if let Some(m) = self.direct_hosts.find(target) {
             return Verdict::Final(self.direct(Action::Tunnel, m.why, allow_local));
+        }
+        if let Some(why) = self.sts.as_ref().and_then(|s| s.explain_host(&target.host)) {
+            return Verdict::Final(self.direct(Action::Tunnel, &why, allow_local));
         }
         if let Some(m) = self.intercept_hosts.find(target) {
             return self.intercept(target, m, allow_local, local);
@@ -314,6 +543,23 @@ impl Router {
 // === impl Verdict ===
 
 impl Verdict {
+    /// The decision with a looked-up default route; a live bypass entry explains a tunnel itself.
+    fn finish_with(self, default: DefaultHops) -> Decision {
+        match self {
+            Verdict::ViaDefault {
+                action: Action::Tunnel,
+                allow_local,
+                ..
+            } if default.bypassed => Decision {
+                action: Action::Tunnel,
+                hops: default.hops,
+                allow_local,
+                why: default.why,
+            },
+            verdict => verdict.finish(&default.hops, &default.why),
+        }
+    }
+
     /// The decision, given the default route's hops and explanation for this target.
     fn finish(self, default_hops: &[Hop], default_why: &Arc<str>) -> Decision {
         match self {
@@ -410,6 +656,11 @@ fn ports_text(ports: &[u16]) -> String {
 
 fn compile_default_route(config: &RouteConfig, errors: &mut Vec<String>) -> DefaultRoute {
     match &config.upstream {
+        UpstreamSource::Pac(resolver) => DefaultRoute::Pac {
+            why: format!("PAC {}", resolver.status().source).into(),
+            resolver: resolver.clone(),
+        },
+        UpstreamSource::System(system) => DefaultRoute::System(system.clone()),
         UpstreamSource::Direct => DefaultRoute::Fixed {
             hops: vec![Hop::Direct],
             why: "no upstream configured".into(),
@@ -433,6 +684,75 @@ fn compile_default_route(config: &RouteConfig, errors: &mut Vec<String>) -> Defa
             }
         }
     }
+}
+
+/// The served-PAC view of a PAC resolver: its script once loaded (≤ 5 s), else the failure policy.
+async fn served_script(resolver: &PacResolver, bypass: Vec<String>) -> ServedDefault {
+    resolver.wait_loaded(Duration::from_secs(5)).await;
+    match resolver.script_text() {
+        Some(text) => ServedDefault::Script { text, bypass },
+        None => ServedDefault::Unavailable {
+            direct: resolver.status().on_failure == pac::OnFailure::Direct,
+        },
+    }
+}
+
+/// The STS directory for a config: explicit `direct_hosts` names, guarded by the intercepted and
+/// authority hosts (a realm answer must never switch off token injection).
+fn sts_directory(config: &RouteConfig) -> Result<StsDirectory, Vec<String>> {
+    let names_only = |patterns: &mut dyn Iterator<Item = &String>| -> Vec<String> {
+        patterns.filter_map(|p| sts_pattern(p)).collect()
+    };
+    let explicit = names_only(&mut config.direct_hosts.iter());
+    let mut never = names_only(&mut config.intercept.iter().flat_map(|r| r.hosts.iter()));
+    never.extend(AUTHORITY_HOSTS.iter().map(|h| h.to_string()));
+    if let Ok(host) = sts::url_host(&config.sts.realm_base) {
+        never.push(host);
+    }
+    Ok(StsDirectory::new(&explicit, &never)?.with_realm_base(config.sts.realm_base.clone()))
+}
+
+/// A rule pattern in the STS directory's grammar (`name`, `*.suffix`); IPs, CIDRs and port-limited
+/// entries stay with the rule lists only.
+fn sts_pattern(pattern: &str) -> Option<String> {
+    let p = pattern.trim();
+    let rule = HostRule::parse(p).ok()?;
+    if rule.is_ip() || rules::split_port(p).ok()?.1.is_some() {
+        return None;
+    }
+    match p.strip_prefix('.') {
+        // `.suffix` = the name and everything below it.
+        Some(name) => Some(name.to_string()),
+        None => Some(p.to_string()),
+    }
+}
+
+/// Discovers the federation STS of every configured domain, each within `timeout`; returns one line
+/// per domain (`contoso.test: sts.contoso.test` or the error). Does nothing when discovery is off.
+pub async fn discover_sts<F, Fut>(
+    router: &Router,
+    config: &StsConfig,
+    fetch: F,
+    timeout: Duration,
+) -> Vec<String>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<FetchResponse, String>>,
+{
+    let Some(sts) = router.sts().filter(|_| config.discover) else {
+        return Vec::new();
+    };
+    let mut report = Vec::new();
+    for domain in &config.domains {
+        let line = match tokio::time::timeout(timeout, sts.discover(domain, &fetch)).await {
+            Ok(Ok(hosts)) if hosts.is_empty() => format!("{domain}: no federation STS"),
+            Ok(Ok(hosts)) => format!("{domain}: {}", hosts.join(", ")),
+            Ok(Err(e)) => format!("{domain}: {e}"),
+            Err(_) => format!("{domain}: STS discovery timed out after {timeout:?}"),
+        };
+        report.push(line);
+    }
+    report
 }
 
 // Router tests live under rules/ (this module's test file is kept beside the matcher tests).

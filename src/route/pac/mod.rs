@@ -248,6 +248,24 @@ impl PacResolver {
         }
     }
 
+    /// The text of the script in use, if one is loaded (the served PAC embeds it).
+    pub fn script_text(&self) -> Option<Arc<str>> {
+        match &*self.inner.state.borrow() {
+            ScriptState::Ready(script) => Some(script.text.clone()),
+            ScriptState::Loading | ScriptState::Failed(_) => None,
+        }
+    }
+
+    /// Waits until the first load settled (loaded or failed), at most `wait`; true when loaded.
+    pub async fn wait_loaded(&self, wait: Duration) -> bool {
+        let mut state = self.inner.state.subscribe();
+        let settled = state.wait_for(|s| !matches!(s, ScriptState::Loading));
+        matches!(
+            tokio::time::timeout(wait, settled).await,
+            Ok(Ok(s)) if matches!(&*s, ScriptState::Ready(_))
+        )
+    }
+
     /// Health snapshot for the admin page.
     pub fn status(&self) -> PacStatus {
         match self.inner.status.lock() {
