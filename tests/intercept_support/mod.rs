@@ -339,9 +339,14 @@ pub async fn send(
 
 /// The tenant host the front door redirects to.
 pub async fn tenant_host(h: &Harness) -> String {
-    let mut front = h.client(EXO).await;
-    let (status, headers, _) = send(&mut front, post_json(EXO, REST_PATH, GET_MAILBOX)).await;
-    assert_eq!(status, 302);
+    tenant_host_of(h, EXO).await
+}
+
+/// The tenant host `front` redirects to.
+pub async fn tenant_host_of(h: &Harness, front: &str) -> String {
+    let mut client = h.client(front).await;
+    let (status, headers, _) = send(&mut client, post_json(front, REST_PATH, GET_MAILBOX)).await;
+    assert_eq!(status, 302, "{front}");
     let location = headers["location"].to_str().unwrap();
     location
         .strip_prefix("https://")
@@ -350,4 +355,16 @@ pub async fn tenant_host(h: &Harness) -> String {
         .next()
         .unwrap()
         .to_string()
+}
+
+/// Token-endpoint calls made with a refresh token so far.
+pub fn refresh_calls(h: &Harness) -> u64 {
+    h.control().grant_count(exosim::GrantType::RefreshToken)
+}
+
+/// A Get-Mailbox call on a fresh connection to `host`: status and body.
+pub async fn rest_once(h: &Harness, host: &str) -> (http::StatusCode, String) {
+    let mut client = h.client(host).await;
+    let (status, _, body) = send(&mut client, post_json(host, REST_PATH, GET_MAILBOX)).await;
+    (status, body)
 }
