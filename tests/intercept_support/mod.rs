@@ -2,7 +2,13 @@
 //! intercepted), a local CA in a temp dir, a `TokenManager` whose transport reaches exosim, and a
 //! client that speaks CONNECT + TLS + HTTP/1.1 through the proxy.
 
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_debug_implementations,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
