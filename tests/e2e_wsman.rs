@@ -8,58 +8,7 @@
 
 mod intercept_support;
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-
 use intercept_support::*;
-
-fn python() -> String {
-    std::env::var("EXO_PYTHON").unwrap_or_else(|_| "python3".to_owned())
-}
-
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sim/tests/py/wsman_whoami.py")
-}
-
-/// Runs `wsman_whoami.py` through the proxy with the placeholder password "Bearer x".
-pub async fn whoami(h: &Harness, user: &str) -> Output {
-    let mut cmd = Command::new(python());
-    cmd.arg(script())
-        .arg("https://outlook.office365.com/PowerShell-LiveID?BasicAuthToOAuthConversion=true")
-        .arg("--ca")
-        .arg(&h.ca_file)
-        .args([
-            "--username",
-            user,
-            "--token-file",
-            "-",
-            "--operation-timeout",
-            "5",
-        ])
-        .arg("--proxy")
-        .arg(format!("http://{}", h.proxy))
-        .env_remove("EXO_TOKEN")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    tokio::task::spawn_blocking(move || {
-        let mut child = cmd.spawn().expect("start the Python client");
-        use std::io::Write as _;
-        child.stdin.take().unwrap().write_all(b"x").unwrap();
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap()
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pypsrp_whoami_through_the_proxy_prints_the_upn() {

@@ -12,6 +12,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,6 +53,8 @@ pub struct Harness {
     pub ca_pem: String,
     pub tokens: TokenManager,
     pub leaves: Arc<LeafCache>,
+    /// When the token manager sent each refresh-token grant.
+    pub refreshes: Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>,
     stop: Option<oneshot::Sender<()>>,
     _tmp: tempfile::TempDir,
 }
@@ -100,7 +103,8 @@ impl Harness {
         let ca_file = tmp.path().join("exoproxy-ca.pem");
         std::fs::write(&ca_file, &ca_pem).unwrap();
         let leaves = Arc::new(LeafCache::new(Arc::new(ca), None));
-        let tokens = token_manager(&sim);
+        let refreshes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tokens = token_manager(&sim, refreshes.clone());
         let upstream_tls = upstream_client_config(Some(&sim_ca)).unwrap();
         let state = InterceptState::new(leaves.clone(), upstream_tls, tokens.clone())
             .with_default_account(options.default_account.clone());
@@ -139,6 +143,7 @@ impl Harness {
             ca_pem,
             tokens,
             leaves,
+            refreshes,
             stop: Some(stop),
             _tmp: tmp,
         };
@@ -199,7 +204,10 @@ pub fn router() -> Arc<Router> {
     Arc::new(Router::new(config).unwrap())
 }
 
-pub fn token_manager(sim: &Sim) -> TokenManager {
+pub fn token_manager(
+    sim: &Sim,
+    refreshes: Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>,
+) -> TokenManager {
     let settings = ManagerSettings {
         request_wait: Duration::from_secs(10),
         expiry_margin: Duration::from_millis(500),
@@ -210,6 +218,7 @@ pub fn token_manager(sim: &Sim) -> TokenManager {
     let transport = Arc::new(SimTransport {
         addr: sim.addr(),
         ca_pem: sim.ca_pem().to_string(),
+        refreshes,
     });
     let tokens = TokenManager::new(transport, None, settings).unwrap();
     tokens.add_account(AccountConfig::new(ADMIN));
@@ -220,12 +229,20 @@ pub fn token_manager(sim: &Sim) -> TokenManager {
 pub struct SimTransport {
     pub addr: SocketAddr,
     pub ca_pem: String,
+    /// When each refresh-token grant was sent.
+    pub refreshes: Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>,
 }
 
 impl Transport for SimTransport {
     fn send(&self, req: Request<Bytes>) -> BoxFuture<'_, Result<Response<Bytes>, TransportError>> {
         Box::pin(async move {
             let host = req.uri().host().unwrap_or_default().to_string();
+            if String::from_utf8_lossy(req.body()).contains("grant_type=refresh_token") {
+                self.refreshes
+                    .lock()
+                    .unwrap()
+                    .push(tokio::time::Instant::now());
+            }
             let stream = TcpStream::connect(self.addr)
                 .await
                 .map_err(|e| TransportError::Connect(e.to_string()))?;
@@ -373,4 +390,59 @@ pub async fn rest_once(h: &Harness, host: &str) -> (http::StatusCode, String) {
     let mut client = h.client(host).await;
     let (status, _, body) = send(&mut client, post_json(host, REST_PATH, GET_MAILBOX)).await;
     (status, body)
+}
+
+// === WS-Man client (pypsrp) ===
+
+pub fn python() -> String {
+    std::env::var("EXO_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
+pub fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sim/tests/py/wsman_whoami.py")
+}
+
+/// Runs `wsman_whoami.py` through the proxy with the placeholder password "Bearer x".
+pub async fn whoami(h: &Harness, user: &str) -> Output {
+    whoami_via(h.proxy, &h.ca_file, user).await
+}
+
+/// [`whoami`] with explicit proxy and CA file.
+pub async fn whoami_via(proxy: SocketAddr, ca_file: &std::path::Path, user: &str) -> Output {
+    let mut cmd = Command::new(python());
+    cmd.arg(script())
+        .arg("https://outlook.office365.com/PowerShell-LiveID?BasicAuthToOAuthConversion=true")
+        .arg("--ca")
+        .arg(ca_file)
+        .args([
+            "--username",
+            user,
+            "--token-file",
+            "-",
+            "--operation-timeout",
+            "5",
+        ])
+        .arg("--proxy")
+        .arg(format!("http://{proxy}"))
+        .env_remove("EXO_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().expect("start the Python client");
+        use std::io::Write as _;
+        child.stdin.take().unwrap().write_all(b"x").unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+pub fn describe(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
