@@ -222,3 +222,65 @@ async fn untrusted_upstream_certificate_gives_502_and_sends_nothing() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert_eq!(received.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_os_user_gets_403_and_no_token() {
+    // SEC-3: curl runs as `nobody`; the proxy (this process) runs as another user.
+    if !nix_is_root() {
+        panic!("this test needs root to start a client as another user");
+    }
+    let h = Harness::start(Options::default()).await;
+    let dir = tempfile::Builder::new().tempdir_in("/tmp").unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &h.ca_pem).unwrap();
+    std::fs::set_permissions(&ca, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let before = h.control().exchange().request_count();
+    let url = format!("https://{EXO}{REST_PATH}");
+    let args = [
+        "-u".to_string(),
+        "nobody".into(),
+        "--".into(),
+        "curl".into(),
+        "-sS".into(),
+        "-i".into(),
+        "--proxy".into(),
+        format!("http://{}", h.proxy),
+        "--cacert".into(),
+        ca.display().to_string(),
+        "-X".into(),
+        "POST".into(),
+        "-H".into(),
+        "content-type: application/json".into(),
+        "--data".into(),
+        GET_MAILBOX.into(),
+        url,
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("runuser")
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("HTTP/1.1 200"), "CONNECT: {text}");
+    assert!(text.contains("HTTP/1.1 403"), "{text}");
+    assert!(text.contains("client_not_authorized"), "{text}");
+    assert_eq!(
+        h.control().exchange().request_count(),
+        before,
+        "nothing sent"
+    );
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
