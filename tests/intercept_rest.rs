@@ -284,3 +284,14 @@ fn nix_is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_body_streams_with_the_token() {
+    let h = Harness::start(Options::default()).await;
+    let tenant = tenant_host(&h).await;
+    let mut client = h.client(&tenant).await;
+    // Over the 1 MiB replay limit: streamed, still injected. Trailing whitespace keeps it JSON.
+    let body = format!("{GET_MAILBOX}{}", " ".repeat(2 * 1024 * 1024));
+    let (status, _, text) = send(&mut client, post_json(&tenant, REST_PATH, &body)).await;
+    assert_eq!(status, 200, "{text}");
+}

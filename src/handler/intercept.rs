@@ -586,12 +586,14 @@ impl Body for PrefixedBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        let mut hint = self.rest.size_hint();
+        // The rest's hint counts what is left of the client's body; the prefix comes on top.
+        let rest = self.rest.size_hint();
         let extra = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
-        hint.set_lower(hint.lower() + extra);
-        if let Some(upper) = hint.upper() {
+        let mut hint = SizeHint::new();
+        if let Some(upper) = rest.upper() {
             hint.set_upper(upper + extra);
         }
+        hint.set_lower(rest.lower() + extra);
         hint
     }
 }

@@ -65,6 +65,8 @@ pub struct Options {
     /// Extra `connect_to` entries placed before the catch-all to exosim.
     pub connect_to: Vec<ConnectTo>,
     pub default_account: Option<String>,
+    /// Extra upstream roots (PEM), trusted besides exosim's CA.
+    pub extra_roots: Vec<String>,
 }
 
 impl Default for Options {
@@ -74,6 +76,7 @@ impl Default for Options {
             sign_in: true,
             connect_to: Vec::new(),
             default_account: Some(ADMIN.into()),
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -89,7 +92,11 @@ impl Harness {
         .unwrap();
         let tmp = tempfile::tempdir().unwrap();
         let sim_ca = tmp.path().join("exosim-ca.pem");
-        std::fs::write(&sim_ca, sim.ca_pem()).unwrap();
+        let roots = std::iter::once(sim.ca_pem().to_string())
+            .chain(options.extra_roots.iter().cloned())
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&sim_ca, roots).unwrap();
         let domains: Vec<String> = [
             "outlook.office365.com",
             "ps.outlook.com",
