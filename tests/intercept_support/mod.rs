@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use exoproxy::client::OutboundClient;
 use exoproxy::handler::Proxy;
 use exoproxy::handler::intercept::InterceptState;
 use exoproxy::intercept::{LeafCache, LocalCa, upstream_client_config};
@@ -110,11 +111,7 @@ impl Harness {
         let ca_file = tmp.path().join("exoproxy-ca.pem");
         std::fs::write(&ca_file, &ca_pem).unwrap();
         let leaves = Arc::new(LeafCache::new(Arc::new(ca), None));
-        let refreshes = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let tokens = token_manager(&sim, refreshes.clone());
         let upstream_tls = upstream_client_config(Some(&sim_ca)).unwrap();
-        let state = InterceptState::new(leaves.clone(), upstream_tls, tokens.clone())
-            .with_default_account(options.default_account.clone());
         let mut connect_to = options.connect_to;
         connect_to.push(ConnectTo {
             host: String::new(),
@@ -129,12 +126,14 @@ impl Harness {
             own_addrs: vec![proxy_addr],
             ..UpstreamConfig::default()
         };
-        let proxy = Proxy::new(
-            router(),
-            Arc::new(Upstream::new(upstream)),
-            Limits::default(),
-        )
-        .with_intercept(Arc::new(state));
+        // Wired as app.rs does: one Router and one Upstream for client traffic and token calls.
+        let (router, upstream) = (router(), Arc::new(Upstream::new(upstream)));
+        let client = OutboundClient::new(router.clone(), upstream.clone(), upstream_tls.clone());
+        let refreshes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tokens = token_manager(client, refreshes.clone());
+        let state = InterceptState::new(leaves.clone(), upstream_tls, tokens.clone())
+            .with_default_account(options.default_account.clone());
+        let proxy = Proxy::new(router, upstream, Limits::default()).with_intercept(Arc::new(state));
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(listener::serve(
             vec![listener],
@@ -212,7 +211,7 @@ pub fn router() -> Arc<Router> {
 }
 
 pub fn token_manager(
-    sim: &Sim,
+    client: OutboundClient,
     refreshes: Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>,
 ) -> TokenManager {
     let settings = ManagerSettings {
@@ -222,9 +221,8 @@ pub fn token_manager(
         open_browser: false,
         ..ManagerSettings::default()
     };
-    let transport = Arc::new(SimTransport {
-        addr: sim.addr(),
-        ca_pem: sim.ca_pem().to_string(),
+    let transport = Arc::new(RecordingTransport {
+        inner: client,
         refreshes,
     });
     let tokens = TokenManager::new(transport, None, settings).unwrap();
@@ -232,46 +230,22 @@ pub fn token_manager(
     tokens
 }
 
-/// Sends IdP requests straight to exosim over TLS (the name is kept for SNI and Host).
-pub struct SimTransport {
-    pub addr: SocketAddr,
-    pub ca_pem: String,
-    /// When each refresh-token grant was sent.
+/// The proxy's own outbound client (Router + Upstream, as `app.rs` wires it), recording when each
+/// refresh-token grant is sent.
+pub struct RecordingTransport {
+    pub inner: OutboundClient,
     pub refreshes: Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>,
 }
 
-impl Transport for SimTransport {
+impl Transport for RecordingTransport {
     fn send(&self, req: Request<Bytes>) -> BoxFuture<'_, Result<Response<Bytes>, TransportError>> {
-        Box::pin(async move {
-            let host = req.uri().host().unwrap_or_default().to_string();
-            if String::from_utf8_lossy(req.body()).contains("grant_type=refresh_token") {
-                self.refreshes
-                    .lock()
-                    .unwrap()
-                    .push(tokio::time::Instant::now());
-            }
-            let stream = TcpStream::connect(self.addr)
-                .await
-                .map_err(|e| TransportError::Connect(e.to_string()))?;
-            let tls = tls_client(stream, &host, &[self.ca_pem.as_str()]).await;
-            let mut sender = http_client(tls).await;
-            let (mut parts, body) = req.into_parts();
-            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-            parts.uri = path.parse().unwrap();
-            parts
-                .headers
-                .insert(http::header::HOST, host.parse().unwrap());
-            let response = sender
-                .send_request(Request::from_parts(parts, Full::new(body)))
-                .await
-                .map_err(|e| TransportError::Other(e.to_string()))?;
-            let (parts, body) = response.into_parts();
-            let body = body
-                .collect()
-                .await
-                .map_err(|e| TransportError::Other(e.to_string()))?;
-            Ok(Response::from_parts(parts, body.to_bytes()))
-        })
+        if String::from_utf8_lossy(req.body()).contains("grant_type=refresh_token") {
+            self.refreshes
+                .lock()
+                .unwrap()
+                .push(tokio::time::Instant::now());
+        }
+        Box::pin(self.inner.send(req))
     }
 }
 
