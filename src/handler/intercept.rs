@@ -247,7 +247,10 @@ pub(crate) async fn serve(start: Start, client: Upgraded, dialled: TcpStream) {
     };
     let io = TokioIo::new(IdleIo::new(tls, start.limits.tunnel_idle));
     let mut builder = http1::Builder::new();
-    builder.keep_alive(failed.is_none());
+    // The head guard does not see requests inside the tunnel: hyper enforces the field limit.
+    builder
+        .keep_alive(failed.is_none())
+        .max_headers(start.limits.max_headers);
     let served = match failed {
         None => {
             let service = service_fn(move |req| session.clone().handle(req));

@@ -1,6 +1,7 @@
 //! Per-connection and per-request orchestration: guard the head, ask `route` for a decision, dial
-//! through `upstream`, then tunnel, forward or (issue 4) intercept. Errors go to [`rescue`], the single
-//! error → response table.
+//! through `upstream`, then tunnel, forward or intercept ([`intercept`]: TLS termination and token
+//! injection, when [`Proxy::with_intercept`] enabled it; otherwise intercepted targets are tunnelled
+//! blind). Errors go to [`rescue`], the single error → response table.
 //!
 //! Contract:
 //! - The head guard ([`head`]) runs before hyper: rejected input gets our 4xx and the connection is
