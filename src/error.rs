@@ -83,6 +83,12 @@ pub enum ProxyError {
     /// The account needs an interactive sign-in (revoked refresh token, no token yet) (FLT-11).
     #[error("sign-in required for {account}: {detail}")]
     SignInRequired { account: String, detail: String },
+    /// Inside an intercepted tunnel, a request named another host than the CONNECT (BAD-14).
+    #[error("request for {requested} inside the tunnel to {connect}")]
+    Misdirected { connect: String, requested: String },
+    /// A request that needs a token names no account and no default is configured.
+    #[error("no account: the request names no user and no default account is configured")]
+    AccountRequired,
     /// Too many connections or an overload guard tripped.
     #[error("proxy overloaded: {0}")]
     Overloaded(String),

@@ -1,6 +1,7 @@
 //! Per-connection and per-request orchestration: guard the head, ask `route` for a decision, dial
-//! through `upstream`, then tunnel, forward or (issue 4) intercept. Errors go to [`rescue`], the single
-//! error → response table.
+//! through `upstream`, then tunnel, forward or intercept ([`intercept`]: TLS termination and token
+//! injection, when [`Proxy::with_intercept`] enabled it; otherwise intercepted targets are tunnelled
+//! blind). Errors go to [`rescue`], the single error → response table.
 //!
 //! Contract:
 //! - The head guard ([`head`]) runs before hyper: rejected input gets our 4xx and the connection is
@@ -13,6 +14,7 @@
 //!   credentials.
 
 pub mod head;
+pub mod intercept;
 pub mod io;
 pub mod rescue;
 
@@ -37,6 +39,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use self::head::{HeadError, RequestHead};
+use self::intercept::{ClientAddrs, InterceptState};
 use self::io::Rewind;
 use crate::error::ProxyError;
 use crate::listener::Limits;
@@ -67,6 +70,8 @@ pub struct Proxy {
     resolver: Arc<dyn Resolve>,
     upstream: Arc<Upstream>,
     limits: Limits,
+    /// TLS interception and token injection; `None`: intercepted targets are tunnelled blind.
+    intercept: Option<Arc<InterceptState>>,
 }
 
 // === impl Resolve for Router ===
@@ -104,7 +109,14 @@ impl Proxy {
             resolver,
             upstream,
             limits,
+            intercept: None,
         }
+    }
+
+    /// Enables interception: `Action::Intercept` targets are TLS-terminated and get tokens.
+    pub fn with_intercept(mut self, state: Arc<InterceptState>) -> Proxy {
+        self.intercept = Some(state);
+        self
     }
 
     pub fn limits(&self) -> &Limits {
@@ -128,12 +140,16 @@ impl Proxy {
             Err(HeadError::Gone) => return,
             Err(HeadError::Reject(err)) => return reject_raw(stream, peer, &err).await,
         };
+        let addrs = ClientAddrs {
+            peer,
+            local: stream.local_addr().unwrap_or(peer),
+        };
         let io = TokioIo::new(Rewind::new(buffered, stream));
         let proxy = self.clone();
         // Every tunnel spawned from this connection holds a clone of `alive`; the connection (and its
         // slot under the connection limit) lasts until the last one is dropped.
         let (alive, mut all_done) = mpsc::channel::<()>(1);
-        let service = service_fn(move |req| proxy.clone().handle(req, alive.clone()));
+        let service = service_fn(move |req| proxy.clone().handle(req, alive.clone(), addrs));
         let served = self
             .http1_builder(&head)
             .serve_connection(io, service)
@@ -161,12 +177,13 @@ impl Proxy {
         self: Arc<Self>,
         req: Request<Incoming>,
         alive: mpsc::Sender<()>,
+        addrs: ClientAddrs,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let started = Instant::now();
         let method = req.method().clone();
         let uri = redact_uri(req.uri());
         let result = match method {
-            Method::CONNECT => self.connect(req, started, alive).await,
+            Method::CONNECT => self.connect(req, started, alive, addrs).await,
             _ => self.forward(req, started).await,
         };
         Ok(result.unwrap_or_else(|err| {
@@ -183,6 +200,7 @@ impl Proxy {
         req: Request<Incoming>,
         started: Instant,
         alive: mpsc::Sender<()>,
+        addrs: ClientAddrs,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let authority = req
             .uri()
@@ -194,11 +212,24 @@ impl Proxy {
         }
         let target = Target::parse_connect(authority).map_err(|e| ProxyError::BadRequest(e.0))?;
         let decision = self.decide(&target).await?;
-        match decision.action {
-            // Issue 4 replaces this arm: mint a certificate, terminate TLS, inject the token. Until
-            // then an intercepted target is relayed blind, exactly like a tunnel.
-            Action::Intercept { .. } => self.tunnel(req, target, decision, started, alive).await,
-            Action::Tunnel | Action::Block { .. } => {
+        match (&decision.action, &self.intercept) {
+            (Action::Intercept { profile }, Some(state)) => {
+                let start = intercept::Start {
+                    state: state.clone(),
+                    upstream: self.upstream.clone(),
+                    profile: profile.clone(),
+                    target,
+                    decision,
+                    addrs,
+                    limits: self.limits.clone(),
+                };
+                self.intercept(req, start, alive).await
+            }
+            // Interception not configured: relayed blind, exactly like a tunnel (BAD-33).
+            (Action::Intercept { .. }, None) => {
+                self.tunnel(req, target, decision, started, alive).await
+            }
+            (Action::Tunnel | Action::Block { .. }, _) => {
                 self.tunnel(req, target, decision, started, alive).await
             }
         }
@@ -228,6 +259,32 @@ impl Proxy {
             tracing::info!(method = "CONNECT", %target, %decision, hop = %connected.hop, status = 200,
                 up = stats.up, down = stats.down, end = ?stats.end,
                 ms = started.elapsed().as_millis() as u64, "tunnel closed");
+            drop(alive);
+        });
+        Ok(Response::builder()
+            .status(StatusCode::OK)
+            .body(Empty::new().map_err(|never| match never {}).boxed())
+            .unwrap_or_default())
+    }
+
+    /// Dial first; only then answer 200 and serve the intercepted session in the background.
+    async fn intercept(
+        &self,
+        req: Request<Incoming>,
+        start: intercept::Start,
+        alive: mpsc::Sender<()>,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let connected = self
+            .upstream
+            .connect(&start.target, &start.decision)
+            .await?;
+        tracing::info!(method = "CONNECT", target = %start.target, decision = %start.decision,
+            hop = %connected.hop, status = 200, "intercepting");
+        tokio::spawn(async move {
+            match hyper::upgrade::on(req).await {
+                Ok(upgraded) => intercept::serve(start, upgraded, connected.stream).await,
+                Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
+            }
             drop(alive);
         });
         Ok(Response::builder()

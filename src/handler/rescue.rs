@@ -131,6 +131,16 @@ impl Rescue {
                 "reauth_required".into(),
                 "sign in again with `exoproxy login`",
             ),
+            E::Misdirected { .. } => (
+                S::MISDIRECTED_REQUEST,
+                "misdirected_request".into(),
+                "open a new connection for that host",
+            ),
+            E::AccountRequired => (
+                S::UNAUTHORIZED,
+                "account_required".into(),
+                "send the account's UPN as the user name (the password is ignored) or set a default account",
+            ),
             E::Overloaded(_) => (S::SERVICE_UNAVAILABLE, "overloaded".into(), "retry shortly"),
             E::Internal(_) => (
                 S::INTERNAL_SERVER_ERROR,
@@ -162,16 +172,74 @@ impl Rescue {
         if let Some(secs) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(BASIC_CHALLENGE),
+            );
+        }
         response
+    }
+
+    /// The error as a WS-Man SOAP fault (HTTP 500), whose text WinRM/PowerShell shows to the user.
+    /// A 401 stays a 401 with the Basic challenge, so that WinRM sends its user name.
+    pub fn wsman_fault_response(&self) -> Response<Full<Bytes>> {
+        if self.status == StatusCode::UNAUTHORIZED {
+            return self.response();
+        }
+        let mut response = self.response();
+        *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        *response.body_mut() = Full::new(Bytes::from(self.soap_fault()));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/soap+xml;charset=UTF-8"),
+        );
+        response
+    }
+
+    /// The error as the Exchange REST error shape `{"error":{"code","message"}}`, same status.
+    pub fn json_response(&self) -> Response<Full<Bytes>> {
+        let body = serde_json::json!({
+            "error": { "code": self.code, "message": format!("exoproxy: {}", self.message) }
+        });
+        let mut response = self.response();
+        *response.body_mut() = Full::new(Bytes::from(body.to_string()));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        response
+    }
+
+    /// A SOAP 1.2 envelope with a WS-Management fault carrying the message.
+    fn soap_fault(&self) -> String {
+        let text = xml_escape(&format!("exoproxy: {}", self.message));
+        let code = xml_escape(&self.code);
+        format!(
+            concat!(
+                r#"<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" "#,
+                r#"xmlns:a="http://schemas.xmlsoap.org/ws/2004/08/addressing">"#,
+                r#"<s:Header><a:Action>http://schemas.dmtf.org/wbem/wsman/1/wsman/fault</a:Action></s:Header>"#,
+                r#"<s:Body><s:Fault><s:Code><s:Value>s:Receiver</s:Value></s:Code>"#,
+                r#"<s:Reason><s:Text xml:lang="en-US">{text}</s:Text></s:Reason>"#,
+                r#"<s:Detail><f:WSManFault xmlns:f="http://schemas.microsoft.com/wbem/wsman/1/wsmanfault" Code="0" Machine="exoproxy">"#,
+                r#"<f:Message>{text} [{code}]</f:Message></f:WSManFault></s:Detail></s:Fault></s:Body></s:Envelope>"#
+            ),
+            text = text,
+            code = code,
+        )
     }
 
     /// The same response as raw HTTP/1.1 bytes, for errors found before hyper owns the connection.
     pub fn to_http1(&self) -> Vec<u8> {
         let body = self.body();
-        let retry = self
+        let mut retry = self
             .retry_after
             .map(|s| format!("Retry-After: {s}\r\n"))
             .unwrap_or_default();
+        if self.status == StatusCode::UNAUTHORIZED {
+            retry.push_str(&format!("WWW-Authenticate: {BASIC_CHALLENGE}\r\n"));
+        }
         format!(
             "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n{ERROR_HEADER}: {}\r\n{retry}Content-Length: {}\r\n\r\n{body}",
             self.status.as_u16(),
@@ -185,6 +253,16 @@ impl Rescue {
     fn body(&self) -> String {
         format!("exoproxy: {}\n", self.message)
     }
+}
+
+/// The challenge of a 401 `account_required`: WinRM answers it with the UPN as the Basic user name.
+pub const BASIC_CHALLENGE: &str = "Basic realm=\"exoproxy\"";
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// The user-facing description; internal details stay in the log.
@@ -266,6 +344,11 @@ pub fn examples() -> Vec<ProxyError> {
             account: s("admin@contoso.com"),
             detail: s("refresh token revoked"),
         },
+        ProxyError::Misdirected {
+            connect: s("outlook.office365.com:443"),
+            requested: s("evil.example"),
+        },
+        ProxyError::AccountRequired,
         ProxyError::Overloaded(s("too many open connections")),
         ProxyError::Internal(s("bug")),
     ]

@@ -218,7 +218,9 @@ fn internal_detail_is_not_shown() {
 
 #[test]
 fn every_variant_has_a_distinct_code_and_an_allowed_status() {
-    let allowed = [400, 403, 405, 407, 413, 414, 421, 431, 500, 502, 503, 504];
+    let allowed = [
+        400, 401, 403, 405, 407, 413, 414, 421, 431, 500, 502, 503, 504,
+    ];
     let mut codes = std::collections::HashSet::new();
     for err in examples() {
         let r = Rescue::of(&err);
@@ -233,4 +235,78 @@ fn every_variant_has_a_distinct_code_and_an_allowed_status() {
     assert_eq!(codes.len(), examples().len());
     let table = docs_table();
     assert!(table.contains("| 502 | `proxy_loop` |"), "{table}");
+}
+
+#[test]
+fn intercept_rows() {
+    row(
+        ProxyError::Misdirected {
+            connect: s("outlook.office365.com:443"),
+            requested: s("evil.example"),
+        },
+        421,
+        "misdirected_request",
+        &["evil.example", "outlook.office365.com:443"],
+    );
+    row(
+        ProxyError::AccountRequired,
+        401,
+        "account_required",
+        &["UPN"],
+    );
+    let response = Rescue::of(&ProxyError::AccountRequired).response();
+    assert_eq!(response.headers()["www-authenticate"], BASIC_CHALLENGE);
+}
+
+fn body_text(response: Response<Full<Bytes>>) -> String {
+    use http_body_util::BodyExt as _;
+    let bytes = futures_lite_block(response.into_body().collect());
+    String::from_utf8(bytes.unwrap().to_bytes().to_vec()).unwrap()
+}
+
+fn futures_lite_block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn wsman_fault_carries_the_message_as_soap() {
+    let err = ProxyError::SignInRequired {
+        account: s("a@b"),
+        detail: s("open <https://microsoft.com/devicelogin> & enter ABC"),
+    };
+    let response = Rescue::of(&err).wsman_fault_response();
+    assert_eq!(response.status(), 500);
+    assert_eq!(response.headers()[ERROR_HEADER], "reauth_required");
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/soap+xml")
+    );
+    let body = body_text(response);
+    assert!(body.contains("<s:Fault>"), "{body}");
+    assert!(
+        body.contains("&lt;https://microsoft.com/devicelogin&gt; &amp; enter ABC"),
+        "{body}"
+    );
+    let unauthorized = Rescue::of(&ProxyError::AccountRequired).wsman_fault_response();
+    assert_eq!(unauthorized.status(), 401);
+}
+
+#[test]
+fn rest_error_is_exchange_json() {
+    let err = ProxyError::ClientNotAuthorized(s("uid 1001"));
+    let response = Rescue::of(&err).json_response();
+    assert_eq!(response.status(), 403);
+    let body: serde_json::Value = serde_json::from_str(&body_text(response)).unwrap();
+    assert_eq!(body["error"]["code"], "client_not_authorized");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("uid 1001")
+    );
 }
