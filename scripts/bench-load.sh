@@ -82,9 +82,9 @@ kill "${pids[0]}" "${pids[1]}" 2>/dev/null || true
 
 echo "== 2. micro: criterion benches"
 micro() { # NAME → "| group/case | median |" rows from criterion's "time: [lo median hi]" lines
-  cargo bench --quiet --bench "$1" -- $crit 2>/dev/null | tee "$tmp/$1.out" | awk '
+  cargo bench --quiet --bench "$1" -- $crit 2>/dev/null | tee "$tmp/$1.out" | awk -v bench="$1" '
     /^[A-Za-z_0-9]/ && !/^(Found|Gnuplot|Benchmarking|Warning)/ { name = $1 }
-    /time:/ { sub(/.*time: *\[/, ""); split($0, t, " "); printf "| %s | %s %s |\n", name, t[3], t[4] }'
+    /time:/ { sub(/.*time: *\[/, ""); split($0, t, " "); if (name !~ /\//) name = bench "/" name; printf "| %s | %s %s |\n", name, t[3], t[4] }'
 }
 {
   echo "| bench | median |"
