@@ -27,6 +27,7 @@
 pub mod admin;
 pub mod app;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod forward;
