@@ -354,14 +354,28 @@ fn print_report(args: &Args, samples: &[Vec<Sample>]) {
         );
     }
     println!();
-    println!("| ratio (medians) | bulk | tunnels/s |");
-    println!("|---|---:|---:|");
+    println!(
+        "| ratio | bulk (per-round median) | tunnels/s (per-round median) | bulk (of medians) | tunnels/s (of medians) |"
+    );
+    println!("|---|---:|---:|---:|---:|");
     let names: Vec<&str> = args.paths.iter().map(|(n, _)| n.as_str()).collect();
+    // Per-round ratios compare paths measured seconds apart, so drift between rounds cancels out.
+    let per_round = |a: usize, b: usize, f: fn(&Sample) -> f64| {
+        median(
+            samples[a]
+                .iter()
+                .zip(&samples[b])
+                .map(|(x, y)| f(x) / f(y))
+                .collect(),
+        )
+    };
     for (a, b) in ratio_pairs(&names) {
         println!(
-            "| {} / {} | {:.2}× | {:.2}× |",
+            "| {} / {} | {:.2}× | {:.2}× | {:.2}× | {:.2}× |",
             names[a],
             names[b],
+            per_round(a, b, |s| s.bulk_mb_s),
+            per_round(a, b, |s| s.rate_per_s),
             med(a, |s| s.bulk_mb_s) / med(b, |s| s.bulk_mb_s),
             med(a, |s| s.rate_per_s) / med(b, |s| s.rate_per_s),
         );
