@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# Speed is measured, not assumed: runs every speed measurement of exoproxy in one go and rewrites the
+# generated tables of BENCHMARKS.md (between the `<!-- NAME:begin -->` / `<!-- NAME:end -->` markers).
+#
+#   1. tunnel: CONNECT bulk throughput and tunnel rate, direct vs exoproxy (release) vs squid, interleaved
+#      in ONE run (benches/tunnel_load.rs), reported as medians and ratios.
+#   2. micro: the criterion benches route_decide, pac_eval and inject (short warm-up/measurement).
+#   3. intercept: keep-alive requests through exoproxy's interception vs direct to exosim
+#      (benches/intercept_load.rs), when interception is available.
+#
+# Usage: scripts/bench-load.sh [--quick]    (--quick: 1 round, smaller loads; for checking the script)
+# Loopback only; every loop is bounded. Takes about 7-9 minutes on 2 cores once built.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rounds=3 bulk_mib=256 rate_secs=10 crit="--warm-up-time 1 --measurement-time 3"
+if [ "${1:-}" = "--quick" ]; then rounds=1 bulk_mib=32 rate_secs=2 crit="--warm-up-time 1 --measurement-time 1"; fi
+
+fail() { echo "FAIL: $*" >&2; for f in "$tmp"/*.log; do echo "--- $f"; tail -n 20 "$f"; done >&2; exit 1; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; fail "nothing listens on port $1 ($2)"; }
+
+# squid drops privileges to the 'proxy' user: its files live in a folder that user can enter.
+tmp=$(mktemp -d /tmp/exoproxy-bench.XXXXXX)
+chmod 755 "$tmp"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
+trap cleanup EXIT
+
+echo "== build (release binary, bench binaries)"
+cargo build --quiet --release --bin exoproxy
+cargo bench --quiet --bench tunnel_load --bench inject --bench intercept_load --no-run
+exo=$PWD/target/release/exoproxy
+started=$(date -u +"%Y-%m-%d %H:%M UTC")
+machine="$(nproc) cores, $(uname -sr), $(squid -v | head -n 1)"
+
+origin=$(free_port); exo_port=$(free_port); squid_port=$(free_port)
+
+# --- exoproxy, release, DIRECT, default log level (info), CONNECT allowed to the loopback origin
+cat >"$tmp/exoproxy.toml" <<CONF
+state_dir = "$tmp/state"
+[listen]
+addresses = ["127.0.0.1:$exo_port"]
+[routing]
+connect_ports = [443, $origin]
+allow_local = ["127.0.0.1"]
+CONF
+"$exo" --config "$tmp/exoproxy.toml" >"$tmp/exoproxy.log" 2>&1 &
+pids+=($!)
+wait_port "$exo_port" exoproxy
+
+# --- squid, no auth, no cache; both proxies log one line per tunnel, as they do by default
+cat >"$tmp/squid.conf" <<CONF
+http_port 127.0.0.1:$squid_port
+pid_filename $tmp/squid.pid
+access_log stdio:$tmp/access.log
+cache_log $tmp/cache.log
+cache deny all
+cache_mem 8 MB
+dns_nameservers 127.0.0.1
+acl SSL_ports port $origin
+acl CONNECT method CONNECT
+http_access deny CONNECT !SSL_ports
+http_access allow localhost
+http_access deny all
+coredump_dir $tmp
+netdb_filename none
+max_filedescriptors 8192
+shutdown_lifetime 1 seconds
+CONF
+chown -R proxy:proxy "$tmp" 2>/dev/null || true
+squid -N -f "$tmp/squid.conf" >"$tmp/squid.log" 2>&1 &
+pids+=($!)
+wait_port "$squid_port" squid
+
+echo "== 1. tunnel: direct vs exoproxy vs squid, interleaved ($rounds rounds)"
+tunnel_cmd="cargo bench --bench tunnel_load -- --origin-port $origin --proxy exoproxy=127.0.0.1:$exo_port --proxy squid=127.0.0.1:$squid_port --rounds $rounds --bulk-conns 8 --bulk-mib $bulk_mib --rate-conc 64 --rate-secs $rate_secs"
+$tunnel_cmd >"$tmp/tunnel.md" 2>"$tmp/tunnel.log" || fail "tunnel_load failed"
+grep '^round' "$tmp/tunnel.log" || true
+cat "$tmp/tunnel.md"
+kill "${pids[0]}" "${pids[1]}" 2>/dev/null || true
+
+echo "== 2. micro: criterion benches"
+micro() { # NAME → "| group/case | median |" rows from criterion's "time: [lo median hi]" lines
+  cargo bench --quiet --bench "$1" -- $crit 2>/dev/null | tee "$tmp/$1.out" | awk -v bench="$1" '
+    /^[A-Za-z_0-9]/ && !/^(Found|Gnuplot|Benchmarking|Warning)/ { name = $1 }
+    /time:/ { sub(/.*time: *\[/, ""); split($0, t, " "); if (name !~ /\//) name = bench "/" name; printf "| %s | %s %s |\n", name, t[3], t[4] }'
+}
+{
+  echo "| bench | median |"
+  echo "|---|---:|"
+  for b in route_decide pac_eval inject; do micro "$b"; done
+} >"$tmp/micro.md"
+cat "$tmp/micro.md"
+
+echo "== 3. intercept: keep-alive through exoproxy vs direct to exosim"
+# One harness run per mode. The harness starts exosim in-process on $sim_port and writes its CA; exoproxy
+# (release) maps the Exchange and login hosts to it with connect_to and trusts that CA through
+# SSL_CERT_FILE (rustls-native-certs reads it). Modes:
+#   tunnel    - the host is in direct_hosts: a blind CONNECT tunnel, TLS end to end (the baseline);
+#   intercept - exoproxy terminates TLS with its own CA (state_dir/exoproxy-ca.pem) and injects tokens.
+# When interception is not available the intercept run fails its warm-up and is reported as pending.
+intercept_run() { # MODE → $tmp/intercept-MODE.md
+  local mode=$1 sim_port port state label ca direct_hosts=""
+  sim_port=$(free_port); port=$(free_port); state="$tmp/state-$mode"
+  if [ "$mode" = tunnel ]; then
+    label=exoproxy-tunnel ca="$tmp/sim-ca-$mode.pem" direct_hosts='"nam12b.outlook.office365.com"'
+  else
+    label=exoproxy ca="$state/exoproxy-ca.pem"
+  fi
+  local cmd="cargo bench --bench intercept_load -- --sim-port $sim_port --sim-ca-out $tmp/sim-ca-$mode.pem --proxy 127.0.0.1:$port --ca $ca --label $label --rounds $rounds --conc 64 --secs $rate_secs"
+  echo "$cmd" >"$tmp/intercept-$mode.cmd"
+  $cmd >"$tmp/intercept-$mode.md" 2>"$tmp/intercept-$mode.log" &
+  local harness=$!
+  for _ in $(seq 1 100); do [ -s "$tmp/sim-ca-$mode.pem" ] && break; sleep 0.2; done
+  cat >"$tmp/exoproxy-$mode.toml" <<CONF
+state_dir = "$state"
+connect_to = ["nam12b.outlook.office365.com:443:127.0.0.1:$sim_port", "login.microsoftonline.com:443:127.0.0.1:$sim_port"]
+[listen]
+addresses = ["127.0.0.1:$port"]
+[routing]
+direct_hosts = [$direct_hosts]
+allow_local = ["nam12b.outlook.office365.com", "login.microsoftonline.com"]
+CONF
+  SSL_CERT_FILE="$tmp/sim-ca-$mode.pem" "$exo" --config "$tmp/exoproxy-$mode.toml" >"$tmp/exoproxy-$mode.log" 2>&1 &
+  local proxy=$!
+  pids+=("$proxy")
+  local ok=0
+  wait "$harness" || ok=$?
+  kill "$proxy" 2>/dev/null || true
+  grep '^round' "$tmp/intercept-$mode.log" || true
+  if [ "$ok" != 0 ]; then
+    echo "pending: interception (the $mode run did not complete: $(grep -m 1 '^Error' "$tmp/intercept-$mode.log" || tail -n 1 "$tmp/intercept-$mode.log"))" >"$tmp/intercept-$mode.md"
+  fi
+  cat "$tmp/intercept-$mode.md"
+}
+intercept_run tunnel
+intercept_run intercept
+{
+  echo "### 3a. Baseline: blind CONNECT tunnel through exoproxy (no interception)"
+  echo
+  echo "Command: \`$(cat "$tmp/intercept-tunnel.cmd")\`"
+  echo
+  cat "$tmp/intercept-tunnel.md"
+  echo
+  echo "### 3b. Interception (TLS terminated by exoproxy, token injected)"
+  echo
+  echo "Command: \`$(cat "$tmp/intercept-intercept.cmd")\`"
+  echo
+  cat "$tmp/intercept-intercept.md"
+} >"$tmp/intercept.md"
+intercept_cmd="scripts/bench-load.sh section 3 (commands below)"
+
+echo "== rewrite BENCHMARKS.md"
+python3 - "$tmp" "$started" "$machine" "$tunnel_cmd" "$intercept_cmd" <<'PY'
+import re, sys
+tmp, started, machine, tunnel_cmd, intercept_cmd = sys.argv[1:]
+path = "BENCHMARKS.md"
+text = open(path).read()
+def put(name, body):
+    global text
+    block = f"<!-- {name}:begin -->\n{body.rstrip()}\n<!-- {name}:end -->"
+    pattern = re.compile(rf"<!-- {name}:begin -->.*?<!-- {name}:end -->", re.S)
+    if not pattern.search(text):
+        sys.exit(f"BENCHMARKS.md has no {name} markers")
+    text = pattern.sub(lambda _: block, text)
+head = lambda cmd: f"Run {started} on {machine}.\n\nCommand: `scripts/bench-load.sh` → `{cmd}`\n\n"
+put("tunnel", head(tunnel_cmd) + open(f"{tmp}/tunnel.md").read())
+put("micro", f"Run {started} on {machine}.\n\n" + open(f"{tmp}/micro.md").read())
+put("intercept", f"Run {started} on {machine}.\n\n" + open(f"{tmp}/intercept.md").read())
+open(path, "w").write(text)
+PY
+echo "BENCHMARKS.md updated"
