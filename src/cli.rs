@@ -2,6 +2,14 @@
 //!
 //! Global flags are bound to `EXOPROXY_*` environment variables by clap, which gives the documented
 //! precedence command line > environment > file > defaults for free.
+//!
+//! The `///` comments on the argument types are `--help` text for users, written as plain text, so
+//! rustdoc's Markdown lints do not apply to them.
+#![allow(
+    rustdoc::broken_intra_doc_links,
+    rustdoc::bare_urls,
+    rustdoc::invalid_html_tags
+)]
 
 use std::path::PathBuf;
 

@@ -223,6 +223,7 @@ async fn untrusted_upstream_certificate_gives_502_and_sends_nothing() {
     assert_eq!(received.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
 
+#[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_os_user_gets_403_and_no_token() {
     // SEC-3: curl runs as `nobody`; the proxy (this process) runs as another user.
@@ -276,6 +277,7 @@ async fn another_os_user_gets_403_and_no_token() {
     );
 }
 
+#[cfg(unix)]
 fn nix_is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .map(|s| {

@@ -1,4 +1,4 @@
-//! Configuration in two stages: [`file`] (serde mirror of the TOML, `deny_unknown_fields`) and
+//! Configuration in two stages: [`mod@file`] (serde mirror of the TOML, `deny_unknown_fields`) and
 //! [`validate`] (typed per-module configs; every error reported at once with its key path and line).
 //!
 //! Precedence, highest first: command line > environment (`EXOPROXY_*`, bound to the same flags) >

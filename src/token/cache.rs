@@ -13,7 +13,8 @@
 //! - Writers take `<name>.lock` holding their pid; a lock whose pid is dead, or older than 5 s, is taken
 //!   over (TOK-4). Inside one process a mutex serialises writers.
 
-#[cfg(test)]
+// The tests check POSIX modes and symlinks; Windows ACLs are not covered here.
+#[cfg(all(test, unix))]
 mod tests;
 
 use std::fs::{self, File, OpenOptions};

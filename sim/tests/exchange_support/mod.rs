@@ -339,14 +339,12 @@ fn temp_path(name: &str) -> PathBuf {
 /// Write a secret-bearing file readable only by us.
 pub fn write_private(name: &str, contents: &str) -> PathBuf {
     use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
     let path = temp_path(name);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .unwrap();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(&path).unwrap();
     f.write_all(contents.as_bytes()).unwrap();
     path
 }
