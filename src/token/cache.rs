@@ -14,7 +14,8 @@
 //!   over (TOK-4). Inside one process a mutex serialises writers.
 
 // The tests check POSIX modes and symlinks; Windows ACLs are not covered here.
-#[cfg(all(test, unix))]
+#[cfg(test)]
+#[cfg(unix)]
 mod tests;
 
 use std::fs::{self, File, OpenOptions};
