@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs, idempotently: Debian packages (squid, curl, mingw-w64 for the
 # Windows check, apache2-utils for squid's password file, libpacparser for the PAC interop), the
-# Rust Windows target, and the Python clients (pypsrp). Safe to run again: it only installs what is
+# Rust Windows target, and the Python clients (pypsrp, pyspnego, msal). Safe to run again: it only installs what is
 # missing. Runs as root (CI and these machines are root); otherwise prefixes apt-get with sudo.
 set -euo pipefail
 
 apt_packages=(squid curl openssl apache2-utils gcc-mingw-w64-x86-64 libpacparser1 python3-pacparser)
-python_modules=(pypsrp:pypsrp)
+python_modules=(pypsrp:pypsrp spnego:pyspnego msal:msal requests:requests)
 
 log() { printf '[setup] %s\n' "$*"; }
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

@@ -26,6 +26,11 @@ use crate::route::system::{Selected, read_and_select};
 use crate::target::Target;
 use crate::upstream::Upstream;
 
+pub mod accounts;
+mod services;
+
+pub use services::Services;
+
 /// Runs a future on a fresh multi-threaded runtime; a runtime that cannot start is exit code 1.
 pub fn block_on<F: Future<Output = ExitCode>>(f: F) -> ExitCode {
     match tokio::runtime::Builder::new_multi_thread()
@@ -129,7 +134,7 @@ async fn discover_sts_now(
 /// Keeps the STS directory fresh in the background (discovery through the normal route).
 fn spawn_sts_refresher(
     router: &Arc<Router>,
-    upstream: &Arc<Upstream>,
+    client: &OutboundClient,
     sts: &crate::route::StsConfig,
 ) {
     let Some(directory) = router.sts().cloned().filter(|_| sts.discover) else {
@@ -138,13 +143,7 @@ fn spawn_sts_refresher(
     if sts.domains.is_empty() {
         return;
     }
-    let client = match outbound_client(router.clone(), upstream.clone(), &[]) {
-        Ok(client) => client,
-        Err(e) => {
-            tracing::warn!(error = %e, "STS discovery disabled");
-            return;
-        }
-    };
+    let client = client.clone();
     let fetch = move |url: String| {
         let client = client.clone();
         async move { get_via(&client, &url, std::time::Duration::from_secs(15)).await }
@@ -248,30 +247,34 @@ pub enum StartError {
 
 /// Binds, builds the shared state and serves until `shutdown` completes.
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    let (proxy, listeners, _services) = start(&config).await?;
+    listener::serve(listeners, proxy, shutdown).await;
+    tracing::info!("exoproxy stopped");
+    Ok(())
+}
+
+/// Binds the listeners and wires the proxy without serving yet (`serve`, `demo` and tests).
+pub async fn start(
+    config: &Config,
+) -> Result<(Arc<Proxy>, Vec<TcpListener>, Services), StartError> {
     ensure_state_dir(&config.state_dir).map_err(StartError::Runtime)?;
-    let listeners = bind(&config).await?;
+    let listeners = bind(config).await?;
     let bound: Vec<SocketAddr> = listeners
         .iter()
         .filter_map(|l| l.local_addr().ok())
         .collect();
-    let router = Arc::new(
-        Router::start(config.route.clone(), &bound)
-            .await
-            .map_err(StartError::Config)?,
-    );
-    let mut upstream_config = config.upstream.clone();
-    upstream_config.own_addrs = bound.clone();
-    let upstream = Arc::new(Upstream::new(upstream_config));
-    spawn_sts_refresher(&router, &upstream, &config.route.sts);
+    let services = Services::build(config, &bound).await?;
+    spawn_sts_refresher(&services.router, &services.client, &config.route.sts);
     let limits = Limits {
         max_connections: config.max_connections,
         ..Limits::default()
     };
-    let proxy = Proxy::new(router, upstream, limits);
-    announce(&config, &bound);
-    listener::serve(listeners, Arc::new(proxy), shutdown).await;
-    tracing::info!("exoproxy stopped");
-    Ok(())
+    let mut proxy = Proxy::new(services.router.clone(), services.upstream.clone(), limits);
+    if let Some(state) = &services.intercept {
+        proxy = proxy.with_intercept(state.clone());
+    }
+    announce(config, &bound, &services);
+    Ok((Arc::new(proxy), listeners, services))
 }
 
 /// Binds every configured address. With the built-in defaults a missing IPv6 stack is not fatal
@@ -303,16 +306,25 @@ async fn bind(config: &Config) -> Result<Vec<TcpListener>, StartError> {
     Ok(listeners)
 }
 
-fn announce(config: &Config, bound: &[SocketAddr]) {
+fn announce(config: &Config, bound: &[SocketAddr], services: &Services) {
     let addrs: Vec<String> = bound.iter().map(SocketAddr::to_string).collect();
     let upstream = match &config.route.source {
         SourceSpec::Ready => config.route.upstream.to_string(),
         SourceSpec::Pac(pac) => format!("PAC {}", pac.source),
         SourceSpec::System { live, .. } => format!("system settings ({:?})", live.source),
     };
+    let intercept = match &services.intercept {
+        Some(state) => format!(
+            "{} (CA {})",
+            config.intercept.ca_domains().join(", "),
+            state.leaves().ca().files().cert.display()
+        ),
+        None => "off".into(),
+    };
     tracing::info!(
         listen = %addrs.join(", "),
         upstream = %upstream,
+        intercept = %intercept,
         state_dir = %config.state_dir.display(),
         "exoproxy {} ready; point clients at http://{}",
         env!("CARGO_PKG_VERSION"),

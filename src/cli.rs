@@ -57,6 +57,9 @@ pub struct GlobalArgs {
     /// HOST:PORT:ADDR:PORT: dial ADDR:PORT for requests to HOST:PORT (repeatable; like curl).
     #[arg(long = "connect-to", global = true, value_name = "MAPPING")]
     pub connect_to: Vec<String>,
+    /// PEM file of extra roots trusted for TLS to the real servers (besides the system's).
+    #[arg(long, global = true, env = "EXOPROXY_UPSTREAM_CA", value_name = "FILE")]
+    pub upstream_ca: Option<PathBuf>,
     /// Folder for the CA, tokens and other state.
     #[arg(long, global = true, env = "EXOPROXY_HOME", value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -83,6 +86,44 @@ pub enum Command {
     /// PAC tools.
     #[command(subcommand)]
     Pac(PacCommand),
+    /// Sign in an account now (device code by default) and keep its tokens for the proxy.
+    Login {
+        /// e.g. admin@contoso.com
+        upn: String,
+        /// device-code, or browser (opens the system browser).
+        #[arg(long, value_name = "FLOW")]
+        flow: Option<String>,
+    },
+    /// Forget an account's tokens (memory and disk).
+    Logout {
+        /// e.g. admin@contoso.com
+        upn: String,
+    },
+    /// List accounts: sign-in state, token expiry, last refresh. Never prints a token.
+    Accounts,
+    /// Print a fresh access token (e.g. for Connect-ExchangeOnline -AccessToken).
+    Token {
+        /// e.g. admin@contoso.com
+        upn: String,
+        /// The resource, default Exchange Online of the account's cloud
+        /// (e.g. https://ps.compliance.protection.outlook.com).
+        #[arg(long, value_name = "URI")]
+        audience: Option<String>,
+    },
+    /// The local CA that signs the intercepted hosts' certificates.
+    #[command(subcommand)]
+    Ca(CaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Write the CA certificate to FILE and print the commands that trust it.
+    Export {
+        /// e.g. exoproxy-ca.pem
+        file: PathBuf,
+    },
+    /// Replace the CA (after a key leak, expiry or a change of intercepted clouds); trust it again.
+    Regenerate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +159,7 @@ impl GlobalArgs {
             connect_to: self.connect_to.clone(),
             state_dir: self.state_dir.clone(),
             log_level: self.log_level(),
+            upstream_ca: self.upstream_ca.clone(),
         }
     }
 

@@ -4,44 +4,64 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use exoproxy::app;
-use exoproxy::cli::{Cli, Command, ConfigCommand, PacCommand};
+use exoproxy::app::{self, accounts};
+use exoproxy::cli::{CaCommand, Cli, Command, ConfigCommand, PacCommand};
+use exoproxy::config::Config;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let overrides = cli.global.overrides();
+    if let Some(Command::Config(ConfigCommand::Check { file })) = &cli.command {
+        let file = file.clone().or_else(|| cli.global.config_file());
+        return app::config_check(file.as_deref(), &overrides);
+    }
+    let config = match load(&cli) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
     match &cli.command {
-        Some(Command::Config(ConfigCommand::Check { file })) => {
-            let file = file.clone().or_else(|| cli.global.config_file());
-            app::config_check(file.as_deref(), &overrides)
-        }
-        Some(Command::Route { url }) => {
-            let config = match load(&cli) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            app::block_on(app::explain_route(&config, url))
-        }
+        Some(Command::Config(_)) => unreachable_config(),
+        Some(Command::Route { url }) => app::block_on(app::explain_route(&config, url)),
         Some(Command::Pac(PacCommand::Eval { url, pac })) => {
-            let config = match load(&cli) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
             app::block_on(app::pac_eval(&config, url, pac.as_deref()))
         }
+        Some(Command::Login { upn, flow }) => {
+            quiet_logging(&config);
+            app::block_on(accounts::login(&config, upn, flow.as_deref()))
+        }
+        Some(Command::Logout { upn }) => app::block_on(accounts::logout(&config, upn)),
+        Some(Command::Accounts) => app::block_on(accounts::accounts(&config)),
+        Some(Command::Token { upn, audience }) => {
+            quiet_logging(&config);
+            app::block_on(accounts::token(&config, upn, audience.as_deref()))
+        }
+        Some(Command::Ca(CaCommand::Export { file })) => accounts::ca_export(&config, file),
+        Some(Command::Ca(CaCommand::Regenerate)) => accounts::ca_regenerate(&config),
         Some(Command::Run) | None => {
-            let config = match load(&cli) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
             app::init_logging(&config.log_level);
             app::block_on(app::run(config))
         }
     }
 }
 
+/// Commands that talk to the IdP log warnings only (the token manager's own progress lines).
+fn quiet_logging(config: &Config) {
+    let level = if config.log_level == "info" {
+        "warn"
+    } else {
+        &config.log_level
+    };
+    app::init_logging(level);
+}
+
+/// `config check` returned above; kept as a function so the match stays exhaustive and honest.
+fn unreachable_config() -> ExitCode {
+    eprintln!("error: internal: config subcommand dispatched twice");
+    ExitCode::FAILURE
+}
+
 /// Loads the configuration or prints every error and returns exit code 2.
-fn load(cli: &Cli) -> Result<exoproxy::config::Config, ExitCode> {
+fn load(cli: &Cli) -> Result<Config, ExitCode> {
     let file = cli.global.config_file();
     exoproxy::config::load(file.as_deref(), &cli.global.overrides()).map_err(|errors| {
         for e in &errors {

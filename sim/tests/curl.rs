@@ -1,5 +1,5 @@
 //! exosim driven by a real third-party client: curl with `--connect-to` and `--cacert` (the emulator's
-//! CA), against the token endpoint and discovery. Skipped (with a note) when curl is not installed.
+//! CA), against the token endpoint and discovery. Fails with a pointer to scripts/setup.sh when curl is missing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -20,8 +20,7 @@ struct Curl {
 impl Curl {
     fn new(h: &Harness) -> Option<Curl> {
         if Command::new("curl").arg("--version").output().is_err() {
-            eprintln!("curl not installed; skipping");
-            return None;
+            panic!("curl is missing: run scripts/setup.sh");
         }
         let mut ca = tempfile::NamedTempFile::new().unwrap();
         ca.write_all(h.sim.ca_pem().as_bytes()).unwrap();

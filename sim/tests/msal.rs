@@ -1,5 +1,5 @@
 //! exosim driven by MSAL for Python (a real Entra ID client library): device-code flow with a forced
-//! refresh, and client credentials with a certificate. Skipped (with a note) when python3 or msal is
+//! refresh, and client credentials with a certificate. Fails with a pointer to scripts/setup.sh when python3 or msal is
 //! missing (`python3 -m pip install msal`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,7 +17,7 @@ fn msal_available() -> bool {
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
-        eprintln!("python3 with msal not available; skipping");
+        panic!("python3 with msal and requests is missing: run scripts/setup.sh");
     }
     ok
 }

@@ -24,6 +24,76 @@ pub struct FileConfig {
     /// `HOST:PORT:ADDR:PORT` mappings (curl's `--connect-to`).
     #[serde(default)]
     pub connect_to: Vec<String>,
+    #[serde(default)]
+    pub intercept: InterceptSection,
+    #[serde(default)]
+    pub tls: TlsSection,
+    /// `[[account]]`: the admins (or apps) exoproxy obtains tokens for.
+    #[serde(default)]
+    pub account: Vec<AccountEntry>,
+}
+
+/// Which hosts are intercepted and which account a request without one gets.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterceptSection {
+    /// Terminate TLS to the Exchange hosts and inject tokens (default true).
+    pub enabled: Option<bool>,
+    /// Built-in cloud profiles to intercept: `global`, `usgov-gcchigh`, `usgov-dod`, `china`
+    /// (default `["global"]`).
+    pub clouds: Option<Vec<String>>,
+    /// The account for requests that name none (default: the only `[[account]]`, if exactly one).
+    pub default_account: Option<String>,
+    /// Extra profiles, e.g. Microsoft Graph.
+    #[serde(default)]
+    pub profile: Vec<ProfileEntry>,
+}
+
+/// A configured interception profile: hosts and the token audience each gets.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileEntry {
+    pub name: Option<String>,
+    /// Entra ID (or other OIDC) authority base URL; default the global cloud's.
+    pub authority: Option<String>,
+    /// Host pattern (exact or `*.suffix`) → audience, e.g. `"graph.microsoft.com" = "https://graph.microsoft.com"`.
+    pub hosts: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// TLS towards the real servers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM file of extra roots trusted besides the system's (`--upstream-ca`).
+    pub extra_roots: Option<String>,
+}
+
+/// One account.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountEntry {
+    /// The admin's UPN, or `OAuthUser@<tenant>` for app-only flows.
+    pub upn: Option<String>,
+    /// Tenant id or domain (default: the UPN's domain).
+    pub tenant: Option<String>,
+    /// `global` (default), `usgov`, `china`.
+    pub cloud: Option<String>,
+    /// `device-code` (default), `browser`, `certificate`, `secret`.
+    pub flow: Option<String>,
+    /// `rest` (default, client id fb78d390-…) or `wsman` (a0c73c16-…).
+    pub client: Option<String>,
+    /// Application (client) id; required for `certificate` and `secret`.
+    pub client_id: Option<String>,
+    /// Scope instead of `<audience>/.default`.
+    pub scope: Option<String>,
+    /// Authority base URL instead of the cloud's (any OIDC provider).
+    pub authority: Option<String>,
+    /// `certificate` flow: PEM file with the certificate.
+    pub certificate: Option<String>,
+    /// `certificate` flow: PEM file with the PKCS#8 private key.
+    pub key: Option<String>,
+    /// `secret` flow: the environment variable holding the client secret.
+    pub secret_env: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -6,11 +6,14 @@
 //! a missing file named with `--config` is.
 
 pub mod file;
+pub mod intercept;
 pub mod validate;
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+
+pub use intercept::InterceptConfig;
 
 use crate::route::RouteConfig;
 use crate::upstream::UpstreamConfig;
@@ -23,6 +26,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub route: RouteConfig,
     pub upstream: UpstreamConfig,
+    /// TLS interception, token accounts, upstream roots.
+    pub intercept: InterceptConfig,
     /// tracing filter (`info`, `exoproxy=debug`, ...).
     pub log_level: String,
 }
@@ -36,6 +41,8 @@ pub struct Overrides {
     pub connect_to: Vec<String>,
     pub state_dir: Option<PathBuf>,
     pub log_level: Option<String>,
+    /// `--upstream-ca FILE`: extra roots for upstream TLS.
+    pub upstream_ca: Option<PathBuf>,
 }
 
 /// One problem in the configuration.

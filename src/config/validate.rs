@@ -21,13 +21,13 @@ use crate::upstream::{ConnectTo, ProxyCredentials, UpstreamConfig};
 pub const DEFAULT_PORT: u16 = 8765;
 
 /// Collects errors while building the typed config.
-struct Errors<'a> {
+pub(super) struct Errors<'a> {
     source: Option<&'a str>,
     list: Vec<ConfigError>,
 }
 
 impl Errors<'_> {
-    fn push(&mut self, path: &str, message: impl Into<String>) {
+    pub(super) fn push(&mut self, path: &str, message: impl Into<String>) {
         let line = self.source.and_then(|s| line_of(s, path));
         self.list.push(ConfigError {
             path: path.to_string(),
@@ -50,7 +50,14 @@ pub fn validate(
     };
     let listen = listen_addrs(&file, overrides, &mut errors);
     let upstream = upstream_config(&file, overrides, env, &mut errors);
-    let route = route_config(&file, overrides, env, &mut errors);
+    let mut route = route_config(&file, overrides, env, &mut errors);
+    let intercept =
+        super::intercept::intercept_config(&file, overrides.upstream_ca.as_ref(), env, &mut errors);
+    route.intercept = intercept.rules();
+    if file.routing.sts_domains.is_none() {
+        // Discover the federation STS of every configured account's domain (issue 5 §3).
+        route.sts.domains = intercept.accounts.iter().map(|a| a.upn.clone()).collect();
+    }
     let state_dir = overrides
         .state_dir
         .clone()
@@ -78,6 +85,7 @@ pub fn validate(
         state_dir: state_dir.unwrap_or_else(|| PathBuf::from(".exoproxy")),
         route,
         upstream,
+        intercept,
         log_level,
     })
 }

@@ -166,8 +166,8 @@ fn check_target(head: &RequestHead) -> Result<(), ProxyError> {
             .map_err(|e| bad(e.0));
     }
     let t = head.target.as_bytes();
-    // The served PAC (admin): the handler answers it only when `Host` names this proxy.
-    if head.method == "GET" && t == b"/proxy.pac" {
+    // The served PAC and CRL (admin): the handler answers them only when `Host` names this proxy.
+    if head.method == "GET" && (t == b"/proxy.pac" || t == b"/exoproxy-ca.crl") {
         return Ok(());
     }
     if t.starts_with(b"/") || t == b"*" {

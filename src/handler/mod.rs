@@ -62,6 +62,11 @@ pub trait Resolve: Send + Sync + fmt::Debug {
     fn served_pac<'a>(&'a self, _host: &'a str) -> BoxFuture<'a, Option<String>> {
         Box::pin(async { None })
     }
+
+    /// True when `host` (`Host` header or absolute-form authority) is one of our listen addresses.
+    fn is_own_host(&self, _host: &str) -> bool {
+        false
+    }
 }
 
 /// Shared state of the request path (`Arc<Proxy>`).
@@ -88,6 +93,10 @@ impl Resolve for Router {
             }
             Some(crate::admin::served_pac(self, host).await)
         })
+    }
+
+    fn is_own_host(&self, host: &str) -> bool {
+        crate::admin::is_our_host(host, self.own_addrs())
     }
 }
 
@@ -303,6 +312,11 @@ impl Proxy {
         if uri.scheme().is_none() && uri.path() == crate::admin::PAC_PATH {
             return self.served_pac(&req).await;
         }
+        if uri.path() == crate::intercept::ca::CRL_PATH
+            && let Some(response) = self.served_crl(&req)
+        {
+            return response;
+        }
         let authority = match (uri.scheme_str(), uri.authority()) {
             (Some(s), Some(a)) if s.eq_ignore_ascii_case("http") => a.as_str(),
             _ => return Err(ProxyError::NotAProxyRequest),
@@ -331,6 +345,40 @@ impl Proxy {
         tracing::info!(%method, %target, %decision, %hop, status = response.status().as_u16(),
             ms = started.elapsed().as_millis() as u64, "forwarded");
         Ok(response.map(BodyExt::boxed))
+    }
+
+    /// `GET /exoproxy-ca.crl` addressed to us (origin-form, or absolute-form from a client whose
+    /// proxy is us): the local CA's current CRL, so WinRM's revocation check of our leaves passes.
+    /// `None` when the request is for someone else or interception is off.
+    fn served_crl(
+        &self,
+        req: &Request<Incoming>,
+    ) -> Option<Result<Response<ProxyBody>, ProxyError>> {
+        let state = self.intercept.as_ref()?;
+        let host = match req.uri().authority() {
+            Some(authority) => authority.as_str(),
+            None => req.headers().get(http::header::HOST)?.to_str().ok()?,
+        };
+        if req.method() != Method::GET || !self.resolver.is_own_host(host) {
+            return None;
+        }
+        let crl = match state.leaves().ca().crl_der() {
+            Ok(der) => der,
+            Err(e) => return Some(Err(ProxyError::Internal(format!("CRL: {e}")))),
+        };
+        let response = Response::builder()
+            .header(
+                http::header::CONTENT_TYPE,
+                crate::intercept::ca::CRL_CONTENT_TYPE,
+            )
+            .header(http::header::CACHE_CONTROL, "max-age=3600")
+            .body(
+                http_body_util::Full::new(Bytes::from(crl))
+                    .map_err(|never| match never {})
+                    .boxed(),
+            )
+            .map_err(|e| ProxyError::Internal(e.to_string()));
+        Some(response)
     }
 
     /// Origin-form `GET /proxy.pac` addressed to us; anything else stays `NotAProxyRequest`.

@@ -207,7 +207,11 @@ impl TokenManager {
         }
         let config = account.config();
         if config.flow.is_delegated() && account.state().refresh_token.is_none() {
-            return self.sign_in_on_demand(&account, audience).await;
+            // `exoproxy login` in another process may have signed in since the cache was read.
+            account.load_from_cache();
+            if account.state().refresh_token.is_none() {
+                return self.sign_in_on_demand(&account, audience).await;
+            }
         }
         let rx = flight::join_or_start_gated(&account, &slot, None)?;
         self.wait_flight(&account, rx).await?;
