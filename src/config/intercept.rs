@@ -201,13 +201,14 @@ fn account(
             ClientKind::Rest
         }
     };
-    config.flow = flow(entry, path, env, errors)?;
-    if !config.flow.is_delegated() && config.client_id.is_none() {
+    let app_only = matches!(entry.flow.as_deref(), Some("certificate" | "secret"));
+    if app_only && config.client_id.is_none() {
         errors.push(
             &format!("{path}.client_id"),
             "app-only flows need the application (client) id of your app registration",
         );
     }
+    config.flow = flow(entry, path, env, errors)?;
     Some(config)
 }
 
