@@ -3,13 +3,21 @@
 //! Contract: bytes are relayed unchanged in both directions; an EOF on one side half-closes the other
 //! (so TLS close_notify and HTTP/1.0 style endings pass through); an error on either side, or `idle`
 //! without traffic in either direction, ends the tunnel. The result says how much went each way.
+//!
+//! Speed (BENCHMARKS.md §1, §4): each direction starts with a buffer that holds one TLS record and
+//! doubles, up to [`MAX_BUF`], whenever a read fills it, so bulk transfers move large chunks per
+//! system call while the many small tunnels pay for 2 × 16.5 KiB only. The idle deadline is one
+//! timer per tunnel, re-armed only when it fires (not a new timer per read).
 
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 
-/// Buffer per direction; large enough for a TLS record.
+/// Starting buffer per direction; large enough for a TLS record.
 const BUF_SIZE: usize = 16 * 1024 + 512;
+/// Largest buffer per direction, reached only by bulk transfers.
+const MAX_BUF: usize = 128 * 1024;
 
 /// How a tunnel ended, with its byte counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -45,15 +53,33 @@ where
     let (mut up_open, mut down_open) = (true, true);
     let mut up_buf = vec![0u8; BUF_SIZE];
     let mut down_buf = vec![0u8; BUF_SIZE];
+    let mut last_traffic = Instant::now();
+    let deadline = tokio::time::sleep(idle);
+    tokio::pin!(deadline);
     while up_open || down_open {
         let step = tokio::select! {
             read = client_rd.read(&mut up_buf), if up_open => {
-                relay(read, &up_buf, &mut up_wr, &mut stats.up, &mut up_open).await
+                last_traffic = Instant::now();
+                let full = read.as_ref().is_ok_and(|&n| n == up_buf.len());
+                let step = relay(read, &up_buf, &mut up_wr, &mut stats.up, &mut up_open).await;
+                grow_if(full, &mut up_buf);
+                step
             }
             read = up_rd.read(&mut down_buf), if down_open => {
-                relay(read, &down_buf, &mut client_wr, &mut stats.down, &mut down_open).await
+                last_traffic = Instant::now();
+                let full = read.as_ref().is_ok_and(|&n| n == down_buf.len());
+                let step = relay(read, &down_buf, &mut client_wr, &mut stats.down, &mut down_open).await;
+                grow_if(full, &mut down_buf);
+                step
             }
-            () = tokio::time::sleep(idle) => Err(SpliceEnd::Idle),
+            () = &mut deadline => {
+                if last_traffic.elapsed() >= idle {
+                    Err(SpliceEnd::Idle)
+                } else {
+                    deadline.as_mut().reset(last_traffic + idle);
+                    Ok(())
+                }
+            }
         };
         if let Err(end) = step {
             stats.end = end;
@@ -63,6 +89,13 @@ where
     let _ = client_wr.shutdown().await;
     let _ = up_wr.shutdown().await;
     stats
+}
+
+/// Doubles `buf` (up to [`MAX_BUF`]) after a read that filled it.
+fn grow_if(full: bool, buf: &mut Vec<u8>) {
+    if full && buf.len() < MAX_BUF {
+        buf.resize((buf.len() * 2).min(MAX_BUF), 0);
+    }
 }
 
 /// Writes what one read returned to the other side; EOF half-closes the other side.
@@ -109,6 +142,56 @@ mod tests {
         drop(upstream_peer);
         let stats = task.await.unwrap();
         assert_eq!((stats.up, stats.down, stats.end), (5, 6, SpliceEnd::Closed));
+    }
+
+    #[tokio::test]
+    async fn bulk_transfer_grows_the_buffer_and_keeps_every_byte() {
+        let (client, mut client_peer) = tokio::io::duplex(256 * 1024);
+        let (upstream, mut upstream_peer) = tokio::io::duplex(256 * 1024);
+        let task = tokio::spawn(splice(client, upstream, Duration::from_secs(5)));
+        let data: Vec<u8> = (0..4 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+        let writer = {
+            let data = data.clone();
+            tokio::spawn(async move {
+                upstream_peer.write_all(&data).await.unwrap();
+                upstream_peer.shutdown().await.unwrap();
+                upstream_peer
+            })
+        };
+        let mut received = Vec::new();
+        client_peer.read_to_end(&mut received).await.unwrap();
+        assert!(received == data, "bytes changed in the relay");
+        drop(client_peer);
+        drop(writer.await.unwrap());
+        let stats = task.await.unwrap();
+        assert_eq!(stats.down, data.len() as u64);
+    }
+
+    #[test]
+    fn buffers_double_up_to_the_cap_only_when_full() {
+        let mut buf = vec![0u8; BUF_SIZE];
+        grow_if(false, &mut buf);
+        assert_eq!(buf.len(), BUF_SIZE);
+        for _ in 0..10 {
+            grow_if(true, &mut buf);
+        }
+        assert_eq!(buf.len(), MAX_BUF);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn traffic_keeps_an_idle_deadline_away() {
+        let (client, mut client_peer) = tokio::io::duplex(1024);
+        let (upstream, mut upstream_peer) = tokio::io::duplex(1024);
+        let task = tokio::spawn(splice(client, upstream, Duration::from_secs(10)));
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            client_peer.write_all(b"x").await.unwrap();
+            let mut b = [0u8; 1];
+            upstream_peer.read_exact(&mut b).await.unwrap();
+        }
+        assert!(!task.is_finished(), "30 s of traffic every 6 s is not idle");
+        let stats = task.await.unwrap();
+        assert_eq!((stats.up, stats.end), (5, SpliceEnd::Idle));
     }
 
     #[tokio::test(start_paused = true)]
