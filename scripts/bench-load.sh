@@ -16,16 +16,9 @@ cd "$(dirname "$0")/.."
 rounds=3 bulk_mib=256 rate_secs=10 crit="--warm-up-time 1 --measurement-time 3"
 if [ "${1:-}" = "--quick" ]; then rounds=1 bulk_mib=32 rate_secs=2 crit="--warm-up-time 1 --measurement-time 1"; fi
 
-fail() { echo "FAIL: $*" >&2; for f in "$tmp"/*.log; do echo "--- $f"; tail -n 20 "$f"; done >&2; exit 1; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; fail "nothing listens on port $1 ($2)"; }
+source scripts/lib.sh
 
-# squid drops privileges to the 'proxy' user: its files live in a folder that user can enter.
-tmp=$(mktemp -d /tmp/exoproxy-bench.XXXXXX)
-chmod 755 "$tmp"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
-trap cleanup EXIT
+make_tmp bench
 
 echo "== build (release binary, bench binaries)"
 cargo build --quiet --release --bin exoproxy
@@ -50,23 +43,13 @@ pids+=($!)
 wait_port "$exo_port" exoproxy
 
 # --- squid, no auth, no cache; both proxies log one line per tunnel, as they do by default
-cat >"$tmp/squid.conf" <<CONF
-http_port 127.0.0.1:$squid_port
-pid_filename $tmp/squid.pid
-access_log stdio:$tmp/access.log
-cache_log $tmp/cache.log
-cache deny all
-cache_mem 8 MB
-dns_nameservers 127.0.0.1
+{ squid_conf_head "$squid_port"; cat <<CONF; } >"$tmp/squid.conf"
 acl SSL_ports port $origin
 acl CONNECT method CONNECT
 http_access deny CONNECT !SSL_ports
 http_access allow localhost
 http_access deny all
-coredump_dir $tmp
-netdb_filename none
 max_filedescriptors 8192
-shutdown_lifetime 1 seconds
 CONF
 chown -R proxy:proxy "$tmp" 2>/dev/null || true
 squid -N -f "$tmp/squid.conf" >"$tmp/squid.log" 2>&1 &

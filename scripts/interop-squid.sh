@@ -8,45 +8,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-fail() { echo "FAIL: $*" >&2; for f in "$tmp"/*.log; do echo "--- $f"; tail -n 30 "$f"; done >&2; exit 1; }
-pass() { echo "ok: $*"; passed=$((passed + 1)); }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; fail "nothing listens on port $1 ($2)"; }
+source scripts/lib.sh
 
 passed=0
 cargo build --quiet --bin exoproxy
 exo=$PWD/target/debug/exoproxy
 
-# squid drops privileges to the 'proxy' user: its files live in a folder that user can enter.
-tmp=$(mktemp -d /tmp/exoproxy-squid.XXXXXX)
-chmod 755 "$tmp"
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
-trap cleanup EXIT
+make_tmp squid
 
 origin=$(free_port); squid_port=$(free_port); dead=$(free_port); exo_port=$(free_port)
 
 # --- a loopback HTTPS origin for example.test
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
-  -subj /CN=example.test -addext subjectAltName=DNS:example.test \
-  -keyout "$tmp/origin.key" -out "$tmp/origin.pem" 2>/dev/null
-openssl s_server -quiet -www -accept "127.0.0.1:$origin" -cert "$tmp/origin.pem" -key "$tmp/origin.key" \
-  >"$tmp/origin.log" 2>&1 &
-pids+=($!)
+https_origin "$origin"
 wait_port "$origin" origin
 
 # --- squid with Basic auth and a hosts_file
 htpasswd -bc "$tmp/passwd" tester 's3cret-squid' 2>/dev/null
 echo "127.0.0.1 example.test" >"$tmp/hosts"
-cat >"$tmp/squid.conf" <<CONF
-http_port 127.0.0.1:$squid_port
-pid_filename $tmp/squid.pid
-access_log stdio:$tmp/access.log
-cache_log $tmp/cache.log
-cache deny all
-cache_mem 8 MB
+{ squid_conf_head "$squid_port"; cat <<CONF; } >"$tmp/squid.conf"
 hosts_file $tmp/hosts
-dns_nameservers 127.0.0.1
 auth_param basic program /usr/lib/squid/basic_ncsa_auth $tmp/passwd
 auth_param basic realm exoproxy-interop
 acl SSL_ports port $origin
@@ -55,9 +35,6 @@ acl authed proxy_auth REQUIRED
 http_access deny CONNECT !SSL_ports
 http_access allow authed
 http_access deny all
-coredump_dir $tmp
-netdb_filename none
-shutdown_lifetime 1 seconds
 CONF
 chown -R proxy:proxy "$tmp" 2>/dev/null || true
 squid -N -f "$tmp/squid.conf" >"$tmp/squid.log" 2>&1 &
