@@ -176,16 +176,21 @@ fn create_key(dir: &Path) -> io::Result<SealKey> {
         Ok(()) => {
             let _ = File::open(dir).and_then(|d| d.sync_all());
             tracing::debug!(dir = %dir.display(), "token cache key created");
-            SealKey::from_bytes(&*key).ok_or_else(|| io::Error::other("key rejected by the cipher"))
+            accept(&key)
         }
         // Another writer created the key first: use theirs.
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => read_existing(dir),
         // No hard links on this file system: fall back to an exclusive create of the key itself.
-        Err(_) => {
-            write_new_private(&path, &*key)?;
-            SealKey::from_bytes(&*key).ok_or_else(|| io::Error::other("key rejected by the cipher"))
-        }
+        Err(_) => match write_new_private(&path, &*key) {
+            Ok(()) => accept(&key),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => read_existing(dir),
+            Err(e) => Err(e),
+        },
     }
+}
+
+fn accept(key: &[u8; KEY_LEN]) -> io::Result<SealKey> {
+    SealKey::from_bytes(key).ok_or_else(|| io::Error::other("key rejected by the cipher"))
 }
 
 fn read_existing(dir: &Path) -> io::Result<SealKey> {
