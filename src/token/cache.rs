@@ -4,12 +4,22 @@
 //! - Files are `tokens/<sanitised upn>.json`, mode 0600 in a 0700 directory (TOK-5). A file or directory
 //!   found with group/other bits is fixed to owner-only with a warning, then loaded (TOK-3: we chose "fix").
 //!   On Windows the file lives in the user's profile and inherits its owner-only ACL; no explicit ACL is
-//!   set yet (documented gap). No OS keyring: tokens are plaintext on disk, protected by permissions.
+//!   set yet (documented gap). No OS keyring.
+//! - Schema version 2 (SEC-19): the refresh token and the access tokens are sealed with ChaCha20-Poly1305
+//!   under a per-install 32-byte key in `tokens/.cache-key` (0600, created atomically on the first save,
+//!   never logged), a random nonce per value and the account's UPN as associated data (see the `seal`
+//!   module). Everything else (UPN, audiences, expiry times, sign-in mark) stays readable for support.
+//!   This protects against casual disclosure (backups, `grep`, a file pasted into a ticket), not against
+//!   code running as the same user, which can read the key file too. On Windows the key file should be
+//!   DPAPI-protected: not done yet. Version-1 files (plain-text tokens) still load and are rewritten as
+//!   version 2 on the next save.
 //! - Writes are atomic: temp file in the same directory, fsync, rename, fsync of the directory (TOK-6,
 //!   FLT-19). A failed write leaves the previous file intact and returns an error (FLT-18).
 //! - Anything unreadable (truncated, empty, random bytes, wrong schema or version, another user's file,
-//!   larger than 1 MiB, a symlink or non-regular file) is renamed to `<name>.corrupt.<unix ts>` and reported as
-//!   [`Load::Quarantined`]; it never panics and never follows a symlink (TOK-1).
+//!   larger than 1 MiB, a symlink or non-regular file, a sealed value that does not open because it was
+//!   tampered with, the key is another install's or the key file is missing) is renamed to
+//!   `<name>.corrupt.<unix ts>` and reported as [`Load::Quarantined`] with a reason that says to sign in
+//!   again with `exoproxy login <upn>`; it never panics and never follows a symlink (TOK-1).
 //! - Writers take `<name>.lock` holding their pid; a lock whose pid is dead, or older than 5 s, is taken
 //!   over (TOK-4). Inside one process a mutex serialises writers.
 
@@ -17,6 +27,8 @@
 #[cfg(test)]
 #[cfg(unix)]
 mod tests;
+
+mod seal;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read as _, Write as _};
@@ -31,8 +43,10 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::token::account::{Audience, normalize_upn};
 use crate::token::secret::{AccessToken, RefreshToken};
 
-/// Schema version written into every file.
-pub const CACHE_VERSION: u32 = 1;
+/// Schema version written into every file (2: tokens sealed).
+pub const CACHE_VERSION: u32 = 2;
+/// The older schema with plain-text tokens: still read, rewritten as [`CACHE_VERSION`] on the next save.
+pub const PLAINTEXT_CACHE_VERSION: u32 = 1;
 /// Larger files are not read (a token cache is a few KiB).
 pub const MAX_CACHE_FILE: u64 = 1024 * 1024;
 /// A lock older than this is considered abandoned even if its pid looks alive.
@@ -120,22 +134,23 @@ pub struct CacheWriteError {
     source: io::Error,
 }
 
-/// The JSON schema, version 1.
+/// The JSON schema. Version 1 and 2 have the same shape: in version 1 the token strings are plain text,
+/// in version 2 they are sealed (`seal` submodule).
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileV1 {
+struct FileJson {
     version: u32,
     upn: String,
     refresh_token: Option<String>,
     #[serde(default)]
-    access_tokens: Vec<AccessRecordV1>,
+    access_tokens: Vec<AccessRecordJson>,
     sign_in_required: Option<SignInMark>,
     last_refresh: Option<RefreshRecord>,
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AccessRecordV1 {
+struct AccessRecordJson {
     audience: String,
     token: String,
     issued_at: i64,
@@ -172,23 +187,31 @@ impl TokenCache {
         let path = self.path_for(upn);
         match read_checked(&path) {
             Ok(None) => Load::Missing,
-            Ok(Some(bytes)) => match decode(&bytes, upn) {
+            Ok(Some(bytes)) => match decode(&bytes, upn, &self.dir) {
                 Ok(account) => Load::Loaded(Box::new(account)),
-                Err(reason) => quarantine(&path, reason),
+                Err(reason) => quarantine(&path, upn, reason),
             },
-            Err(ReadProblem::Corrupt(reason)) => quarantine(&path, reason),
+            Err(ReadProblem::Corrupt(reason)) => quarantine(&path, upn, reason),
             Err(ReadProblem::Io(e)) => Load::Quarantined {
                 moved_to: None,
-                reason: format!("could not read {}: {e}", path.display()),
+                reason: format!(
+                    "could not read {}: {e}; sign in again with `exoproxy login {upn}`",
+                    path.display()
+                ),
             },
         }
     }
 
     /// Atomically replaces the account's file.
+    /// The tokens are sealed under the install's key, which is created on the first save.
     pub fn save(&self, account: &CachedAccount) -> Result<(), CacheWriteError> {
         let path = self.path_for(&account.upn);
-        let bytes = encode(account);
         let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let bytes = match seal::read_or_create_key(&self.dir).and_then(|key| encode(account, &key))
+        {
+            Ok(bytes) => bytes,
+            Err(source) => return Err(CacheWriteError { path, source }),
+        };
         let lock = FileLock::acquire(&path.with_extension("lock"));
         let result = self.write_atomically(&path, &bytes);
         drop(lock);
@@ -297,13 +320,13 @@ fn read_checked(path: &Path) -> Result<Option<Zeroizing<Vec<u8>>>, ReadProblem> 
     Ok(Some(bytes))
 }
 
-fn decode(bytes: &[u8], upn: &str) -> Result<CachedAccount, String> {
+fn decode(bytes: &[u8], upn: &str, dir: &Path) -> Result<CachedAccount, String> {
     if bytes.is_empty() {
         return Err("it is empty".into());
     }
-    let mut file: FileV1 = serde_json::from_slice(bytes)
+    let mut file: FileJson = serde_json::from_slice(bytes)
         .map_err(|e| format!("it is not a version-{CACHE_VERSION} cache ({e})"))?;
-    if file.version != CACHE_VERSION {
+    if file.version != CACHE_VERSION && file.version != PLAINTEXT_CACHE_VERSION {
         return Err(format!(
             "unsupported version {} (expected {CACHE_VERSION})",
             file.version
@@ -311,6 +334,9 @@ fn decode(bytes: &[u8], upn: &str) -> Result<CachedAccount, String> {
     }
     if normalize_upn(&file.upn) != normalize_upn(upn) {
         return Err(format!("it belongs to another account ({})", file.upn));
+    }
+    if file.version == CACHE_VERSION {
+        unseal_tokens(&mut file, dir)?;
     }
     let access_tokens = file
         .access_tokens
@@ -331,34 +357,73 @@ fn decode(bytes: &[u8], upn: &str) -> Result<CachedAccount, String> {
     })
 }
 
-fn encode(account: &CachedAccount) -> Zeroizing<Vec<u8>> {
-    let file = FileV1 {
-        version: CACHE_VERSION,
-        upn: account.upn.clone(),
-        refresh_token: account
-            .refresh_token
-            .as_ref()
-            .map(|t| t.expose().to_string()),
-        access_tokens: account
-            .access_tokens
-            .iter()
-            .map(|t| AccessRecordV1 {
-                audience: t.audience.as_str().to_string(),
-                token: t.token.expose().to_string(),
+/// Replaces the sealed token strings of a version-2 file by their plain text, in place.
+fn unseal_tokens(file: &mut FileJson, dir: &Path) -> Result<(), String> {
+    if file.refresh_token.is_none() && file.access_tokens.is_empty() {
+        return Ok(()); // nothing sealed: no key needed
+    }
+    let key = seal::read_key(dir).map_err(|problem| match problem {
+        seal::KeyProblem::Missing => format!(
+            "its tokens are sealed but the key file {} is missing",
+            seal::key_path(dir).display()
+        ),
+        seal::KeyProblem::Unusable(reason) => format!(
+            "its tokens are sealed but the key file {} is unusable ({reason})",
+            seal::key_path(dir).display()
+        ),
+    })?;
+    let upn = normalize_upn(&file.upn);
+    let unopened = || {
+        "a sealed token does not open (the file was altered, copied from another account, \
+         or sealed under another install's key)"
+            .to_string()
+    };
+    if let Some(sealed) = &mut file.refresh_token {
+        *sealed = key
+            .open(sealed, &upn, seal::Field::Refresh)
+            .ok_or_else(unopened)?;
+    }
+    for record in &mut file.access_tokens {
+        let field = seal::Field::Access(&record.audience);
+        record.token = key.open(&record.token, &upn, field).ok_or_else(unopened)?;
+    }
+    Ok(())
+}
+
+fn encode(account: &CachedAccount, key: &seal::SealKey) -> io::Result<Zeroizing<Vec<u8>>> {
+    let upn = normalize_upn(&account.upn);
+    let refresh_token = match &account.refresh_token {
+        Some(t) => Some(key.seal(t.expose(), &upn, seal::Field::Refresh)?),
+        None => None,
+    };
+    let access_tokens = account
+        .access_tokens
+        .iter()
+        .map(|t| {
+            let audience = t.audience.as_str();
+            Ok(AccessRecordJson {
+                audience: audience.to_string(),
+                token: key.seal(t.token.expose(), &upn, seal::Field::Access(audience))?,
                 issued_at: t.issued_at,
                 expires_at: t.expires_at,
             })
-            .collect(),
+        })
+        .collect::<io::Result<_>>()?;
+    let file = FileJson {
+        version: CACHE_VERSION,
+        upn: account.upn.clone(),
+        refresh_token,
+        access_tokens,
         sign_in_required: account.sign_in_required.clone(),
         last_refresh: account.last_refresh.clone(),
     };
     // Serialising plain structs of strings and integers cannot fail.
     let bytes = Zeroizing::new(serde_json::to_vec_pretty(&file).unwrap_or_default());
     drop(file);
-    bytes
+    Ok(bytes)
 }
 
-impl Drop for FileV1 {
+impl Drop for FileJson {
     fn drop(&mut self) {
         self.refresh_token.zeroize();
         for record in &mut self.access_tokens {
@@ -367,18 +432,19 @@ impl Drop for FileV1 {
     }
 }
 
-fn quarantine(path: &Path, reason: String) -> Load {
+fn quarantine(path: &Path, upn: &str, reason: String) -> Load {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let target = path.with_file_name(format!("{name}.corrupt.{}", unix_now()));
     let moved_to = fs::rename(path, &target).ok().map(|()| target);
+    let reason = format!("{reason}; sign in again with `exoproxy login {upn}`");
     tracing::warn!(
         file = %path.display(),
         moved_to = ?moved_to.as_ref().map(|p| p.display().to_string()),
         %reason,
-        "token cache file is unusable: moved aside; sign in again with `exoproxy login`"
+        "token cache file is unusable: moved aside"
     );
     Load::Quarantined { moved_to, reason }
 }
@@ -390,7 +456,10 @@ fn sweep_orphaned_temp_files(dir: &Path) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some((_, rest)) = name.split_once(".json.tmp.") else {
+        let Some((_, rest)) = name
+            .split_once(".json.tmp.")
+            .or_else(|| name.split_once(seal::KEY_TEMP_MARKER))
+        else {
             continue;
         };
         let writer = rest.split('.').next().and_then(|p| p.parse::<u32>().ok());

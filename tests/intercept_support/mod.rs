@@ -56,6 +56,10 @@ pub struct Harness {
     pub leaves: Arc<LeafCache>,
     /// When the token manager sent each refresh-token grant.
     pub refreshes: Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>,
+    /// The interception state the proxy serves with.
+    pub intercept: Arc<InterceptState>,
+    /// The state dir the token manager persists into (`Options::state_dir`), under [`Harness::temp_dir`].
+    pub state_dir: Option<PathBuf>,
     stop: Option<oneshot::Sender<()>>,
     _tmp: tempfile::TempDir,
 }
@@ -68,6 +72,10 @@ pub struct Options {
     pub default_account: Option<String>,
     /// Extra upstream roots (PEM), trusted besides exosim's CA.
     pub extra_roots: Vec<String>,
+    /// exosim's canary (SEC-19): embedded in every token it issues.
+    pub canary: Option<String>,
+    /// Give the token manager a real state dir (`<temp dir>/state`) instead of memory only.
+    pub state_dir: bool,
 }
 
 impl Default for Options {
@@ -78,6 +86,8 @@ impl Default for Options {
             connect_to: Vec::new(),
             default_account: Some(ADMIN.into()),
             extra_roots: Vec::new(),
+            canary: None,
+            state_dir: false,
         }
     }
 }
@@ -87,6 +97,7 @@ impl Harness {
         let sim = Sim::start(SimConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             token_lifetime: options.token_lifetime,
+            canary: options.canary.clone(),
             ..SimConfig::default()
         })
         .await
@@ -130,10 +141,14 @@ impl Harness {
         let (router, upstream) = (router(), Arc::new(Upstream::new(upstream)));
         let client = OutboundClient::new(router.clone(), upstream.clone(), upstream_tls.clone());
         let refreshes = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let tokens = token_manager(client, refreshes.clone());
-        let state = InterceptState::new(leaves.clone(), upstream_tls, tokens.clone())
-            .with_default_account(options.default_account.clone());
-        let proxy = Proxy::new(router, upstream, Limits::default()).with_intercept(Arc::new(state));
+        let state_dir = options.state_dir.then(|| tmp.path().join("state"));
+        let tokens = token_manager_in(client, refreshes.clone(), state_dir.as_deref());
+        let intercept = Arc::new(
+            InterceptState::new(leaves.clone(), upstream_tls, tokens.clone())
+                .with_default_account(options.default_account.clone()),
+        );
+        let proxy =
+            Proxy::new(router, upstream, Limits::default()).with_intercept(intercept.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(listener::serve(
             vec![listener],
@@ -150,6 +165,8 @@ impl Harness {
             tokens,
             leaves,
             refreshes,
+            intercept,
+            state_dir,
             stop: Some(stop),
             _tmp: tmp,
         };
@@ -181,6 +198,11 @@ impl Harness {
 
     pub fn control(&self) -> exosim::Control {
         self.sim.control()
+    }
+
+    /// The harness's temp dir (CA files, state dir); removed on drop.
+    pub fn temp_dir(&self) -> &std::path::Path {
+        self._tmp.path()
     }
 }
 
@@ -214,6 +236,15 @@ pub fn token_manager(
     client: OutboundClient,
     refreshes: Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>,
 ) -> TokenManager {
+    token_manager_in(client, refreshes, None)
+}
+
+/// [`token_manager`] persisting into `state_dir` (`None`: memory only).
+pub fn token_manager_in(
+    client: OutboundClient,
+    refreshes: Arc<std::sync::Mutex<Vec<tokio::time::Instant>>>,
+    state_dir: Option<&std::path::Path>,
+) -> TokenManager {
     let settings = ManagerSettings {
         request_wait: Duration::from_secs(10),
         expiry_margin: Duration::from_millis(500),
@@ -225,7 +256,7 @@ pub fn token_manager(
         inner: client,
         refreshes,
     });
-    let tokens = TokenManager::new(transport, None, settings).unwrap();
+    let tokens = TokenManager::new(transport, state_dir, settings).unwrap();
     tokens.add_account(AccountConfig::new(ADMIN));
     tokens
 }

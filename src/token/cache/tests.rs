@@ -54,7 +54,7 @@ fn round_trip_is_owner_only() {
     assert_eq!(path.file_name().unwrap(), "admin@contoso.com.json");
     assert_eq!(mode(&path), 0o600);
     let text = fs::read_to_string(&path).unwrap();
-    assert!(text.contains("\"version\": 1"), "{text}");
+    assert!(text.contains("\"version\": 2"), "{text}");
     let account = loaded(cache.load("admin@contoso.com"));
     assert_eq!(account.refresh_token.unwrap().expose(), "rt-1");
     assert_eq!(account.access_tokens[0].token.expose(), "at-1");
@@ -76,7 +76,7 @@ fn tok1_corrupt_files_are_quarantined_never_crash() {
         ("truncated", br#"{"version":1,"upn":"Admin@Contoso.com","refresh_tok"#.to_vec()),
         ("random bytes", (0..4096u32).map(|i| (i * 7919 % 251) as u8).collect()),
         ("wrong schema", br#"{"tokens":["x"]}"#.to_vec()),
-        ("wrong version", br#"{"version":2,"upn":"Admin@Contoso.com","refresh_token":null,"sign_in_required":null,"last_refresh":null}"#.to_vec()),
+        ("wrong version", br#"{"version":3,"upn":"Admin@Contoso.com","refresh_token":null,"sign_in_required":null,"last_refresh":null}"#.to_vec()),
         ("another account", br#"{"version":1,"upn":"eve@evil.example","refresh_token":"x","sign_in_required":null,"last_refresh":null}"#.to_vec()),
         ("10 MiB", big),
     ];
@@ -110,7 +110,9 @@ fn tok1_symlinks_are_never_followed() {
     let victim = outside.path().join("other-users-file.json");
     let mut other = sample();
     other.upn = UPN.into();
-    fs::write(&victim, encode(&other).as_slice()).unwrap();
+    let key = seal::read_or_create_key(cache.dir()).unwrap();
+    let other_bytes = encode(&other, &key).unwrap();
+    fs::write(&victim, other_bytes.as_slice()).unwrap();
     for target in [victim.as_path(), Path::new("/dev/zero")] {
         std::os::unix::fs::symlink(target, cache.path_for(UPN)).unwrap();
         assert!(
@@ -130,7 +132,7 @@ fn tok1_symlinks_are_never_followed() {
         }
     }
     // The file outside the directory is untouched.
-    assert_eq!(fs::read(&victim).unwrap(), encode(&other).as_slice());
+    assert_eq!(fs::read(&victim).unwrap(), other_bytes.as_slice());
     // A directory where the file should be is also quarantined.
     fs::create_dir(cache.path_for(UPN)).unwrap();
     assert!(matches!(cache.load(UPN), Load::Quarantined { .. }));
@@ -196,8 +198,8 @@ fn flt18_failed_write_keeps_the_old_file() {
     cache.fail_next_write();
     assert!(cache.save(&newer).is_err());
     assert_eq!(fs::read(cache.path_for(UPN)).unwrap(), before);
-    // No temp file is left behind, and the next write works.
-    assert_eq!(fs::read_dir(cache.dir()).unwrap().count(), 1);
+    // No temp file is left behind (only the file and the key), and the next write works.
+    assert_eq!(fs::read_dir(cache.dir()).unwrap().count(), 2);
     cache.save(&newer).unwrap();
     assert_eq!(
         loaded(cache.load(UPN)).refresh_token.unwrap().expose(),
@@ -258,4 +260,238 @@ fn file_stems_are_safe_and_distinct() {
     assert!(!odd.contains('/') && !odd.starts_with('.'), "{odd}");
     assert_ne!(file_stem("a+b@x.com"), file_stem("a/b@x.com"));
     assert_ne!(file_stem("a+b@x.com"), "a_b@x.com");
+}
+
+// === sealing (SEC-19) ===
+
+const CANARY: &str = "CANARY-sec19-unit-7f3a";
+
+fn canary_account() -> CachedAccount {
+    let mut account = sample();
+    account.refresh_token = Some(RefreshToken::new(format!("1.exosim.abc.{CANARY}")));
+    account.access_tokens[0].token = AccessToken::new(format!("eyJ.{CANARY}.sig"));
+    account
+}
+
+fn quarantine_reason(load: Load) -> String {
+    match load {
+        Load::Quarantined {
+            moved_to: Some(moved),
+            reason,
+        } => {
+            assert!(moved.exists());
+            reason
+        }
+        other => panic!("expected quarantine, got {other:?}"),
+    }
+}
+
+fn write_v1(cache: &TokenCache, upn: &str, refresh: &str, access: &str) {
+    let v1 = serde_json::json!({
+        "version": 1, "upn": upn, "refresh_token": refresh,
+        "access_tokens": [{"audience": "https://outlook.office365.com", "token": access,
+            "issued_at": 1000, "expires_at": 4600}],
+        "sign_in_required": null, "last_refresh": null,
+    });
+    fs::write(cache.path_for(upn), serde_json::to_vec(&v1).unwrap()).unwrap();
+}
+
+#[test]
+fn sec19_sealed_round_trip_never_writes_a_token_in_clear() {
+    let state = tempfile::tempdir().unwrap();
+    let cache = TokenCache::open(state.path()).unwrap();
+    cache.save(&canary_account()).unwrap();
+    let first = fs::read(cache.path_for(UPN)).unwrap();
+    for needle in [CANARY, "1.exosim.abc", "eyJ."] {
+        assert!(
+            !first.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "{needle} in {}",
+            String::from_utf8_lossy(&first)
+        );
+    }
+    let account = loaded(cache.load(UPN));
+    let rt = account.refresh_token.unwrap();
+    assert_eq!(rt.expose(), format!("1.exosim.abc.{CANARY}"));
+    assert_eq!(
+        account.access_tokens[0].token.expose(),
+        format!("eyJ.{CANARY}.sig")
+    );
+    assert_eq!(account.access_tokens[0].expires_at, 4600);
+    // A fresh nonce per seal: the same account saved twice gives different bytes.
+    cache.save(&canary_account()).unwrap();
+    assert_ne!(fs::read(cache.path_for(UPN)).unwrap(), first);
+    // No key material or token in any file but the key file.
+    for entry in fs::read_dir(cache.dir()).unwrap().flatten() {
+        let bytes = fs::read(entry.path()).unwrap();
+        assert!(!bytes.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()));
+    }
+}
+
+#[test]
+fn sec19_key_file_is_owner_only_32_bytes_and_reused() {
+    let state = tempfile::tempdir().unwrap();
+    let cache = TokenCache::open(state.path()).unwrap();
+    let key_file = cache.dir().join(seal::KEY_FILE);
+    assert!(!key_file.exists(), "created before the first save");
+    cache.save(&sample()).unwrap();
+    assert_eq!(mode(&key_file), 0o600);
+    let key = fs::read(&key_file).unwrap();
+    assert_eq!(key.len(), 32);
+    cache.save(&sample()).unwrap();
+    TokenCache::open(state.path())
+        .unwrap()
+        .save(&sample())
+        .unwrap();
+    assert_eq!(fs::read(&key_file).unwrap(), key, "the key was replaced");
+    assert_eq!(cache.list(), vec![UPN.to_string()], "the key is no account");
+    let debug = format!("{:?}", seal::read_key(cache.dir()).ok());
+    assert_eq!(debug, "Some(SealKey([redacted]))");
+}
+
+#[test]
+fn sec19_concurrent_first_saves_agree_on_one_key() {
+    let state = tempfile::tempdir().unwrap();
+    let upns: Vec<String> = (0..8).map(|i| format!("user{i}@contoso.com")).collect();
+    std::thread::scope(|scope| {
+        for upn in &upns {
+            let dir = state.path();
+            scope.spawn(move || {
+                let mut account = sample();
+                account.upn = upn.clone();
+                TokenCache::open(dir).unwrap().save(&account).unwrap();
+            });
+        }
+    });
+    let cache = TokenCache::open(state.path()).unwrap();
+    for upn in &upns {
+        let account = loaded(cache.load(upn));
+        assert_eq!(account.refresh_token.unwrap().expose(), "rt-1", "{upn}");
+    }
+    let leftovers: Vec<_> = fs::read_dir(cache.dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp."))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn sec19_version_1_loads_and_is_rewritten_sealed() {
+    let state = tempfile::tempdir().unwrap();
+    let cache = TokenCache::open(state.path()).unwrap();
+    write_v1(&cache, UPN, "rt-plain-v1", "at-plain-v1");
+    let account = loaded(cache.load(UPN));
+    assert_eq!(
+        account.refresh_token.as_ref().unwrap().expose(),
+        "rt-plain-v1"
+    );
+    assert_eq!(account.access_tokens[0].token.expose(), "at-plain-v1");
+    assert!(
+        !cache.dir().join(seal::KEY_FILE).exists(),
+        "a load made a key"
+    );
+    cache.save(&account).unwrap();
+    let text = fs::read_to_string(cache.path_for(UPN)).unwrap();
+    assert!(text.contains("\"version\": 2"), "{text}");
+    assert!(!text.contains("plain-v1"), "{text}");
+    let again = loaded(cache.load(UPN));
+    assert_eq!(again.refresh_token.unwrap().expose(), "rt-plain-v1");
+}
+
+#[test]
+fn sec19_tampered_seal_is_quarantined_with_a_sign_in_hint() {
+    let state = tempfile::tempdir().unwrap();
+    let cache = TokenCache::open(state.path()).unwrap();
+    cache.save(&sample()).unwrap();
+    let path = cache.path_for(UPN);
+    let mut json: serde_json::Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+    let sealed = json["refresh_token"].as_str().unwrap().to_string();
+    // Flip one character in the middle of the ciphertext.
+    let mut chars: Vec<char> = sealed.chars().collect();
+    let mid = chars.len() / 2;
+    chars[mid] = if chars[mid] == 'A' { 'B' } else { 'A' };
+    json["refresh_token"] = chars.into_iter().collect::<String>().into();
+    fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
+    let reason = quarantine_reason(cache.load(UPN));
+    assert!(reason.contains("does not open"), "{reason}");
+    assert!(
+        reason.contains("exoproxy login Admin@Contoso.com"),
+        "{reason}"
+    );
+    assert!(!path.exists());
+    assert_eq!(quarantined_files(&cache).len(), 1);
+}
+
+#[test]
+fn sec19_file_copied_onto_another_account_is_quarantined() {
+    let state = tempfile::tempdir().unwrap();
+    let cache = TokenCache::open(state.path()).unwrap();
+    cache.save(&sample()).unwrap();
+    let other = "eve@contoso.com";
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&fs::read(cache.path_for(UPN)).unwrap()).unwrap();
+    json["upn"] = other.into();
+    fs::write(cache.path_for(other), serde_json::to_vec(&json).unwrap()).unwrap();
+    let reason = quarantine_reason(cache.load(other));
+    assert!(reason.contains("does not open"), "{reason}");
+    loaded(cache.load(UPN));
+}
+
+#[test]
+fn sec19_wrong_or_missing_key_is_quarantined() {
+    for case in ["wrong key", "missing key"] {
+        let state = tempfile::tempdir().unwrap();
+        let cache = TokenCache::open(state.path()).unwrap();
+        cache.save(&sample()).unwrap();
+        let key_file = cache.dir().join(seal::KEY_FILE);
+        if case == "wrong key" {
+            fs::write(&key_file, [7u8; 32]).unwrap();
+        } else {
+            fs::remove_file(&key_file).unwrap();
+        }
+        let reason = quarantine_reason(cache.load(UPN));
+        let expected = if case == "wrong key" {
+            "does not open"
+        } else {
+            "is missing"
+        };
+        assert!(reason.contains(expected), "{case}: {reason}");
+        assert!(reason.contains("exoproxy login"), "{case}: {reason}");
+        // Signing in again works: the save makes (or reuses) a key and the new file opens.
+        cache.save(&sample()).unwrap();
+        loaded(cache.load(UPN));
+    }
+}
+
+#[test]
+fn sec19_unusable_key_file_is_replaced_on_save() {
+    let state = tempfile::tempdir().unwrap();
+    let cache = TokenCache::open(state.path()).unwrap();
+    cache.save(&sample()).unwrap();
+    let key_file = cache.dir().join(seal::KEY_FILE);
+    fs::write(&key_file, b"short").unwrap();
+    // Reading under an unusable key quarantines; the next save replaces the key.
+    let reason = quarantine_reason(cache.load(UPN));
+    assert!(reason.contains("unusable"), "{reason}");
+    cache.save(&sample()).unwrap();
+    assert_eq!(fs::read(&key_file).unwrap().len(), 32);
+    loaded(cache.load(UPN));
+}
+
+#[test]
+fn sec19_unsealed_file_without_tokens_needs_no_key() {
+    let state = tempfile::tempdir().unwrap();
+    let cache = TokenCache::open(state.path()).unwrap();
+    let mark = CachedAccount {
+        upn: UPN.into(),
+        sign_in_required: Some(SignInMark {
+            aadsts: Some(700_082),
+            detail: "expired".into(),
+        }),
+        ..CachedAccount::default()
+    };
+    cache.save(&mark).unwrap();
+    fs::remove_file(cache.dir().join(seal::KEY_FILE)).unwrap();
+    let account = loaded(cache.load(UPN));
+    assert_eq!(account.sign_in_required, mark.sign_in_required);
 }
