@@ -198,9 +198,13 @@ impl Account {
         match cache.load(&self.upn()) {
             Load::Missing => {}
             Load::Quarantined { reason, .. } => {
-                self.state().last_error = Some(format!(
-                    "the token cache was unusable ({reason}); sign in again"
-                ));
+                let advice = if reason.contains("sign in again") {
+                    ""
+                } else {
+                    "; sign in again"
+                };
+                self.state().last_error =
+                    Some(format!("the token cache was unusable ({reason}){advice}"));
             }
             Load::Loaded(cached) => self.restore(*cached),
         }
