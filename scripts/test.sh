@@ -17,11 +17,11 @@ cargo fmt --all -- --check
 stage "clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
-stage "tests"
-cargo test --workspace
-
 stage "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+
+stage "tests"
+cargo test --workspace
 
 stage "interop: squid"
 scripts/interop-squid.sh

@@ -5,7 +5,7 @@
 //! without traffic in either direction, ends the tunnel. The result says how much went each way.
 //!
 //! Speed (BENCHMARKS.md §1, §4): each direction starts with a buffer that holds one TLS record and
-//! doubles, up to [`MAX_BUF`], whenever a read fills it, so bulk transfers move large chunks per
+//! doubles, up to 128 KiB, whenever a read fills it, so bulk transfers move large chunks per
 //! system call while the many small tunnels pay for 2 × 16.5 KiB only. The idle deadline is one
 //! timer per tunnel, re-armed only when it fires (not a new timer per read).
 
