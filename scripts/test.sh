@@ -28,7 +28,8 @@ scripts/interop-squid.sh
 
 for extra in scripts/interop-*.sh scripts/pac-interop.sh; do
   [ "$extra" = scripts/interop-squid.sh ] && continue
-  stage "interop: ${extra#scripts/interop-}"
+  name=${extra#scripts/}
+  stage "interop: ${name%.sh}"
   "$extra"
 done
 
