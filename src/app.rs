@@ -27,6 +27,7 @@ use crate::target::Target;
 use crate::upstream::Upstream;
 
 pub mod accounts;
+pub mod demo;
 mod services;
 
 pub use services::Services;

@@ -113,6 +113,16 @@ pub enum Command {
     /// The local CA that signs the intercepted hosts' certificates.
     #[command(subcommand)]
     Ca(CaCommand),
+    /// See exoproxy work without a tenant: runs the Entra ID + Exchange Online emulator on
+    /// loopback, signs in, runs WS-Man and REST calls across token rollovers, prints a report.
+    Demo {
+        /// How long to run REST and WS-Man calls, in seconds.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        seconds: u64,
+        /// Lifetime of the emulator's access tokens, in seconds (short, to see rollovers).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..=3600))]
+        token_lifetime: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]

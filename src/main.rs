@@ -15,12 +15,21 @@ fn main() -> ExitCode {
         let file = file.clone().or_else(|| cli.global.config_file());
         return app::config_check(file.as_deref(), &overrides);
     }
+    if let Some(Command::Demo {
+        seconds,
+        token_lifetime,
+    }) = &cli.command
+    {
+        // Self-contained: no config file, no environment; warnings only unless -v.
+        app::init_logging(overrides.log_level.as_deref().unwrap_or("warn"));
+        return app::block_on(app::demo::run(*seconds, *token_lifetime));
+    }
     let config = match load(&cli) {
         Ok(c) => c,
         Err(code) => return code,
     };
     match &cli.command {
-        Some(Command::Config(_)) => unreachable_config(),
+        Some(Command::Config(_) | Command::Demo { .. }) => unreachable_config(),
         Some(Command::Route { url }) => app::block_on(app::explain_route(&config, url)),
         Some(Command::Pac(PacCommand::Eval { url, pac })) => {
             app::block_on(app::pac_eval(&config, url, pac.as_deref()))
