@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     match &cli.command {
-        Some(Command::Config(_) | Command::Demo { .. }) => unreachable_config(),
+        Some(Command::Config(_) | Command::Demo { .. }) => handled_before_loading(),
         Some(Command::Route { url }) => app::block_on(app::explain_route(&config, url)),
         Some(Command::Pac(PacCommand::Eval { url, pac })) => {
             app::block_on(app::pac_eval(&config, url, pac.as_deref()))
@@ -63,9 +63,10 @@ fn quiet_logging(config: &Config) {
     app::init_logging(level);
 }
 
-/// `config check` returned above; kept as a function so the match stays exhaustive and honest.
-fn unreachable_config() -> ExitCode {
-    eprintln!("error: internal: config subcommand dispatched twice");
+/// `config check` and `demo` return before the configuration is loaded; this arm keeps the match
+/// exhaustive without a wildcard that could hide a new command.
+fn handled_before_loading() -> ExitCode {
+    eprintln!("error: internal: a command was dispatched twice");
     ExitCode::FAILURE
 }
 
