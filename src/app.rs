@@ -333,10 +333,12 @@ fn announce(config: &Config, bound: &[SocketAddr], services: &Services) {
     );
 }
 
-/// Creates the state folder owner-only (0700 on Unix).
+/// Creates the state folder owner-only: 0700 on Unix, a protected owner-only ACL on Windows (a
+/// failure to set the ACL is a warning: the folder keeps its inherited ACL).
 fn ensure_state_dir(dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir)
         .map_err(|e| format!("cannot create the state dir {}: {e}", dir.display()))?;
+    crate::platform::restrict_dir_to_owner(dir);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

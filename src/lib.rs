@@ -36,6 +36,7 @@ pub mod inject;
 pub mod intercept;
 pub mod listener;
 pub mod peer;
+mod platform;
 pub mod route;
 pub mod target;
 pub mod token;

@@ -3,27 +3,30 @@
 //! Contract:
 //! - Files are `tokens/<sanitised upn>.json`, mode 0600 in a 0700 directory (TOK-5). A file or directory
 //!   found with group/other bits is fixed to owner-only with a warning, then loaded (TOK-3: we chose "fix").
-//!   On Windows the file lives in the user's profile and inherits its owner-only ACL; no explicit ACL is
-//!   set yet (documented gap). No OS keyring.
+//!   On Windows the `tokens/` folder gets a protected owner-only DACL (the user and SYSTEM, full control,
+//!   inherited by its files, nothing inherited from the parent) when the cache is opened; if that fails
+//!   it keeps the profile's inherited ACL and a warning says so. No OS keyring.
 //! - Schema version 2 (SEC-19): the refresh token and the access tokens are sealed with ChaCha20-Poly1305
 //!   under a per-install 32-byte key in `tokens/.cache-key` (0600, created atomically on the first save,
-//!   never logged), a random nonce per value and the account's UPN as associated data (see the `seal`
-//!   module). Everything else (UPN, audiences, expiry times, sign-in mark) stays readable for support.
-//!   This protects against casual disclosure (backups, `grep`, a file pasted into a ticket), not against
-//!   code running as the same user, which can read the key file too. On Windows the key file should be
-//!   DPAPI-protected: not done yet. Version-1 files (plain-text tokens) still load and are rewritten as
-//!   version 2 on the next save.
+//!   never logged; on Windows the file holds the key's DPAPI blob for the current user), a random nonce
+//!   per value and the account's UPN as associated data (see the `seal` module). Everything else (UPN,
+//!   audiences, expiry times, sign-in mark) stays readable for support. This protects against casual
+//!   disclosure (backups, `grep`, a file pasted into a ticket), not against code running as the same
+//!   user, which can read the key file too. Version-1 files (plain-text tokens) still load and are
+//!   rewritten as version 2 on the next save.
 //! - Writes are atomic: temp file in the same directory, fsync, rename, fsync of the directory (TOK-6,
 //!   FLT-19). A failed write leaves the previous file intact and returns an error (FLT-18).
 //! - Anything unreadable (truncated, empty, random bytes, wrong schema or version, another user's file,
 //!   larger than 1 MiB, a symlink or non-regular file, a sealed value that does not open because it was
-//!   tampered with, the key is another install's or the key file is missing) is renamed to
-//!   `<name>.corrupt.<unix ts>` and reported as [`Load::Quarantined`] with a reason that says to sign in
-//!   again with `exoproxy login <upn>`; it never panics and never follows a symlink (TOK-1).
+//!   tampered with, the key is another install's, the key file is missing or (Windows) does not unprotect
+//!   for this user) is renamed to `<name>.corrupt.<unix ts>` and reported as [`Load::Quarantined`] with
+//!   a reason that says to sign in again with `exoproxy login <upn>`; it never panics and never follows
+//!   a symlink (TOK-1).
 //! - Writers take `<name>.lock` holding their pid; a lock whose pid is dead, or older than 5 s, is taken
 //!   over (TOK-4). Inside one process a mutex serialises writers.
 
-// The tests check POSIX modes and symlinks; Windows ACLs are not covered here.
+// The tests check POSIX modes and symlinks; Windows ACLs and DPAPI are not covered here (the key
+// protector seam is, with a stand-in).
 #[cfg(test)]
 #[cfg(unix)]
 mod tests;
@@ -40,6 +43,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
+use crate::platform::{KeyProtector, OsProtector, TOKEN_CACHE_KEY};
 use crate::token::account::{Audience, normalize_upn};
 use crate::token::secret::{AccessToken, RefreshToken};
 
@@ -60,6 +64,8 @@ pub struct TokenCache {
     write_lock: Mutex<()>,
     /// Test hook: make the next write fail after the temp file is written (FLT-18).
     fail_next_write: AtomicBool,
+    /// Protects the sealing key file: DPAPI on Windows, the identity on Unix.
+    protector: Box<dyn KeyProtector>,
 }
 
 /// What is persisted for one account. Secrets stay in redacting newtypes.
@@ -160,7 +166,7 @@ struct AccessRecordJson {
 // === impl TokenCache ===
 
 impl TokenCache {
-    /// Opens (creating) `<state_dir>/tokens` with mode 0700.
+    /// Opens (creating) `<state_dir>/tokens`: mode 0700 on Unix, an owner-only ACL on Windows.
     pub fn open(state_dir: &Path) -> io::Result<Self> {
         let dir = state_dir.join("tokens");
         create_private_dir(&dir)?;
@@ -169,6 +175,7 @@ impl TokenCache {
             dir,
             write_lock: Mutex::new(()),
             fail_next_write: AtomicBool::new(false),
+            protector: Box::new(OsProtector::new(TOKEN_CACHE_KEY)),
         })
     }
 
@@ -187,7 +194,7 @@ impl TokenCache {
         let path = self.path_for(upn);
         match read_checked(&path) {
             Ok(None) => Load::Missing,
-            Ok(Some(bytes)) => match decode(&bytes, upn, &self.dir) {
+            Ok(Some(bytes)) => match decode(&bytes, upn, &self.dir, &*self.protector) {
                 Ok(account) => Load::Loaded(Box::new(account)),
                 Err(reason) => quarantine(&path, upn, reason),
             },
@@ -207,7 +214,8 @@ impl TokenCache {
     pub fn save(&self, account: &CachedAccount) -> Result<(), CacheWriteError> {
         let path = self.path_for(&account.upn);
         let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let bytes = match seal::read_or_create_key(&self.dir).and_then(|key| encode(account, &key))
+        let bytes = match seal::read_or_create_key(&self.dir, &*self.protector)
+            .and_then(|key| encode(account, &key))
         {
             Ok(bytes) => bytes,
             Err(source) => return Err(CacheWriteError { path, source }),
@@ -248,6 +256,14 @@ impl TokenCache {
                 (!stem.starts_with('.')).then(|| upn_in_file(&e.path()))?
             })
             .collect()
+    }
+
+    /// Test hook: protect the key file with `protector` instead of the platform's (the cache tests
+    /// run on Unix only, see `mod tests`).
+    #[cfg(all(test, unix))]
+    pub(crate) fn with_protector(mut self, protector: Box<dyn KeyProtector>) -> Self {
+        self.protector = protector;
+        self
     }
 
     #[cfg(test)]
@@ -320,7 +336,12 @@ fn read_checked(path: &Path) -> Result<Option<Zeroizing<Vec<u8>>>, ReadProblem> 
     Ok(Some(bytes))
 }
 
-fn decode(bytes: &[u8], upn: &str, dir: &Path) -> Result<CachedAccount, String> {
+fn decode(
+    bytes: &[u8],
+    upn: &str,
+    dir: &Path,
+    protector: &dyn KeyProtector,
+) -> Result<CachedAccount, String> {
     if bytes.is_empty() {
         return Err("it is empty".into());
     }
@@ -336,7 +357,7 @@ fn decode(bytes: &[u8], upn: &str, dir: &Path) -> Result<CachedAccount, String> 
         return Err(format!("it belongs to another account ({})", file.upn));
     }
     if file.version == CACHE_VERSION {
-        unseal_tokens(&mut file, dir)?;
+        unseal_tokens(&mut file, dir, protector)?;
     }
     let access_tokens = file
         .access_tokens
@@ -358,11 +379,15 @@ fn decode(bytes: &[u8], upn: &str, dir: &Path) -> Result<CachedAccount, String> 
 }
 
 /// Replaces the sealed token strings of a version-2 file by their plain text, in place.
-fn unseal_tokens(file: &mut FileJson, dir: &Path) -> Result<(), String> {
+fn unseal_tokens(
+    file: &mut FileJson,
+    dir: &Path,
+    protector: &dyn KeyProtector,
+) -> Result<(), String> {
     if file.refresh_token.is_none() && file.access_tokens.is_empty() {
         return Ok(()); // nothing sealed: no key needed
     }
-    let key = seal::read_key(dir).map_err(|problem| match problem {
+    let key = seal::read_key(dir, protector).map_err(|problem| match problem {
         seal::KeyProblem::Missing => format!(
             "its tokens are sealed but the key file {} is missing",
             seal::key_path(dir).display()
@@ -521,6 +546,7 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder.create(dir)?;
+    crate::platform::restrict_dir_to_owner(dir);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;

@@ -5,6 +5,12 @@
 //! the old file or the new one, never a key in a shared temp dir. [`parse_ca`] checks everything a
 //! loaded CA must satisfy before it is used: PEM/DER shape, CA basic constraints, validity now, and
 //! that the key's public half is the certificate's.
+//!
+//! The key file holds the PKCS#8 PEM as stored by the platform's [`KeyProtector`]: the PEM itself on
+//! Unix, its DPAPI blob for the current user on Windows (description "exoproxy local CA key"). On
+//! Windows the directory also gets an owner-only protected DACL when it is created. A stored key that
+//! does not unprotect is [`CaError::Corrupt`] (regenerate), except a plain PEM written before the key
+//! was protected: it is used and rewritten protected, so an existing install keeps its trusted CA.
 
 use std::fs;
 use std::io::Write;
@@ -17,6 +23,7 @@ use x509_parser::extensions::GeneralName;
 use zeroize::Zeroizing;
 
 use super::CaError;
+use crate::platform::{CA_KEY, KeyProtector, OsProtector};
 
 /// File name of the CA certificate inside the state directory.
 pub const CERT_FILE_NAME: &str = "exoproxy-ca.pem";
@@ -30,7 +37,7 @@ pub struct CaFiles {
     pub dir: PathBuf,
     /// The CA certificate (PEM).
     pub cert: PathBuf,
-    /// The CA private key (PKCS#8 PEM, 0600 on Unix).
+    /// The CA private key (PKCS#8 PEM, 0600 on Unix; its DPAPI blob on Windows).
     pub key: PathBuf,
 }
 
@@ -61,6 +68,14 @@ impl CaFiles {
 
     /// Reads both files; the key text is zeroized when dropped.
     pub(super) fn read_both(&self) -> Result<(String, Zeroizing<String>), CaError> {
+        self.read_both_with(&OsProtector::new(CA_KEY))
+    }
+
+    /// [`read_both`](Self::read_both) with the key file unprotected by `protector`.
+    pub(super) fn read_both_with(
+        &self,
+        protector: &dyn KeyProtector,
+    ) -> Result<(String, Zeroizing<String>), CaError> {
         match self.presence() {
             (true, false) => return Err(self.incomplete(&self.cert, &self.key)),
             (false, true) => return Err(self.incomplete(&self.key, &self.cert)),
@@ -68,17 +83,75 @@ impl CaFiles {
         }
         check_key_mode(&self.key)?;
         let cert = fs::read_to_string(&self.cert).map_err(|e| self.read_error(&self.cert, e))?;
-        let key = fs::read_to_string(&self.key)
+        let stored = fs::read(&self.key)
             .map(Zeroizing::new)
-            .map_err(|e| self.read_error(&self.key, e))?;
+            .map_err(|e| io(&self.key, e))?;
+        let key = self.key_text(&stored, protector)?;
         Ok((cert, key))
     }
 
     /// Creates the directory owner-only and writes key then certificate, each atomically.
     pub(super) fn write_new(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<(), CaError> {
+        self.write_new_with(cert_pem, key_pem, &OsProtector::new(CA_KEY))
+    }
+
+    /// [`write_new`](Self::write_new) with the key protected by `protector`.
+    pub(super) fn write_new_with(
+        &self,
+        cert_pem: &[u8],
+        key_pem: &[u8],
+        protector: &dyn KeyProtector,
+    ) -> Result<(), CaError> {
         create_private_dir(&self.dir).map_err(|e| io(&self.dir, e))?;
-        write_atomic(&self.key, key_pem)?;
+        let stored = protector.protect(key_pem).map_err(|e| io(&self.key, e))?;
+        write_atomic(&self.key, &stored)?;
         write_atomic(&self.cert, cert_pem)
+    }
+
+    /// The key PEM from the stored bytes (see the module doc for the plain-PEM exception).
+    fn key_text(
+        &self,
+        stored: &[u8],
+        protector: &dyn KeyProtector,
+    ) -> Result<Zeroizing<String>, CaError> {
+        let mut plain = match protector.unprotect(stored) {
+            Ok(plain) => plain,
+            Err(_) if is_plain_key_pem(stored) => {
+                self.protect_plain_key(stored, protector);
+                Zeroizing::new(stored.to_vec())
+            }
+            Err(reason) => {
+                return Err(CaError::Corrupt {
+                    path: self.key.clone(),
+                    detail: reason,
+                });
+            }
+        };
+        match String::from_utf8(std::mem::take(&mut *plain)) {
+            Ok(text) => Ok(Zeroizing::new(text)),
+            Err(e) => {
+                drop(Zeroizing::new(e.into_bytes()));
+                Err(CaError::Corrupt {
+                    path: self.key.clone(),
+                    detail: "not UTF-8 text".into(),
+                })
+            }
+        }
+    }
+
+    /// Rewrites a key stored before protection existed in its protected form (best effort: the plain
+    /// key stays usable if that fails).
+    fn protect_plain_key(&self, pem: &[u8], protector: &dyn KeyProtector) {
+        let rewritten = protector
+            .protect(pem)
+            .map_err(|e| io(&self.key, e))
+            .and_then(|stored| write_atomic(&self.key, &stored));
+        match rewritten {
+            Ok(()) => tracing::info!(key = %self.key.display(),
+                "local CA key was stored unprotected (older version): now protected for this user"),
+            Err(e) => tracing::warn!(key = %self.key.display(), error = %e,
+                "local CA key is stored unprotected and could not be protected; it is still used"),
+        }
     }
 
     fn incomplete(&self, present: &Path, missing: &Path) -> CaError {
@@ -192,6 +265,13 @@ fn permitted_dns_subtrees(
 
 // === owner-only file system helpers ===
 
+/// A PKCS#8 PEM key in the clear (what the key file held before it was protected).
+fn is_plain_key_pem(stored: &[u8]) -> bool {
+    std::str::from_utf8(stored).is_ok_and(|text| {
+        text.trim_start().starts_with("-----BEGIN ") && KeyPair::from_pem(text).is_ok()
+    })
+}
+
 fn io(path: &Path, source: std::io::Error) -> CaError {
     CaError::Io {
         path: path.to_path_buf(),
@@ -212,9 +292,11 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 
 #[cfg(not(unix))]
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    // Windows: the per-user profile directory's inherited ACL (user, SYSTEM, Administrators) is
-    // what keeps the key private; see the module documentation.
-    fs::create_dir_all(dir)
+    // Windows: an owner-only protected DACL (user, SYSTEM); when it cannot be set, the profile
+    // directory's inherited ACL remains, with a warning. The key itself is DPAPI-protected.
+    fs::create_dir_all(dir)?;
+    crate::platform::restrict_dir_to_owner(dir);
+    Ok(())
 }
 
 fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), CaError> {

@@ -20,8 +20,11 @@
 //! - The key file is owner-only: on Unix 0600 inside a 0700 directory, written through a sibling
 //!   file in that same directory (never the system temp dir) and renamed into place; a key file
 //!   that group or others can read, or that another user owns (Linux), is refused on load. On
-//!   Windows the per-user profile directory's ACL (`%LOCALAPPDATA%`: the user, SYSTEM and
-//!   Administrators) is relied on; no extra ACL is set.
+//!   Windows the directory gets a protected owner-only DACL (the user and SYSTEM; nothing inherited
+//!   from the profile) when the CA is created, and the key file holds the PEM's DPAPI blob for the
+//!   current user: a key copied to another account or machine does not open (a [`CaError::Corrupt`]
+//!   naming [`REGENERATE_COMMAND`]). A plain PEM key left by an older version is still loaded and
+//!   rewritten protected, so the trusted root does not change.
 //! - The key never appears in logs or `Debug` output; the PEM text read from disk is zeroized.
 //! - Leaves ([`LocalCa::mint_leaf`]): one exact DNS SAN (no wildcard, no IP), EKU serverAuth only,
 //!   `CA:FALSE`, validity 7 days including one hour of backdating for clock skew, random serial,

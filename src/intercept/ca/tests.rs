@@ -408,3 +408,78 @@ fn ca_errors_map_to_proxy_errors() {
         ProxyError::Internal(_)
     ));
 }
+
+// --- the key protector seam (DPAPI on Windows), exercised with a stand-in ---
+
+fn fake_dpapi(user: u8) -> crate::platform::test_support::FakeDpapi {
+    crate::platform::test_support::FakeDpapi { user }
+}
+
+#[test]
+fn ca1_protected_key_is_never_stored_in_clear_and_round_trips() {
+    let (tmp, ca) = new_ca();
+    let (cert, key) = ca.files().read_both().unwrap();
+    let files = CaFiles::in_dir(&tmp.path().join("protected"));
+    files
+        .write_new_with(cert.as_bytes(), key.as_bytes(), &fake_dpapi(1))
+        .unwrap();
+    let stored = std::fs::read(&files.key).unwrap();
+    assert!(stored.starts_with(b"FAKEDPAPI:"));
+    assert!(!String::from_utf8_lossy(&stored).contains("PRIVATE KEY"));
+    let (cert_again, key_again) = files.read_both_with(&fake_dpapi(1)).unwrap();
+    assert_eq!((&cert_again, &*key_again), (&cert, &*key));
+    files::parse_ca(&files, &cert_again, &key_again, OffsetDateTime::now_utc()).unwrap();
+}
+
+#[test]
+fn ca9_key_protected_for_another_user_is_corrupt_with_the_fix() {
+    let (tmp, ca) = new_ca();
+    let (cert, key) = ca.files().read_both().unwrap();
+    let files = CaFiles::in_dir(&tmp.path().join("protected"));
+    files
+        .write_new_with(cert.as_bytes(), key.as_bytes(), &fake_dpapi(1))
+        .unwrap();
+    let stored = std::fs::read(&files.key).unwrap();
+    let err = files.read_both_with(&fake_dpapi(2)).err().unwrap();
+    assert!(
+        matches!(&err, CaError::Corrupt { path, .. } if path == &files.key),
+        "{err}"
+    );
+    assert!(err.to_string().contains("another user"), "{err}");
+    assert!(err.to_string().contains(REGENERATE_COMMAND), "{err}");
+    // Refusing is all it does: the file is left as it was.
+    assert_eq!(std::fs::read(&files.key).unwrap(), stored);
+}
+
+#[test]
+fn ca9_unprotectable_junk_key_is_corrupt() {
+    let (_tmp, ca) = new_ca();
+    std::fs::write(&ca.files().key, b"\x01\x02 not a blob, not a PEM").unwrap();
+    let err = ca.files().read_both_with(&fake_dpapi(1)).err().unwrap();
+    assert!(matches!(err, CaError::Corrupt { .. }), "{err}");
+}
+
+#[test]
+fn ca1_plain_key_from_before_protection_is_used_and_protected() {
+    let (_tmp, ca) = new_ca();
+    let (cert, plain) = ca.files().read_both().unwrap();
+    // The same install read by the protecting version: the plain PEM is accepted and rewritten.
+    let (cert_read, key_read) = ca.files().read_both_with(&fake_dpapi(1)).unwrap();
+    assert_eq!((&cert_read, &*key_read), (&cert, &*plain));
+    let stored = std::fs::read(&ca.files().key).unwrap();
+    assert!(stored.starts_with(b"FAKEDPAPI:"), "rewritten protected");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&ca.files().key)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let (_, key_again) = ca.files().read_both_with(&fake_dpapi(1)).unwrap();
+    assert_eq!(&*key_again, &*plain);
+    // The certificate (what clients trust) did not change.
+    assert_eq!(std::fs::read_to_string(&ca.files().cert).unwrap(), cert);
+}

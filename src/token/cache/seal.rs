@@ -1,16 +1,22 @@
 //! Sealing of the cache's secrets: ChaCha20-Poly1305 under a per-install key (schema version 2).
 //!
 //! Contract:
-//! - The key is 32 random bytes in `tokens/.cache-key`, mode 0600, created on the first save. Creation is
-//!   atomic: the key is written and fsynced to a temp file, then hard-linked into place (the link fails if
-//!   another writer won the race, and then that writer's key is used). A reader never sees half a key.
+//! - The key is 32 random bytes, created on the first save and stored in `tokens/.cache-key` through the
+//!   platform's [`KeyProtector`]: on Unix the raw bytes, mode 0600; on Windows the `CryptProtectData`
+//!   blob of the key (current user, `CRYPTPROTECT_UI_FORBIDDEN`, fixed description and entropy "exoproxy
+//!   token cache key"), read back with `CryptUnprotectData`. A key file that does not unprotect (another
+//!   user's, a copied profile, a raw key from before DPAPI) is an unusable key: moved aside on the next
+//!   save, and the files sealed under it are quarantined when read. Creation is atomic: the stored form
+//!   is written and fsynced to a temp file, then hard-linked into place (the link fails if another
+//!   writer won the race, and then that writer's key is used). A reader never sees half a key.
 //! - A sealed value is `base64url(nonce ‖ ciphertext ‖ tag)` with a fresh random 96-bit nonce per seal.
 //!   The associated data binds the value to the account (normalised UPN) and to its field, so a file or a
 //!   value copied onto another account or field does not open.
 //! - The key is never logged: [`SealKey`]'s `Debug` prints `[redacted]`.
 //! - What this protects against: casual disclosure (backups, `grep`, a cache file pasted into a ticket).
-//!   It does not protect against code running as the same user, which can read the key file too. On
-//!   Windows the key file should be DPAPI-protected; that is not done yet.
+//!   It does not protect against code running as the same user, which can read the key file (and, on
+//!   Windows, ask DPAPI to unprotect it) too. On Windows DPAPI also keeps the key from another account
+//!   that copies the file, and from a copy of the profile on another machine.
 
 use std::fs::{self, File};
 use std::io;
@@ -23,6 +29,7 @@ use ring::rand::{SecureRandom as _, SystemRandom};
 use zeroize::Zeroizing;
 
 use super::{ReadProblem, read_checked, unix_now, unix_now_nanos, write_new_private};
+use crate::platform::KeyProtector;
 
 /// Name of the key file inside `tokens/`.
 pub(crate) const KEY_FILE: &str = ".cache-key";
@@ -117,19 +124,20 @@ fn associated_data(upn: &str, field: Field<'_>) -> Vec<u8> {
 pub(crate) enum KeyProblem {
     /// There is no key file.
     Missing,
-    /// The key file exists but is unusable (wrong size, symlink, unreadable).
+    /// The key file exists but is unusable (does not unprotect, wrong size, symlink, unreadable).
     Unusable(String),
 }
 
-/// Reads the key of `dir` (the `tokens/` directory).
-pub(crate) fn read_key(dir: &Path) -> Result<SealKey, KeyProblem> {
+/// Reads the key of `dir` (the `tokens/` directory), unprotecting it with `protector`.
+pub(crate) fn read_key(dir: &Path, protector: &dyn KeyProtector) -> Result<SealKey, KeyProblem> {
     let path = key_path(dir);
-    let bytes = match read_checked(&path) {
+    let stored = match read_checked(&path) {
         Ok(None) => return Err(KeyProblem::Missing),
         Ok(Some(bytes)) => bytes,
         Err(ReadProblem::Corrupt(reason)) => return Err(KeyProblem::Unusable(reason)),
         Err(ReadProblem::Io(e)) => return Err(KeyProblem::Unusable(e.to_string())),
     };
+    let bytes = protector.unprotect(&stored).map_err(KeyProblem::Unusable)?;
     if bytes.len() != KEY_LEN {
         return Err(KeyProblem::Unusable(format!(
             "it holds {} bytes, not {KEY_LEN}",
@@ -141,13 +149,13 @@ pub(crate) fn read_key(dir: &Path) -> Result<SealKey, KeyProblem> {
 
 /// Reads the key of `dir`, creating it when missing. An unusable key file is moved aside and replaced:
 /// files sealed under it could not be opened anyway and are quarantined when read.
-pub(crate) fn read_or_create_key(dir: &Path) -> io::Result<SealKey> {
-    match read_key(dir) {
+pub(crate) fn read_or_create_key(dir: &Path, protector: &dyn KeyProtector) -> io::Result<SealKey> {
+    match read_key(dir, protector) {
         Ok(key) => return Ok(key),
         Err(KeyProblem::Missing) => {}
         Err(KeyProblem::Unusable(reason)) => set_aside_unusable_key(dir, &reason),
     }
-    create_key(dir)
+    create_key(dir, protector)
 }
 
 fn set_aside_unusable_key(dir: &Path, reason: &str) {
@@ -158,18 +166,19 @@ fn set_aside_unusable_key(dir: &Path, reason: &str) {
         "token cache key file is unusable: a new key is created; cached sign-ins must be repeated");
 }
 
-fn create_key(dir: &Path) -> io::Result<SealKey> {
+fn create_key(dir: &Path, protector: &dyn KeyProtector) -> io::Result<SealKey> {
     let mut key = Zeroizing::new([0u8; KEY_LEN]);
     SystemRandom::new()
         .fill(&mut *key)
         .map_err(|_| io::Error::other("no system randomness for the token cache key"))?;
+    let stored = protector.protect(&*key)?;
     let path = key_path(dir);
     let tmp = dir.join(format!(
         "{KEY_TEMP_MARKER}{}.{}",
         std::process::id(),
         unix_now_nanos()
     ));
-    write_new_private(&tmp, &*key)?;
+    write_new_private(&tmp, &stored)?;
     let linked = fs::hard_link(&tmp, &path);
     let _ = fs::remove_file(&tmp);
     match linked {
@@ -179,11 +188,11 @@ fn create_key(dir: &Path) -> io::Result<SealKey> {
             accept(&key)
         }
         // Another writer created the key first: use theirs.
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => read_existing(dir),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => read_existing(dir, protector),
         // No hard links on this file system: fall back to an exclusive create of the key itself.
-        Err(_) => match write_new_private(&path, &*key) {
+        Err(_) => match write_new_private(&path, &stored) {
             Ok(()) => accept(&key),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => read_existing(dir),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => read_existing(dir, protector),
             Err(e) => Err(e),
         },
     }
@@ -193,8 +202,8 @@ fn accept(key: &[u8; KEY_LEN]) -> io::Result<SealKey> {
     SealKey::from_bytes(key).ok_or_else(|| io::Error::other("key rejected by the cipher"))
 }
 
-fn read_existing(dir: &Path) -> io::Result<SealKey> {
-    read_key(dir).map_err(|problem| {
+fn read_existing(dir: &Path, protector: &dyn KeyProtector) -> io::Result<SealKey> {
+    read_key(dir, protector).map_err(|problem| {
         let detail = match problem {
             KeyProblem::Missing => "it vanished".to_string(),
             KeyProblem::Unusable(reason) => reason,

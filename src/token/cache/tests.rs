@@ -1,6 +1,7 @@
 use std::os::unix::fs::PermissionsExt as _;
 
 use super::*;
+use crate::platform::test_support::FakeDpapi;
 
 const UPN: &str = "Admin@Contoso.com";
 
@@ -110,7 +111,7 @@ fn tok1_symlinks_are_never_followed() {
     let victim = outside.path().join("other-users-file.json");
     let mut other = sample();
     other.upn = UPN.into();
-    let key = seal::read_or_create_key(cache.dir()).unwrap();
+    let key = seal::read_or_create_key(cache.dir(), &OsProtector::new(TOKEN_CACHE_KEY)).unwrap();
     let other_bytes = encode(&other, &key).unwrap();
     fs::write(&victim, other_bytes.as_slice()).unwrap();
     for target in [victim.as_path(), Path::new("/dev/zero")] {
@@ -344,7 +345,10 @@ fn sec19_key_file_is_owner_only_32_bytes_and_reused() {
         .unwrap();
     assert_eq!(fs::read(&key_file).unwrap(), key, "the key was replaced");
     assert_eq!(cache.list(), vec![UPN.to_string()], "the key is no account");
-    let debug = format!("{:?}", seal::read_key(cache.dir()).ok());
+    let debug = format!(
+        "{:?}",
+        seal::read_key(cache.dir(), &OsProtector::new(TOKEN_CACHE_KEY)).ok()
+    );
     assert_eq!(debug, "Some(SealKey([redacted]))");
 }
 
@@ -494,4 +498,71 @@ fn sec19_unsealed_file_without_tokens_needs_no_key() {
     fs::remove_file(cache.dir().join(seal::KEY_FILE)).unwrap();
     let account = loaded(cache.load(UPN));
     assert_eq!(account.sign_in_required, mark.sign_in_required);
+}
+
+// --- the key protector seam (DPAPI on Windows), exercised with a stand-in ---
+
+fn protected_cache(state: &Path, user: u8) -> TokenCache {
+    TokenCache::open(state)
+        .unwrap()
+        .with_protector(Box::new(FakeDpapi { user }))
+}
+
+#[test]
+fn tok5_key_file_holds_the_protected_key_and_round_trips() {
+    let state = tempfile::tempdir().unwrap();
+    let cache = protected_cache(state.path(), 1);
+    cache.save(&sample()).unwrap();
+    let stored = fs::read(cache.dir().join(seal::KEY_FILE)).unwrap();
+    assert_ne!(stored.len(), 32, "the raw key is not what is stored");
+    assert!(stored.starts_with(b"FAKEDPAPI:"));
+    assert_eq!(mode(&cache.dir().join(seal::KEY_FILE)), 0o600);
+    // Another handle (a restart) unprotects the key and opens the sealed tokens.
+    let reopened = protected_cache(state.path(), 1);
+    let account = loaded(reopened.load(UPN));
+    assert_eq!(account.refresh_token.unwrap().expose(), "rt-1");
+    // A second save reuses the key: the stored blob is unchanged.
+    reopened.save(&sample()).unwrap();
+    assert_eq!(fs::read(cache.dir().join(seal::KEY_FILE)).unwrap(), stored);
+}
+
+#[test]
+fn tok5_key_file_of_another_user_is_an_unusable_key() {
+    let state = tempfile::tempdir().unwrap();
+    protected_cache(state.path(), 1).save(&sample()).unwrap();
+    // The same profile read as another user (or a copied profile): the key does not unprotect.
+    let other = protected_cache(state.path(), 2);
+    let reason = quarantine_reason(other.load(UPN));
+    assert!(reason.contains("unusable"), "{reason}");
+    assert!(reason.contains("another user"), "{reason}");
+    assert!(reason.contains("exoproxy login"), "{reason}");
+    // Signing in again sets the old key aside and creates one this user can unprotect.
+    other.save(&sample()).unwrap();
+    loaded(other.load(UPN));
+    let names: Vec<String> = fs::read_dir(other.dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with(&format!("{}.corrupt.", seal::KEY_FILE))),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn tok5_raw_key_from_before_protection_is_an_unusable_key() {
+    let state = tempfile::tempdir().unwrap();
+    // Written by the platform protector of Unix (the raw 32 bytes), then read under DPAPI.
+    TokenCache::open(state.path())
+        .unwrap()
+        .save(&sample())
+        .unwrap();
+    let protected = protected_cache(state.path(), 1);
+    let reason = quarantine_reason(protected.load(UPN));
+    assert!(reason.contains("not a protected blob"), "{reason}");
+    protected.save(&sample()).unwrap();
+    loaded(protected.load(UPN));
 }

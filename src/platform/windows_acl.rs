@@ -1,0 +1,174 @@
+//! The Windows call behind `restrict_dir_to_owner`: the current user's SID as text, the owner-only
+//! SDDL turned into a DACL, and `SetNamedSecurityInfoW` with `PROTECTED_DACL_SECURITY_INFORMATION`.
+//!
+//! One of the crate's documented exceptions to `unsafe_code = "deny"`: the token and security
+//! descriptor APIs are C calls. Buffers are sized by the API's own length answer; every handle and
+//! every `LocalAlloc`'d result is released by a guard.
+#![allow(unsafe_code)]
+
+use std::ffi::c_void;
+use std::os::windows::ffi::OsStrExt as _;
+use std::path::Path;
+
+use windows_sys::Win32::Foundation::{CloseHandle, ERROR_SUCCESS, HANDLE, LocalFree};
+use windows_sys::Win32::Security::Authorization::{
+    ConvertSidToStringSidW, ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
+    SE_FILE_OBJECT, SetNamedSecurityInfoW,
+};
+use windows_sys::Win32::Security::{
+    ACL, DACL_SECURITY_INFORMATION, GetSecurityDescriptorDacl, GetTokenInformation,
+    PROTECTED_DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, TOKEN_QUERY, TOKEN_USER, TokenUser,
+};
+use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
+
+/// A buffer returned by the system with `LocalAlloc`.
+struct Local(*mut c_void);
+
+/// A kernel handle we opened.
+struct Handle(HANDLE);
+
+// === impl Local, Handle ===
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            // SAFETY: allocated by the system with LocalAlloc, freed once.
+            unsafe { LocalFree(self.0) };
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // SAFETY: opened by us, closed once.
+        unsafe { CloseHandle(self.0) };
+    }
+}
+
+/// Gives `dir` the owner-only protected DACL; children inherit it.
+pub(super) fn set_owner_only(dir: &Path) -> Result<(), String> {
+    let sid = current_user_sid()?;
+    let sddl =
+        super::owner_only_sddl(&sid).ok_or_else(|| format!("unexpected user SID {sid:?}"))?;
+    let descriptor = descriptor_from_sddl(&sddl)?;
+    let dacl = dacl_of(&descriptor)?;
+    let path = wide(dir.as_os_str());
+    // SAFETY: path is NUL-terminated; dacl points into `descriptor`, alive for the call; owner,
+    // group and SACL are not changed (null).
+    let rc = unsafe {
+        SetNamedSecurityInfoW(
+            path.as_ptr(),
+            SE_FILE_OBJECT,
+            DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            dacl,
+            std::ptr::null(),
+        )
+    };
+    if rc != ERROR_SUCCESS {
+        return Err(format!(
+            "SetNamedSecurityInfoW failed: {}",
+            std::io::Error::from_raw_os_error(rc as i32)
+        ));
+    }
+    Ok(())
+}
+
+/// The SID of the user this process runs as, e.g. `S-1-5-21-…-1001`.
+fn current_user_sid() -> Result<String, String> {
+    let mut token: HANDLE = std::ptr::null_mut();
+    // SAFETY: the pseudo handle of our own process; token receives a handle closed by the guard.
+    if unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token) } == 0 {
+        return Err(format!(
+            "OpenProcessToken: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let token = Handle(token);
+    let mut len = 0u32;
+    // SAFETY: size query with a null buffer.
+    unsafe { GetTokenInformation(token.0, TokenUser, std::ptr::null_mut(), 0, &mut len) };
+    // u64 elements keep the TOKEN_USER 8-byte aligned.
+    let mut buf = vec![0u64; (len as usize).div_ceil(8)];
+    // SAFETY: buf is writable for len bytes.
+    let ok = unsafe {
+        GetTokenInformation(
+            token.0,
+            TokenUser,
+            buf.as_mut_ptr().cast::<c_void>(),
+            len,
+            &mut len,
+        )
+    };
+    if ok == 0 {
+        return Err(format!(
+            "GetTokenInformation: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: buf holds a TOKEN_USER written by GetTokenInformation; its SID points inside buf.
+    let sid = unsafe { (*(buf.as_ptr().cast::<TOKEN_USER>())).User.Sid };
+    let mut text: *mut u16 = std::ptr::null_mut();
+    // SAFETY: sid is valid while buf lives; text receives a LocalAlloc'd string freed by the guard.
+    if unsafe { ConvertSidToStringSidW(sid, &mut text) } == 0 {
+        return Err(format!(
+            "ConvertSidToStringSidW: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let text = Local(text.cast::<c_void>());
+    // SAFETY: a NUL-terminated UTF-16 string written by ConvertSidToStringSidW.
+    Ok(unsafe { from_wide_nul(text.0.cast::<u16>()) })
+}
+
+fn descriptor_from_sddl(sddl: &str) -> Result<Local, String> {
+    let text = wide(std::ffi::OsStr::new(sddl));
+    let mut descriptor: PSECURITY_DESCRIPTOR = std::ptr::null_mut();
+    // SAFETY: text is NUL-terminated; descriptor receives a LocalAlloc'd buffer freed by the guard.
+    let ok = unsafe {
+        ConvertStringSecurityDescriptorToSecurityDescriptorW(
+            text.as_ptr(),
+            SDDL_REVISION_1,
+            &mut descriptor,
+            std::ptr::null_mut(),
+        )
+    };
+    if ok == 0 {
+        return Err(format!(
+            "the SDDL {sddl} was refused: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(Local(descriptor))
+}
+
+/// The DACL inside `descriptor` (borrowed: valid while `descriptor` lives).
+fn dacl_of(descriptor: &Local) -> Result<*const ACL, String> {
+    let mut present = 0;
+    let mut defaulted = 0;
+    let mut dacl: *mut ACL = std::ptr::null_mut();
+    // SAFETY: descriptor is a valid self-relative security descriptor; out-pointers are ours.
+    let ok =
+        unsafe { GetSecurityDescriptorDacl(descriptor.0, &mut present, &mut dacl, &mut defaulted) };
+    if ok == 0 || present == 0 || dacl.is_null() {
+        return Err("the owner-only security descriptor has no DACL".into());
+    }
+    Ok(dacl.cast_const())
+}
+
+fn wide(text: &std::ffi::OsStr) -> Vec<u16> {
+    text.encode_wide().chain(std::iter::once(0)).collect()
+}
+
+/// # Safety
+/// `ptr` must point to a NUL-terminated UTF-16 string.
+unsafe fn from_wide_nul(ptr: *const u16) -> String {
+    let mut len = 0;
+    // SAFETY: the caller guarantees a terminating NUL.
+    while unsafe { *ptr.add(len) } != 0 {
+        len += 1;
+    }
+    // SAFETY: len u16s were just read.
+    String::from_utf16_lossy(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
