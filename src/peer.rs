@@ -12,7 +12,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 #[cfg(windows)]
-mod windows;
+pub(crate) mod windows;
 
 /// The outcome of a peer check.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -26,7 +26,7 @@ pub(super) fn check(client: SocketAddr, local: SocketAddr) -> PeerUser {
     let Some(pid) = owning_pid(client, local) else {
         return PeerUser::Unknown(format!("no TCP row for {client} → {local}"));
     };
-    match (user_sid(pid), user_sid_of(unsafe { GetCurrentProcess() })) {
+    match (user_sid(pid), token_user_of(unsafe { GetCurrentProcess() })) {
         (Some(theirs), Some(ours)) => {
             // SAFETY: both buffers hold a TOKEN_USER written by GetTokenInformation.
             let same = unsafe { EqualSid(sid_ptr(&theirs), sid_ptr(&ours)) } != 0;
@@ -145,11 +145,11 @@ fn user_sid(pid: u32) -> Option<Vec<u64>> {
         return None;
     }
     let process = Handle(process);
-    user_sid_of(process.0)
+    token_user_of(process.0)
 }
 
-/// The TOKEN_USER of a process, in an 8-byte aligned buffer.
-fn user_sid_of(process: HANDLE) -> Option<Vec<u64>> {
+/// The TOKEN_USER of a process, in an 8-byte aligned buffer (also the state dir's ACL owner).
+pub(crate) fn token_user_of(process: HANDLE) -> Option<Vec<u64>> {
     let mut token: HANDLE = std::ptr::null_mut();
     // SAFETY: token receives a handle we close through the guard.
     if unsafe { OpenProcessToken(process, TOKEN_QUERY, &mut token) } == 0 {

@@ -10,24 +10,21 @@ use std::ffi::c_void;
 use std::os::windows::ffi::OsStrExt as _;
 use std::path::Path;
 
-use windows_sys::Win32::Foundation::{CloseHandle, ERROR_SUCCESS, HANDLE, LocalFree};
+use windows_sys::Win32::Foundation::{ERROR_SUCCESS, LocalFree};
 use windows_sys::Win32::Security::Authorization::{
     ConvertSidToStringSidW, ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
     SE_FILE_OBJECT, SetNamedSecurityInfoW,
 };
 use windows_sys::Win32::Security::{
-    ACL, DACL_SECURITY_INFORMATION, GetSecurityDescriptorDacl, GetTokenInformation,
-    PROTECTED_DACL_SECURITY_INFORMATION, PSECURITY_DESCRIPTOR, TOKEN_QUERY, TOKEN_USER, TokenUser,
+    ACL, DACL_SECURITY_INFORMATION, GetSecurityDescriptorDacl, PROTECTED_DACL_SECURITY_INFORMATION,
+    PSECURITY_DESCRIPTOR, TOKEN_USER,
 };
-use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
+use windows_sys::Win32::System::Threading::GetCurrentProcess;
 
 /// A buffer returned by the system with `LocalAlloc`.
 struct Local(*mut c_void);
 
-/// A kernel handle we opened.
-struct Handle(HANDLE);
-
-// === impl Local, Handle ===
+// === impl Local ===
 
 impl Drop for Local {
     fn drop(&mut self) {
@@ -35,13 +32,6 @@ impl Drop for Local {
             // SAFETY: allocated by the system with LocalAlloc, freed once.
             unsafe { LocalFree(self.0) };
         }
-    }
-}
-
-impl Drop for Handle {
-    fn drop(&mut self) {
-        // SAFETY: opened by us, closed once.
-        unsafe { CloseHandle(self.0) };
     }
 }
 
@@ -77,36 +67,14 @@ pub(super) fn set_owner_only(dir: &Path) -> Result<(), String> {
 
 /// The SID of the user this process runs as, e.g. `S-1-5-21-…-1001`.
 fn current_user_sid() -> Result<String, String> {
-    let mut token: HANDLE = std::ptr::null_mut();
-    // SAFETY: the pseudo handle of our own process; token receives a handle closed by the guard.
-    if unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token) } == 0 {
-        return Err(format!(
-            "OpenProcessToken: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    let token = Handle(token);
-    let mut len = 0u32;
-    // SAFETY: size query with a null buffer.
-    unsafe { GetTokenInformation(token.0, TokenUser, std::ptr::null_mut(), 0, &mut len) };
-    // u64 elements keep the TOKEN_USER 8-byte aligned.
-    let mut buf = vec![0u64; (len as usize).div_ceil(8)];
-    // SAFETY: buf is writable for len bytes.
-    let ok = unsafe {
-        GetTokenInformation(
-            token.0,
-            TokenUser,
-            buf.as_mut_ptr().cast::<c_void>(),
-            len,
-            &mut len,
-        )
-    };
-    if ok == 0 {
-        return Err(format!(
-            "GetTokenInformation: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
+    // SAFETY: the pseudo handle of our own process needs no closing.
+    let buf =
+        crate::peer::windows::token_user_of(unsafe { GetCurrentProcess() }).ok_or_else(|| {
+            format!(
+                "reading this process's user: {}",
+                std::io::Error::last_os_error()
+            )
+        })?;
     // SAFETY: buf holds a TOKEN_USER written by GetTokenInformation; its SID points inside buf.
     let sid = unsafe { (*(buf.as_ptr().cast::<TOKEN_USER>())).User.Sid };
     let mut text: *mut u16 = std::ptr::null_mut();
