@@ -47,7 +47,9 @@ install_python() {
       log "python module $module present"
     else
       log "installing python package $package"
-      "$py" -m pip install --quiet --disable-pip-version-check "$package"
+      # Debian's own python3 refuses pip installs (PEP 668); these test-only clients may go there anyway.
+      "$py" -m pip install --quiet --disable-pip-version-check "$package" \
+        || "$py" -m pip install --quiet --disable-pip-version-check --break-system-packages "$package"
     fi
   done
 }
