@@ -51,10 +51,7 @@ http_access allow localhost
 http_access deny all
 max_filedescriptors 8192
 CONF
-chown -R proxy:proxy "$tmp" 2>/dev/null || true
-squid -N -f "$tmp/squid.conf" >"$tmp/squid.log" 2>&1 &
-pids+=($!)
-wait_port "$squid_port" squid
+start_squid "$squid_port"
 
 echo "== 1. tunnel: direct vs exoproxy vs squid, interleaved ($rounds rounds)"
 tunnel_cmd="cargo bench --bench tunnel_load -- --origin-port $origin --proxy exoproxy=127.0.0.1:$exo_port --proxy squid=127.0.0.1:$squid_port --rounds $rounds --bulk-conns 8 --bulk-mib $bulk_mib --rate-conc 64 --rate-secs $rate_secs"

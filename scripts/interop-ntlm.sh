@@ -12,9 +12,7 @@ cd "$(dirname "$0")/.."
 count=${NTLM_CONNECTS:-200}
 source scripts/lib.sh
 
-passed=0
-cargo build --quiet --bin exoproxy
-exo=$PWD/target/debug/exoproxy
+build_exoproxy
 
 make_tmp ntlm
 
@@ -41,11 +39,7 @@ http_access deny CONNECT !SSL_ports
 http_access allow authed
 http_access deny all
 CONF
-chown -R proxy:proxy "$tmp" 2>/dev/null || true
-squid -N -f "$tmp/squid.conf" >"$tmp/squid.log" 2>&1 &
-squid_pid=$!
-pids+=($squid_pid)
-wait_port "$squid_port" squid
+start_squid "$squid_port"
 
 # --- exoproxy → squid with NTLM credentials (DOMAIN\user form)
 cat >"$tmp/exoproxy.toml" <<CONF

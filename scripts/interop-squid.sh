@@ -10,9 +10,7 @@ cd "$(dirname "$0")/.."
 
 source scripts/lib.sh
 
-passed=0
-cargo build --quiet --bin exoproxy
-exo=$PWD/target/debug/exoproxy
+build_exoproxy
 
 make_tmp squid
 
@@ -36,10 +34,7 @@ http_access deny CONNECT !SSL_ports
 http_access allow authed
 http_access deny all
 CONF
-chown -R proxy:proxy "$tmp" 2>/dev/null || true
-squid -N -f "$tmp/squid.conf" >"$tmp/squid.log" 2>&1 &
-pids+=($!)
-wait_port "$squid_port" squid
+start_squid "$squid_port"
 
 # --- 1. README quick start: default port 8765, --connect-to to the loopback origin
 if (echo >/dev/tcp/127.0.0.1/8765) 2>/dev/null; then

@@ -41,3 +41,19 @@ netdb_filename none
 shutdown_lifetime 1 seconds
 CONF
 }
+
+# build_exoproxy: the debug binary, as $exo; resets the pass counter.
+build_exoproxy() {
+  passed=0
+  cargo build --quiet --bin exoproxy
+  exo=$PWD/target/debug/exoproxy
+}
+
+# start_squid PORT: runs squid on $tmp/squid.conf (as its 'proxy' user) until exit; sets squid_pid.
+start_squid() {
+  chown -R proxy:proxy "$tmp" 2>/dev/null || true
+  squid -N -f "$tmp/squid.conf" >"$tmp/squid.log" 2>&1 &
+  squid_pid=$!
+  pids+=("$squid_pid")
+  wait_port "$1" squid
+}

@@ -77,10 +77,9 @@ async fn closing_origin() -> ClosingOrigin {
     origin
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn closed_upstream_is_redialled_once_and_nothing_is_sent_twice() {
-    let origin = closing_origin().await;
-    let h = Harness::start(Options {
+/// The proxy with `ps.outlook.com` mapped to `origin` and its CA trusted upstream.
+async fn harness_for(origin: &ClosingOrigin) -> Harness {
+    Harness::start(Options {
         connect_to: vec![ConnectTo {
             host: "ps.outlook.com".into(),
             port: None,
@@ -90,7 +89,13 @@ async fn closed_upstream_is_redialled_once_and_nothing_is_sent_twice() {
         extra_roots: vec![origin.ca_pem.clone()],
         ..Options::default()
     })
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_upstream_is_redialled_once_and_nothing_is_sent_twice() {
+    let origin = closing_origin().await;
+    let h = harness_for(&origin).await;
     let mut client = h.client("ps.outlook.com").await;
     for _ in 0..3 {
         let req = post_json("ps.outlook.com", "/owa/x", "{}");
@@ -107,17 +112,7 @@ async fn closed_upstream_is_redialled_once_and_nothing_is_sent_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_requests_carry_the_token_pass_through_keeps_the_clients() {
     let origin = closing_origin().await;
-    let h = Harness::start(Options {
-        connect_to: vec![ConnectTo {
-            host: "ps.outlook.com".into(),
-            port: None,
-            to_host: "127.0.0.1".into(),
-            to_port: origin.port,
-        }],
-        extra_roots: vec![origin.ca_pem.clone()],
-        ..Options::default()
-    })
-    .await;
+    let h = harness_for(&origin).await;
     let mut client = h.client("ps.outlook.com").await;
     let mut wsman = post_json(
         "ps.outlook.com",

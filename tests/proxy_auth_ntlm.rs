@@ -266,6 +266,14 @@ fn upstream_with(
     })
 }
 
+/// A CONNECT to [`target`] through `proxy` alone.
+async fn connect_through(
+    upstream: &Upstream,
+    proxy: &NtlmProxy,
+) -> Result<exoproxy::upstream::Connected, ProxyError> {
+    upstream.connect(&target(), &via(&[proxy.addr])).await
+}
+
 fn target() -> Target {
     Target::parse_connect("origin.test:443").unwrap()
 }
@@ -315,10 +323,7 @@ async fn flt_12_close_between_type2_and_type3_restarts_once() {
     })
     .await;
     let upstream = upstream_with(vec![creds(proxy.addr, PASSWORD)]);
-    let mut conn = upstream
-        .connect(&target(), &via(&[proxy.addr]))
-        .await
-        .unwrap();
+    let mut conn = connect_through(&upstream, &proxy).await.unwrap();
     assert_eq!(echo(&mut conn.stream).await, b"ping");
     proxy.seen(|s| {
         assert_eq!(s.connections, 2, "one fresh connection after the close");
@@ -334,10 +339,7 @@ async fn flt_12_a_proxy_that_always_closes_mid_handshake_fails_clearly() {
     })
     .await;
     let upstream = upstream_with(vec![creds(proxy.addr, PASSWORD)]);
-    let err = upstream
-        .connect(&target(), &via(&[proxy.addr]))
-        .await
-        .unwrap_err();
+    let err = connect_through(&upstream, &proxy).await.unwrap_err();
     let text = err.to_string();
     assert!(
         matches!(err, ProxyError::UpstreamAuthFailed { .. }),
@@ -384,10 +386,7 @@ async fn negotiate_and_basic_offers_pick_ntlm_and_never_basic() {
     })
     .await;
     let upstream = upstream_with(vec![creds(proxy.addr, PASSWORD)]);
-    upstream
-        .connect(&target(), &via(&[proxy.addr]))
-        .await
-        .unwrap();
+    connect_through(&upstream, &proxy).await.unwrap();
     proxy.seen(|s| {
         assert!(
             !s.auths.iter().any(|a| a == "Basic" || a == "Negotiate"),
@@ -403,10 +402,7 @@ async fn pac_14_a_proxy_without_credentials_gets_none() {
     let proxy = NtlmProxy::start(PLAIN).await;
     let other = dead_port().await;
     let upstream = upstream_with(vec![creds(other, PASSWORD)]);
-    let err = upstream
-        .connect(&target(), &via(&[proxy.addr]))
-        .await
-        .unwrap_err();
+    let err = connect_through(&upstream, &proxy).await.unwrap_err();
     assert!(err.to_string().contains("no credentials"), "{err}");
     proxy.seen(|s| assert_eq!(s.auths, ["-"]));
 }
@@ -417,10 +413,7 @@ async fn nt_hash_credentials_authenticate() {
     let (endpoint, mut c) = creds(proxy.addr, "");
     c.nt_hash = Some(NtSecret::Password(Zeroizing::new(PASSWORD.into())).nt_hash());
     let upstream = upstream_with(vec![(endpoint, c)]);
-    upstream
-        .connect(&target(), &via(&[proxy.addr]))
-        .await
-        .unwrap();
+    connect_through(&upstream, &proxy).await.unwrap();
     proxy.seen(|s| assert_eq!(s.verified.len(), 1));
 }
 
@@ -434,10 +427,7 @@ async fn ntlm_only_credentials_refuse_basic_offer() {
     let (endpoint, mut c) = creds(proxy.addr, PASSWORD);
     c.schemes = vec![Scheme::Ntlm];
     let upstream = upstream_with(vec![(endpoint, c)]);
-    let err = upstream
-        .connect(&target(), &via(&[proxy.addr]))
-        .await
-        .unwrap_err();
+    let err = connect_through(&upstream, &proxy).await.unwrap_err();
     assert!(err.to_string().contains("no supported scheme"), "{err}");
     proxy.seen(|s| assert_eq!(s.auths, ["-"]));
 }
@@ -671,10 +661,7 @@ async fn negotiate_only_proxy_is_not_supported_off_windows() {
     })
     .await;
     let upstream = upstream_with(vec![creds(proxy.addr, PASSWORD)]);
-    let err = upstream
-        .connect(&target(), &via(&[proxy.addr]))
-        .await
-        .unwrap_err();
+    let err = connect_through(&upstream, &proxy).await.unwrap_err();
     let text = err.to_string();
     assert!(
         text.contains("Negotiate") && text.contains("no supported scheme"),

@@ -87,20 +87,7 @@ async fn browse(
     stream.write_all(req.as_bytes()).await.unwrap();
     let (head, _) = read_head(&mut stream).await.unwrap();
     assert!(head.starts_with("HTTP/1.1 200"), "CONNECT {host}: {head}");
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.clone()).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let name = rustls_pki_types::ServerName::try_from(host.to_string()).unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, stream)
-        .await
-        .unwrap();
+    let mut tls = tls_connect_to(stream, ca, host).await;
     let get = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: Mozilla/5.0\r\nConnection: close\r\n\r\n"
     );

@@ -269,10 +269,19 @@ pub async fn start_tls_origin() -> TlsOrigin {
     TlsOrigin { addr, cert, heads }
 }
 
-/// A TLS client trusting only `cert`, over any stream (a CONNECT tunnel).
+/// A TLS client trusting only `cert`, over any stream (a CONNECT tunnel), to [`ORIGIN_HOST`].
 pub async fn tls_connect<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
     cert: &rustls_pki_types::CertificateDer<'static>,
+) -> tokio_rustls::client::TlsStream<S> {
+    tls_connect_to(stream, cert, ORIGIN_HOST).await
+}
+
+/// A TLS client trusting only `cert`, over any stream, verifying the name `host`.
+pub async fn tls_connect_to<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    cert: &rustls_pki_types::CertificateDer<'static>,
+    host: &str,
 ) -> tokio_rustls::client::TlsStream<S> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.clone()).unwrap();
@@ -284,7 +293,7 @@ pub async fn tls_connect<S: AsyncRead + AsyncWrite + Unpin>(
     .with_root_certificates(roots)
     .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let name = rustls_pki_types::ServerName::try_from(ORIGIN_HOST).unwrap();
+    let name = rustls_pki_types::ServerName::try_from(host.to_string()).unwrap();
     connector.connect(name, stream).await.unwrap()
 }
 

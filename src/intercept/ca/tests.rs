@@ -415,14 +415,20 @@ fn fake_dpapi(user: u8) -> crate::platform::test_support::FakeDpapi {
     crate::platform::test_support::FakeDpapi { user }
 }
 
-#[test]
-fn ca1_protected_key_is_never_stored_in_clear_and_round_trips() {
+/// A fresh CA's files written again, key protected for stand-in user 1: (temp dir, files, PEMs).
+fn protected_for_user_1() -> (tempfile::TempDir, CaFiles, String, Zeroizing<String>) {
     let (tmp, ca) = new_ca();
     let (cert, key) = ca.files().read_both().unwrap();
     let files = CaFiles::in_dir(&tmp.path().join("protected"));
     files
         .write_new_with(cert.as_bytes(), key.as_bytes(), &fake_dpapi(1))
         .unwrap();
+    (tmp, files, cert, key)
+}
+
+#[test]
+fn ca1_protected_key_is_never_stored_in_clear_and_round_trips() {
+    let (_tmp, files, cert, key) = protected_for_user_1();
     let stored = std::fs::read(&files.key).unwrap();
     assert!(stored.starts_with(b"FAKEDPAPI:"));
     assert!(!String::from_utf8_lossy(&stored).contains("PRIVATE KEY"));
@@ -433,12 +439,7 @@ fn ca1_protected_key_is_never_stored_in_clear_and_round_trips() {
 
 #[test]
 fn ca9_key_protected_for_another_user_is_corrupt_with_the_fix() {
-    let (tmp, ca) = new_ca();
-    let (cert, key) = ca.files().read_both().unwrap();
-    let files = CaFiles::in_dir(&tmp.path().join("protected"));
-    files
-        .write_new_with(cert.as_bytes(), key.as_bytes(), &fake_dpapi(1))
-        .unwrap();
+    let (_tmp, files, _, _) = protected_for_user_1();
     let stored = std::fs::read(&files.key).unwrap();
     let err = files.read_both_with(&fake_dpapi(2)).err().unwrap();
     assert!(
