@@ -2,15 +2,20 @@
 //! that runs the proxy (DESIGN.md security model, SEC-3). Other local users get a 403, never a token.
 //!
 //! How the owner is found:
-//! - Linux: the kernel's TCP tables `/proc/net/tcp` and `/proc/net/tcp6` list every socket with its
-//!   owner uid; the client's socket is the row whose local address is the client's address and whose
-//!   remote address is our listening address. Parsing is platform-neutral and tested anywhere.
+//! - Linux: an exact lookup of the client's socket through netlink sock_diag (`peer/diag.rs`,
+//!   microseconds); when that is unavailable, the kernel's TCP tables `/proc/net/tcp` and
+//!   `/proc/net/tcp6`, which list every socket with its owner uid (milliseconds: reading them walks
+//!   the whole connection hash table). The client's socket is the one whose own address is the
+//!   client's address and whose peer is our listening address. Parsing is platform-neutral and
+//!   tested anywhere.
 //! - Windows: the owning process of the TCP row (`GetExtendedTcpTable`), then that process's user SID,
 //!   compared with ours (in `peer/windows.rs`, compiled for Windows only).
 //! - Elsewhere: unknown, which fails closed.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+#[cfg(any(target_os = "linux", test))]
+mod diag;
 #[cfg(windows)]
 pub(crate) mod windows;
 
@@ -41,20 +46,27 @@ mod imp {
             Ok(m) => m.uid(),
             Err(e) => return PeerUser::Unknown(format!("cannot read /proc/self: {e}")),
         };
+        // A definite answer from sock_diag is final; anything else asks the tables.
+        if let Ok(Some(uid)) = super::diag::owner_uid(client, local) {
+            return verdict(uid, me);
+        }
         let tables = ["/proc/net/tcp", "/proc/net/tcp6"];
         for path in tables {
             let Ok(text) = std::fs::read_to_string(path) else {
                 continue;
             };
             if let Some(uid) = find_owner_uid(&text, client, local) {
-                return if uid == me {
-                    PeerUser::Same
-                } else {
-                    PeerUser::Other(format!("uid {uid}"))
-                };
+                return verdict(uid, me);
             }
         }
         PeerUser::Unknown(format!("no TCP row for {client} → {local}"))
+    }
+
+    fn verdict(uid: u32, me: u32) -> PeerUser {
+        match uid == me {
+            true => PeerUser::Same,
+            false => PeerUser::Other(format!("uid {uid}")),
+        }
     }
 }
 
