@@ -28,6 +28,7 @@ use crate::upstream::Upstream;
 
 pub mod accounts;
 pub mod demo;
+pub mod log;
 mod services;
 
 pub use services::Services;
@@ -46,15 +47,18 @@ pub fn block_on<F: Future<Output = ExitCode>>(f: F) -> ExitCode {
     }
 }
 
-/// Logs to stderr with the configured filter (`EXOPROXY_LOG` overrides it).
-pub fn init_logging(level: &str) {
+/// Logs to stderr through the batching [`log::LogSink`] with the configured filter (`EXOPROXY_LOG`
+/// overrides it). Keep the guard until `main` returns: dropping it writes what is still queued.
+pub fn init_logging(level: &str) -> log::LogGuard {
     let filter = std::env::var("EXOPROXY_LOG").unwrap_or_else(|_| level.to_string());
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let (sink, guard) = log::LogSink::start(std::io::stderr());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(sink)
         .try_init();
+    guard
 }
 
 /// `exoproxy config check [FILE]`: every error with its key path and line; exit 2 on errors.

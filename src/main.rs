@@ -21,7 +21,7 @@ fn main() -> ExitCode {
     }) = &cli.command
     {
         // Self-contained: no config file, no environment; warnings only unless -v.
-        app::init_logging(overrides.log_level.as_deref().unwrap_or("warn"));
+        let _log = app::init_logging(overrides.log_level.as_deref().unwrap_or("warn"));
         return app::block_on(app::demo::run(*seconds, *token_lifetime));
     }
     let config = match load(&cli) {
@@ -35,32 +35,32 @@ fn main() -> ExitCode {
             app::block_on(app::pac_eval(&config, url, pac.as_deref()))
         }
         Some(Command::Login { upn, flow }) => {
-            quiet_logging(&config);
+            let _log = quiet_logging(&config);
             app::block_on(accounts::login(&config, upn, flow.as_deref()))
         }
         Some(Command::Logout { upn }) => app::block_on(accounts::logout(&config, upn)),
         Some(Command::Accounts) => app::block_on(accounts::accounts(&config)),
         Some(Command::Token { upn, audience }) => {
-            quiet_logging(&config);
+            let _log = quiet_logging(&config);
             app::block_on(accounts::token(&config, upn, audience.as_deref()))
         }
         Some(Command::Ca(CaCommand::Export { file })) => accounts::ca_export(&config, file),
         Some(Command::Ca(CaCommand::Regenerate)) => accounts::ca_regenerate(&config),
         Some(Command::Run) | None => {
-            app::init_logging(&config.log_level);
+            let _log = app::init_logging(&config.log_level);
             app::block_on(app::run(config))
         }
     }
 }
 
 /// Commands that talk to the IdP log warnings only (the token manager's own progress lines).
-fn quiet_logging(config: &Config) {
+fn quiet_logging(config: &Config) -> app::log::LogGuard {
     let level = if config.log_level == "info" {
         "warn"
     } else {
         &config.log_level
     };
-    app::init_logging(level);
+    app::init_logging(level)
 }
 
 /// `config check` and `demo` return before the configuration is loaded; this arm keeps the match
