@@ -74,6 +74,9 @@ const REJECTION_BODY_LIMIT: usize = 64 * 1024;
 
 type OutBody = BoxBody<Bytes, hyper::Error>;
 
+/// An upstream HTTP/1.1 connection's driver: runs until the connection closes.
+type UpstreamConnection = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// What the interception path needs, built once in `app.rs` and shared by every connection.
 pub struct InterceptState {
     /// Minted leaves for the client side.
@@ -238,12 +241,12 @@ pub(crate) async fn serve(start: Start, client: Upgraded, dialled: TcpStream) {
         Ok(tls) => tls,
         Err(e) => return tracing::info!(%host, error = %e, "client TLS handshake failed"),
     };
-    let failed = match upstream {
-        Ok(sender) => {
+    let (failed, connection) = match upstream {
+        Ok((sender, connection)) => {
             *session.sender.lock().await = Some(sender);
-            None
+            (None, Some(connection))
         }
-        Err(e) => Some(e),
+        Err(e) => (Some(e), None),
     };
     let io = TokioIo::new(IdleIo::new(tls, start.limits.tunnel_idle));
     let mut builder = http1::Builder::new();
@@ -254,7 +257,14 @@ pub(crate) async fn serve(start: Start, client: Upgraded, dialled: TcpStream) {
     let served = match failed {
         None => {
             let service = service_fn(move |req| session.clone().handle(req));
-            builder.serve_connection(io, service).await
+            // Both HTTP connections in this one task: handing a request from the client side to the
+            // upstream side (and the response back) wakes this task, not another thread.
+            let upstream = async move {
+                if let Some(connection) = connection {
+                    connection.await;
+                }
+            };
+            tokio::join!(builder.serve_connection(io, service), upstream).0
         }
         Some(err) => {
             tracing::info!(%host, error = %err, "upstream TLS failed: answering 502");
@@ -291,8 +301,12 @@ impl Session {
         self.target.host.as_str_for_lookup()
     }
 
-    /// TLS to the real host over `stream` (verified), then an HTTP/1.1 client connection.
-    async fn handshake(&self, stream: TcpStream) -> Result<SendRequest<OutBody>, ProxyError> {
+    /// TLS to the real host over `stream` (verified), then an HTTP/1.1 client connection: its
+    /// sender, and the connection itself, which the caller must drive (await or spawn).
+    async fn handshake(
+        &self,
+        stream: TcpStream,
+    ) -> Result<(SendRequest<OutBody>, UpstreamConnection), ProxyError> {
         let host = self.host();
         let name = ServerName::try_from(host.clone())
             .map_err(|_| ProxyError::BadRequest(format!("{host} is not a valid TLS name")))?;
@@ -305,18 +319,20 @@ impl Session {
         let (sender, connection) = hyper::client::conn::http1::handshake(io)
             .await
             .map_err(|e| self.upstream_error(&e))?;
-        tokio::spawn(async move {
+        let connection = Box::pin(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "intercepted upstream connection ended with an error");
             }
         });
-        Ok(sender)
+        Ok((sender, connection))
     }
 
-    /// A fresh upstream connection through the decision's hops.
+    /// A fresh upstream connection through the decision's hops, driven by a task of its own.
     async fn redial(&self) -> Result<SendRequest<OutBody>, ProxyError> {
         let connected = self.upstream.connect(&self.target, &self.decision).await?;
-        self.handshake(connected.stream).await
+        let (sender, connection) = self.handshake(connected.stream).await?;
+        tokio::spawn(connection);
+        Ok(sender)
     }
 
     /// Sends on the connection of this session; a connection that died before the request was
