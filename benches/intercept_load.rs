@@ -1,25 +1,33 @@
 //! Intercepted keep-alive load: requests/s and latency of REST `InvokeCommand` requests sent to an
-//! in-process exosim (`exosim::Sim::start`) directly, and through exoproxy's interception, measured in
-//! ONE run, interleaved round by round. Targets (issue 4): proxy ≥ 0.7× direct requests/s, and the
-//! latency the proxy adds at p99 ≤ 1 ms.
+//! in-process exosim (`exosim::Sim::start`) directly, and through one or more running exoproxies,
+//! measured in ONE run, interleaved round by round. Targets (issue 4): interception ≥ 0.7× direct
+//! requests/s, and the latency the proxy adds at p99 ≤ 1 ms with 64 concurrent clients.
 //!
-//! How the two paths differ, and nothing else:
+//! How the paths differ, and nothing else:
 //! - direct: TLS to the sim (trusting the sim's CA), SNI `nam12b.outlook.office365.com`;
-//! - proxy: `CONNECT nam12b.outlook.office365.com:443` to `--proxy`, then TLS to exoproxy's leaf
-//!   (trusting `--ca`, exoproxy's interception CA), which exoproxy relays to the sim.
+//! - each proxy: `CONNECT nam12b.outlook.office365.com:443` to its address, then TLS trusting its CA
+//!   file (exoproxy's interception CA, or the sim's CA for a blind tunnel).
 //!
-//! Both send the same bytes: `POST /adminapi/beta/contoso.onmicrosoft.com/InvokeCommand` with a
-//! sim-minted bearer token for admin@contoso.com (exoproxy replaces it with its own token for that UPN).
-//! Every client (`--conc`, default 64) holds one keep-alive HTTP/1.1 connection for `--secs`.
+//! All send the same bytes: `POST /adminapi/beta/contoso.onmicrosoft.com/InvokeCommand` with a
+//! sim-minted bearer token for admin@contoso.com (an intercepting exoproxy replaces it with its own).
 //!
-//! The proxy must route `nam12b.outlook.office365.com:443` to this process's sim: the sim listens on
-//! `--sim-port` and its CA is written to `--sim-ca-out`, so the caller can start exoproxy with a
-//! `connect_to` entry and that CA as an upstream trust root once this harness is running; the harness
-//! waits (bounded) for the proxy port and the `--ca` file, and for a first 200 through the proxy (which
-//! may need a sign-in the sim auto-approves). Without `--proxy`, only the direct path is measured.
+//! Three phases per path and round, each on fresh keep-alive HTTP/1.1 connections:
+//! - saturated: `--conc` clients (default 64) send back to back for `--secs`: requests/s, and latency
+//!   that is mostly queueing once the cores are busy;
+//! - paced: `--conc` clients together offer `--paced-rps` requests/s (each on its own fixed schedule)
+//!   for `--paced-secs`: the latency a proxy adds at that concurrency while the cores are not
+//!   saturated;
+//! - one client back to back for `--quiet-secs`: the proxy's own latency.
 //!
-//! Run: `cargo bench --bench intercept_load -- --sim-port P --sim-ca-out sim-ca.pem --proxy 127.0.0.1:Q
-//! --ca exoproxy-ca.pem` (scripts/bench-load.sh does this).
+//! The proxies must route `nam12b.outlook.office365.com:443` to this process's sim: the sim listens
+//! on `--sim-port` and its CA is written to `--sim-ca-out`, so the caller can start exoproxy with a
+//! `connect_to` entry and that CA as an upstream trust root once this harness is running; the
+//! harness waits (bounded) for each CA file and a first 200 through each proxy (which may need a
+//! sign-in the sim auto-approves). Without `--proxy`, only the direct path is measured.
+//!
+//! Run: `cargo bench --bench intercept_load -- --sim-port P --sim-ca-out sim-ca.pem
+//! --proxy 127.0.0.1:Q --ca exoproxy-ca.pem --label exoproxy [--proxy … --ca … --label …]`
+//! (scripts/bench-load.sh does this).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -53,16 +61,35 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 struct Args {
     sim_port: u16,
     sim_ca_out: Option<PathBuf>,
-    proxy: Option<SocketAddr>,
-    ca: Option<PathBuf>,
-    /// Name of the proxy path in the report (`exoproxy`, or e.g. `exoproxy-tunnel` for a blind tunnel).
-    label: String,
+    /// `--proxy`, `--ca` and `--label`, given in that order per proxy.
+    proxies: Vec<ProxyArg>,
     rounds: usize,
     conc: usize,
     secs: u64,
+    /// Requests/s offered by all clients together in the paced phase.
+    paced_rps: u32,
+    paced_secs: u64,
     /// Seconds of the single-client phase (the proxy's own latency, without queueing).
     quiet_secs: u64,
 }
+
+#[derive(Debug, Clone)]
+struct ProxyArg {
+    addr: SocketAddr,
+    ca: Option<PathBuf>,
+    /// Name of the path in the report (`exoproxy`, or e.g. `exoproxy-tunnel` for a blind tunnel).
+    label: String,
+}
+
+/// The phases of one round, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Saturated,
+    Paced,
+    OneClient,
+}
+
+const PHASES: [Phase; 3] = [Phase::Saturated, Phase::Paced, Phase::OneClient];
 
 /// One way to reach the sim: where to dial, whether to CONNECT first, and whom to trust.
 #[derive(Clone)]
@@ -116,11 +143,12 @@ async fn run(args: Args) -> Result<(), BoxError> {
         connect: false,
         tls: connector(sim.ca_pem().as_bytes())?,
     }];
-    if let Some(proxy) = args.proxy {
-        let ca = wait_for_file(args.ca.as_ref().ok_or("--proxy needs --ca")?).await?;
+    for proxy in &args.proxies {
+        let ca_file = proxy.ca.as_ref().ok_or("each --proxy needs a --ca")?;
+        let ca = wait_for_file(ca_file).await?;
         routes.push(Route {
-            name: args.label.clone(),
-            dial: proxy,
+            name: proxy.label.clone(),
+            dial: proxy.addr,
             connect: true,
             tls: connector(&ca)?,
         });
@@ -128,19 +156,26 @@ async fn run(args: Args) -> Result<(), BoxError> {
     for route in &routes {
         warm_up(route, &token).await?;
     }
-    let mut loaded = vec![Vec::new(); routes.len()];
-    let mut quiet = vec![Vec::new(); routes.len()];
+    // samples[phase][route][round]
+    let mut samples = vec![vec![Vec::new(); routes.len()]; PHASES.len()];
     for round in 1..=args.rounds {
         for (i, route) in routes.iter().enumerate() {
-            let sample = measure(route, &token, args.conc, args.secs).await?;
-            eprintln!("round {round} {:>8}: {sample:?}", route.name);
-            loaded[i].push(sample);
-            let sample = measure(route, &token, 1, args.quiet_secs).await?;
-            eprintln!("round {round} {:>8} (1 client): {sample:?}", route.name);
-            quiet[i].push(sample);
+            for (p, phase) in PHASES.iter().enumerate() {
+                let sample = match phase {
+                    Phase::Saturated => measure(route, &token, args.conc, args.secs, None).await?,
+                    Phase::Paced => {
+                        let each =
+                            Duration::from_secs_f64(args.conc as f64 / args.paced_rps as f64);
+                        measure(route, &token, args.conc, args.paced_secs, Some(each)).await?
+                    }
+                    Phase::OneClient => measure(route, &token, 1, args.quiet_secs, None).await?,
+                };
+                eprintln!("round {round} {:>16} {phase:?}: {sample:?}", route.name);
+                samples[p][i].push(sample);
+            }
         }
     }
-    print_report(&routes, &loaded, &quiet, &args);
+    print_report(&routes, &samples, &args);
     sim.shutdown().await;
     Ok(())
 }
@@ -247,7 +282,16 @@ async fn warm_up(route: &Route, token: &str) -> Result<(), BoxError> {
     }
 }
 
-async fn measure(route: &Route, token: &str, conc: usize, secs: u64) -> Result<Sample, BoxError> {
+/// `conc` clients on fresh connections for `secs`; with `interval`, each client sends on a fixed
+/// schedule of one request per interval (a late request goes at once, the schedule does not slip),
+/// else back to back.
+async fn measure(
+    route: &Route,
+    token: &str,
+    conc: usize,
+    secs: u64,
+    interval: Option<Duration>,
+) -> Result<Sample, BoxError> {
     let mut senders = Vec::new();
     for _ in 0..conc {
         senders.push(connect(route).await?);
@@ -256,11 +300,18 @@ async fn measure(route: &Route, token: &str, conc: usize, secs: u64) -> Result<S
     let deadline = start + Duration::from_secs(secs);
     let tasks: Vec<_> = senders
         .into_iter()
-        .map(|mut sender| {
+        .enumerate()
+        .map(|(n, mut sender)| {
             let token = token.to_string();
+            // Paced clients start spread over one interval, so the offered load is even.
+            let mut next = interval.map(|i| start + i.mul_f64(n as f64 / conc as f64));
             tokio::spawn(async move {
                 let (mut lat, mut errors) = (Vec::new(), 0u64);
                 while Instant::now() < deadline {
+                    if let (Some(at), Some(every)) = (next.as_mut(), interval) {
+                        tokio::time::sleep_until((*at).into()).await;
+                        *at += every;
+                    }
                     let t0 = Instant::now();
                     match request(&mut sender, &token).await {
                         Ok(200) => lat.push(t0.elapsed().as_micros() as u64),
@@ -313,84 +364,101 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-fn print_report(routes: &[Route], loaded: &[Vec<Sample>], quiet: &[Vec<Sample>], args: &Args) {
+fn print_report(routes: &[Route], samples: &[Vec<Vec<Sample>>], args: &Args) {
+    let [saturated, paced, one] = [0, 1, 2].map(|p| &samples[p]);
     let med = |set: &[Vec<Sample>], i: usize, f: fn(&Sample) -> f64| {
         median(set[i].iter().map(f).collect())
     };
     println!(
-        "{} keep-alive clients × {} s, then 1 client × {} s, per path and round; {} rounds (medians; then per round).",
-        args.conc, args.secs, args.quiet_secs, args.rounds
+        "Per path and round: {conc} keep-alive clients back to back for {} s (saturated); {conc} clients \
+         offering {} requests/s together for {} s (paced); 1 client back to back for {} s. \
+         {} rounds, interleaved; medians over the rounds.",
+        args.secs,
+        args.paced_rps,
+        args.paced_secs,
+        args.quiet_secs,
+        args.rounds,
+        conc = args.conc,
     );
     println!();
     println!(
-        "| path | requests/s | p50 µs | p99 µs | 1 client: p50 µs | 1 client: p99 µs | failed | requests/s per round |"
+        "| path | saturated: requests/s | p50 µs | p99 µs | paced: p50 µs | p99 µs | 1 client: p50 µs | p99 µs | failed | saturated requests/s per round |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     for (i, r) in routes.iter().enumerate() {
-        let per_round: Vec<String> = loaded[i].iter().map(|s| format!("{:.0}", s.rps)).collect();
-        let errors: u64 = loaded[i].iter().chain(&quiet[i]).map(|s| s.errors).sum();
+        let per_round: Vec<String> = saturated[i]
+            .iter()
+            .map(|s| format!("{:.0}", s.rps))
+            .collect();
+        let errors: u64 = samples.iter().flat_map(|p| &p[i]).map(|s| s.errors).sum();
         println!(
-            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {errors} | {} |",
+            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {errors} | {} |",
             r.name,
-            med(loaded, i, |s| s.rps),
-            med(loaded, i, |s| s.p50_us),
-            med(loaded, i, |s| s.p99_us),
-            med(quiet, i, |s| s.p50_us),
-            med(quiet, i, |s| s.p99_us),
+            med(saturated, i, |s| s.rps),
+            med(saturated, i, |s| s.p50_us),
+            med(saturated, i, |s| s.p99_us),
+            med(paced, i, |s| s.p50_us),
+            med(paced, i, |s| s.p99_us),
+            med(one, i, |s| s.p50_us),
+            med(one, i, |s| s.p99_us),
             per_round.join(" / ")
         );
     }
-    if routes.len() != 2 {
-        return;
+    for (i, route) in routes.iter().enumerate().skip(1) {
+        // Per-round differences compare paths measured seconds apart, so drift between rounds cancels.
+        let vs_direct = |set: &[Vec<Sample>], f: &dyn Fn(&Sample, &Sample) -> f64| {
+            median(set[i].iter().zip(&set[0]).map(|(p, d)| f(p, d)).collect())
+        };
+        let ratio = vs_direct(saturated, &|p, d| p.rps / d.rps);
+        let added =
+            |set: &[Vec<Sample>], f: fn(&Sample) -> f64| vs_direct(set, &|p, d| f(p) - f(d));
+        let p50 = |s: &Sample| s.p50_us;
+        let p99 = |s: &Sample| s.p99_us;
+        let (conc, rps) = (args.conc, args.paced_rps);
+        println!();
+        println!(
+            "| {} vs direct (median of per-round figures) | value | target |",
+            route.name
+        );
+        println!("|---|---:|---|");
+        println!("| requests/s ratio, saturated | {ratio:.2}× | ≥ 0.7× |");
+        println!(
+            "| added p50, {conc} clients saturated (mostly queueing) | {:.0} µs | |",
+            added(saturated, p50)
+        );
+        println!(
+            "| added p99, {conc} clients saturated (mostly queueing) | {:.0} µs | |",
+            added(saturated, p99)
+        );
+        println!(
+            "| added p50, {conc} clients at {rps} requests/s | {:.0} µs | |",
+            added(paced, p50)
+        );
+        println!(
+            "| added p99, {conc} clients at {rps} requests/s | {:.0} µs | ≤ 1000 µs |",
+            added(paced, p99)
+        );
+        println!("| added p50, 1 client | {:.0} µs | |", added(one, p50));
+        println!("| added p99, 1 client | {:.0} µs | |", added(one, p99));
     }
-    // Per-round ratios compare paths measured seconds apart, so drift between rounds cancels out.
-    let rps_ratio = median(
-        loaded[1]
-            .iter()
-            .zip(&loaded[0])
-            .map(|(p, d)| p.rps / d.rps)
-            .collect(),
-    );
-    let added = |set: &[Vec<Sample>], f: fn(&Sample) -> f64| med(set, 1, f) - med(set, 0, f);
-    println!();
-    println!("| {} vs direct | value | target |", routes[1].name);
-    println!("|---|---:|---|");
-    println!("| requests/s ratio (median of per-round ratios) | {rps_ratio:.2}× | ≥ 0.7× |");
-    println!(
-        "| added p50, {} clients (includes queueing) | {:.0} µs | |",
-        args.conc,
-        added(loaded, |s| s.p50_us)
-    );
-    println!(
-        "| added p99, {} clients (includes queueing) | {:.0} µs | ≤ 1000 µs |",
-        args.conc,
-        added(loaded, |s| s.p99_us)
-    );
-    println!(
-        "| added p50, 1 client | {:.0} µs | |",
-        added(quiet, |s| s.p50_us)
-    );
-    println!(
-        "| added p99, 1 client | {:.0} µs | ≤ 1000 µs |",
-        added(quiet, |s| s.p99_us)
-    );
 }
 
 // === Arguments ===
 
-const USAGE: &str = "intercept_load [--sim-port 0] [--sim-ca-out FILE] [--proxy HOST:PORT --ca FILE [--label NAME]] \
-[--rounds 3] [--conc 64] [--secs 10] [--quiet-secs 3]";
+const USAGE: &str = "intercept_load [--sim-port 0] [--sim-ca-out FILE] \
+[--proxy HOST:PORT --ca FILE [--label NAME]]... [--rounds 3] [--conc 64] [--secs 10] \
+[--paced-rps 2000] [--paced-secs 5] [--quiet-secs 3]";
 
 fn parse_args() -> Result<Args, BoxError> {
     let mut args = Args {
         sim_port: 0,
         sim_ca_out: None,
-        proxy: None,
-        ca: None,
-        label: "exoproxy".into(),
+        proxies: Vec::new(),
         rounds: 3,
         conc: 64,
         secs: 10,
+        paced_rps: 2000,
+        paced_secs: 5,
         quiet_secs: 3,
     };
     let mut it = std::env::args().skip(1);
@@ -399,20 +467,43 @@ fn parse_args() -> Result<Args, BoxError> {
             it.next()
                 .ok_or_else(|| format!("{flag} needs a value; usage: {USAGE}"))
         };
+        let last = |proxies: &mut Vec<ProxyArg>| -> Result<usize, BoxError> {
+            match proxies.len() {
+                0 => Err(format!("{flag} comes after its --proxy; usage: {USAGE}").into()),
+                n => Ok(n - 1),
+            }
+        };
         match flag.as_str() {
             // `cargo bench` passes `--bench` to harness-less benches.
             "--bench" => {}
             "--sim-port" => args.sim_port = value()?.parse()?,
             "--sim-ca-out" => args.sim_ca_out = Some(value()?.into()),
-            "--proxy" => args.proxy = Some(value()?.parse()?),
-            "--ca" => args.ca = Some(value()?.into()),
-            "--label" => args.label = value()?,
+            "--proxy" => args.proxies.push(ProxyArg {
+                addr: value()?.parse()?,
+                ca: None,
+                label: "exoproxy".into(),
+            }),
+            "--ca" => {
+                let ca = value()?;
+                let n = last(&mut args.proxies)?;
+                args.proxies[n].ca = Some(ca.into());
+            }
+            "--label" => {
+                let label = value()?;
+                let n = last(&mut args.proxies)?;
+                args.proxies[n].label = label;
+            }
             "--rounds" => args.rounds = value()?.parse()?,
             "--conc" => args.conc = value()?.parse()?,
             "--secs" => args.secs = value()?.parse()?,
+            "--paced-rps" => args.paced_rps = value()?.parse()?,
+            "--paced-secs" => args.paced_secs = value()?.parse()?,
             "--quiet-secs" => args.quiet_secs = value()?.parse()?,
             _ => return Err(format!("unknown argument {flag}; usage: {USAGE}").into()),
         }
+    }
+    if args.paced_rps == 0 || args.conc == 0 {
+        return Err(format!("--conc and --paced-rps must be above 0; usage: {USAGE}").into());
     }
     Ok(args)
 }

@@ -5,16 +5,16 @@
 #   1. tunnel: CONNECT bulk throughput and tunnel rate, direct vs exoproxy (release) vs squid, interleaved
 #      in ONE run (benches/tunnel_load.rs), reported as medians and ratios.
 #   2. micro: the criterion benches route_decide, pac_eval and inject (short warm-up/measurement).
-#   3. intercept: keep-alive requests through exoproxy's interception vs direct to exosim
-#      (benches/intercept_load.rs), when interception is available.
+#   3. intercept: keep-alive requests direct to exosim vs a blind tunnel through exoproxy vs
+#      exoproxy's interception, in ONE run (benches/intercept_load.rs): saturated, paced, 1 client.
 #
 # Usage: scripts/bench-load.sh [--quick]    (--quick: 1 round, smaller loads; for checking the script)
 # Loopback only; every loop is bounded. Takes about 7-9 minutes on 2 cores once built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-rounds=3 bulk_mib=256 rate_secs=10 crit="--warm-up-time 1 --measurement-time 3"
-if [ "${1:-}" = "--quick" ]; then rounds=1 bulk_mib=32 rate_secs=2 crit="--warm-up-time 1 --measurement-time 1"; fi
+rounds=3 bulk_mib=256 rate_secs=10 paced_secs=5 crit="--warm-up-time 1 --measurement-time 3"
+if [ "${1:-}" = "--quick" ]; then rounds=1 bulk_mib=32 rate_secs=2 paced_secs=2 crit="--warm-up-time 1 --measurement-time 1"; fi
 
 source scripts/lib.sh
 
@@ -74,62 +74,42 @@ micro() { # NAME → "| group/case | median |" rows from criterion's "time: [lo 
 cat "$tmp/micro.md"
 
 echo "== 3. intercept: keep-alive through exoproxy vs direct to exosim"
-# One harness run per mode. The harness starts exosim in-process on $sim_port and writes its CA; exoproxy
-# (release) maps the Exchange and login hosts to it with connect_to and trusts that CA through
-# SSL_CERT_FILE (rustls-native-certs reads it). Modes:
-#   tunnel    - the host is in direct_hosts: a blind CONNECT tunnel, TLS end to end (the baseline);
-#   intercept - exoproxy terminates TLS with its own CA (state_dir/exoproxy-ca.pem) and injects tokens.
-# When interception is not available the intercept run fails its warm-up and is reported as pending.
-intercept_run() { # MODE → $tmp/intercept-MODE.md
-  local mode=$1 sim_port port state label ca direct_hosts=""
-  sim_port=$(free_port); port=$(free_port); state="$tmp/state-$mode"
-  if [ "$mode" = tunnel ]; then
-    label=exoproxy-tunnel ca="$tmp/sim-ca-$mode.pem" direct_hosts='"nam12b.outlook.office365.com"'
-  else
-    label=exoproxy ca="$state/exoproxy-ca.pem"
-  fi
-  local cmd="cargo bench --bench intercept_load -- --sim-port $sim_port --sim-ca-out $tmp/sim-ca-$mode.pem --proxy 127.0.0.1:$port --ca $ca --label $label --rounds $rounds --conc 64 --secs $rate_secs"
-  echo "$cmd" >"$tmp/intercept-$mode.cmd"
-  $cmd >"$tmp/intercept-$mode.md" 2>"$tmp/intercept-$mode.log" &
-  local harness=$!
-  for _ in $(seq 1 100); do [ -s "$tmp/sim-ca-$mode.pem" ] && break; sleep 0.2; done
-  cat >"$tmp/exoproxy-$mode.toml" <<CONF
-state_dir = "$state"
+# ONE harness run measures three paths, interleaved round by round: direct to the sim, a blind tunnel
+# through exoproxy (the baseline: the host is in direct_hosts, TLS end to end, trusting the sim's CA),
+# and exoproxy's interception (TLS terminated with state_dir/exoproxy-ca.pem, token injected). The
+# harness starts exosim in-process on $sim_port and writes its CA; each exoproxy (release) maps the
+# Exchange and login hosts to it with connect_to and trusts that CA through SSL_CERT_FILE
+# (rustls-native-certs reads it). A path that cannot warm up fails the run, reported as such.
+sim_port=$(free_port); tunnel_port=$(free_port); intercept_port=$(free_port)
+intercept_cmd="cargo bench --bench intercept_load -- --sim-port $sim_port --sim-ca-out $tmp/sim-ca.pem \
+--proxy 127.0.0.1:$tunnel_port --ca $tmp/sim-ca.pem --label exoproxy-tunnel \
+--proxy 127.0.0.1:$intercept_port --ca $tmp/state-intercept/exoproxy-ca.pem --label exoproxy-intercept \
+--rounds $rounds --conc 64 --secs $rate_secs --paced-rps 2000 --paced-secs $paced_secs"
+$intercept_cmd >"$tmp/intercept.md" 2>"$tmp/intercept.log" &
+harness=$!
+for _ in $(seq 1 300); do [ -s "$tmp/sim-ca.pem" ] && break; sleep 0.2; done
+start_exoproxy() { # NAME PORT DIRECT_HOSTS
+  cat >"$tmp/exoproxy-$1.toml" <<CONF
+state_dir = "$tmp/state-$1"
 connect_to = ["nam12b.outlook.office365.com:443:127.0.0.1:$sim_port", "login.microsoftonline.com:443:127.0.0.1:$sim_port"]
 [listen]
-addresses = ["127.0.0.1:$port"]
+addresses = ["127.0.0.1:$2"]
 [routing]
-direct_hosts = [$direct_hosts]
+direct_hosts = [$3]
 allow_local = ["nam12b.outlook.office365.com", "login.microsoftonline.com"]
 CONF
-  SSL_CERT_FILE="$tmp/sim-ca-$mode.pem" "$exo" --config "$tmp/exoproxy-$mode.toml" >"$tmp/exoproxy-$mode.log" 2>&1 &
-  local proxy=$!
-  pids+=("$proxy")
-  local ok=0
-  wait "$harness" || ok=$?
-  kill "$proxy" 2>/dev/null || true
-  grep '^round' "$tmp/intercept-$mode.log" || true
-  if [ "$ok" != 0 ]; then
-    echo "pending: interception (the $mode run did not complete: $(grep -m 1 '^Error' "$tmp/intercept-$mode.log" || tail -n 1 "$tmp/intercept-$mode.log"))" >"$tmp/intercept-$mode.md"
-  fi
-  cat "$tmp/intercept-$mode.md"
+  SSL_CERT_FILE="$tmp/sim-ca.pem" "$exo" --config "$tmp/exoproxy-$1.toml" >"$tmp/exoproxy-$1.log" 2>&1 &
+  pids+=($!)
 }
-intercept_run tunnel
-intercept_run intercept
-{
-  echo "### 3a. Baseline: blind CONNECT tunnel through exoproxy (no interception)"
-  echo
-  echo "Command: \`$(cat "$tmp/intercept-tunnel.cmd")\`"
-  echo
-  cat "$tmp/intercept-tunnel.md"
-  echo
-  echo "### 3b. Interception (TLS terminated by exoproxy, token injected)"
-  echo
-  echo "Command: \`$(cat "$tmp/intercept-intercept.cmd")\`"
-  echo
-  cat "$tmp/intercept-intercept.md"
-} >"$tmp/intercept.md"
-intercept_cmd="scripts/bench-load.sh section 3 (commands below)"
+start_exoproxy tunnel "$tunnel_port" '"nam12b.outlook.office365.com"'
+start_exoproxy intercept "$intercept_port" ''
+ok=0
+wait "$harness" || ok=$?
+grep '^round' "$tmp/intercept.log" || true
+if [ "$ok" != 0 ]; then
+  echo "not measured: the run did not complete: $(grep -m 1 '^Error' "$tmp/intercept.log" || tail -n 1 "$tmp/intercept.log")" >"$tmp/intercept.md"
+fi
+cat "$tmp/intercept.md"
 
 echo "== rewrite BENCHMARKS.md"
 python3 - "$tmp" "$started" "$machine" "$tunnel_cmd" "$intercept_cmd" <<'PY'
@@ -147,7 +127,7 @@ def put(name, body):
 head = lambda cmd: f"Run {started} on {machine}.\n\nCommand: `scripts/bench-load.sh` → `{cmd}`\n\n"
 put("tunnel", head(tunnel_cmd) + open(f"{tmp}/tunnel.md").read())
 put("micro", f"Run {started} on {machine}.\n\n" + open(f"{tmp}/micro.md").read())
-put("intercept", f"Run {started} on {machine}.\n\n" + open(f"{tmp}/intercept.md").read())
+put("intercept", head(intercept_cmd) + open(f"{tmp}/intercept.md").read())
 open(path, "w").write(text)
 PY
 echo "BENCHMARKS.md updated"
