@@ -11,6 +11,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use super::canonical;
+
 /// `nlmsghdr` (16 bytes) + `inet_diag_req_v2` (56 bytes).
 const REQUEST_LEN: usize = 16 + 56;
 const SOCK_DIAG_BY_FAMILY: u16 = 20;
@@ -84,13 +86,6 @@ pub(super) fn parse_reply(reply: &[u8]) -> Result<Option<u32>, String> {
         },
         Some(other) => Err(format!("unexpected netlink message type {other}")),
         None => Err(format!("netlink reply of {} bytes", reply.len())),
-    }
-}
-
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-        v4 => v4,
     }
 }
 
