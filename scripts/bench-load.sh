@@ -6,10 +6,11 @@
 #      in ONE run (benches/tunnel_load.rs), reported as medians and ratios.
 #   2. micro: the criterion benches route_decide, pac_eval and inject (short warm-up/measurement).
 #   3. intercept: keep-alive requests direct to exosim vs a blind tunnel through exoproxy vs
-#      exoproxy's interception, in ONE run (benches/intercept_load.rs): saturated, paced, 1 client.
+#      exoproxy's interception, in ONE run (benches/intercept_load.rs): saturated, paced, 1 client;
+#      then direct vs interception again with the harness on CPU 0 and exoproxy on CPU 1 (taskset).
 #
 # Usage: scripts/bench-load.sh [--quick]    (--quick: 1 round, smaller loads; for checking the script)
-# Loopback only; every loop is bounded. Takes about 7-9 minutes on 2 cores once built.
+# Loopback only; every loop is bounded. Takes about 10-12 minutes on 2 cores once built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -74,47 +75,69 @@ micro() { # NAME → "| group/case | median |" rows from criterion's "time: [lo 
 cat "$tmp/micro.md"
 
 echo "== 3. intercept: keep-alive through exoproxy vs direct to exosim"
-# ONE harness run measures three paths, interleaved round by round: direct to the sim, a blind tunnel
+# ONE harness run measures the paths interleaved round by round: direct to the sim, a blind tunnel
 # through exoproxy (the baseline: the host is in direct_hosts, TLS end to end, trusting the sim's CA),
 # and exoproxy's interception (TLS terminated with state_dir/exoproxy-ca.pem, token injected). The
-# harness starts exosim in-process on $sim_port and writes its CA; each exoproxy (release) maps the
+# harness starts exosim in-process on its sim port and writes its CA; each exoproxy (release) maps the
 # Exchange and login hosts to it with connect_to and trusts that CA through SSL_CERT_FILE
 # (rustls-native-certs reads it). A path that cannot warm up fails the run, reported as such.
-sim_port=$(free_port); tunnel_port=$(free_port); intercept_port=$(free_port)
-intercept_cmd="cargo bench --bench intercept_load -- --sim-port $sim_port --sim-ca-out $tmp/sim-ca.pem \
---proxy 127.0.0.1:$tunnel_port --ca $tmp/sim-ca.pem --label exoproxy-tunnel \
---proxy 127.0.0.1:$intercept_port --ca $tmp/state-intercept/exoproxy-ca.pem --label exoproxy-intercept \
---rounds $rounds --conc 64 --secs $rate_secs --paced-rps 2000 --paced-secs $paced_secs"
-$intercept_cmd >"$tmp/intercept.md" 2>"$tmp/intercept.log" &
-harness=$!
-for _ in $(seq 1 300); do [ -s "$tmp/sim-ca.pem" ] && break; sleep 0.2; done
-start_exoproxy() { # NAME PORT DIRECT_HOSTS
-  cat >"$tmp/exoproxy-$1.toml" <<CONF
-state_dir = "$tmp/state-$1"
-connect_to = ["nam12b.outlook.office365.com:443:127.0.0.1:$sim_port", "login.microsoftonline.com:443:127.0.0.1:$sim_port"]
+start_exoproxy() { # NAME PORT SIM_PORT SIM_CA DIRECT_HOSTS PIN...
+  local name=$1 port=$2 sim=$3 sim_ca=$4 direct=$5; shift 5
+  cat >"$tmp/exoproxy-$name.toml" <<CONF
+state_dir = "$tmp/state-$name"
+connect_to = ["nam12b.outlook.office365.com:443:127.0.0.1:$sim", "login.microsoftonline.com:443:127.0.0.1:$sim"]
 [listen]
-addresses = ["127.0.0.1:$2"]
+addresses = ["127.0.0.1:$port"]
 [routing]
-direct_hosts = [$3]
+direct_hosts = [$direct]
 allow_local = ["nam12b.outlook.office365.com", "login.microsoftonline.com"]
 CONF
-  SSL_CERT_FILE="$tmp/sim-ca.pem" "$exo" --config "$tmp/exoproxy-$1.toml" >"$tmp/exoproxy-$1.log" 2>&1 &
+  SSL_CERT_FILE="$sim_ca" "$@" "$exo" --config "$tmp/exoproxy-$name.toml" >"$tmp/exoproxy-$name.log" 2>&1 &
   pids+=($!)
 }
-start_exoproxy tunnel "$tunnel_port" '"nam12b.outlook.office365.com"'
-start_exoproxy intercept "$intercept_port" ''
-ok=0
-wait "$harness" || ok=$?
-grep '^round' "$tmp/intercept.log" || true
-if [ "$ok" != 0 ]; then
-  echo "not measured: the run did not complete: $(grep -m 1 '^Error' "$tmp/intercept.log" || tail -n 1 "$tmp/intercept.log")" >"$tmp/intercept.md"
+intercept_run() { # RUN "tunnel intercept"|"intercept" HARNESS_PIN PROXY_PIN → $tmp/RUN.md, $tmp/RUN.cmd
+  local run=$1 paths=$2 harness_pin=$3 proxy_pin=$4 sim_port args="" path ca direct
+  sim_port=$(free_port)
+  declare -A ports
+  for path in $paths; do
+    ports[$path]=$(free_port)
+    ca="$tmp/state-$run-$path/exoproxy-ca.pem"; [ "$path" = tunnel ] && ca="$tmp/$run-sim-ca.pem"
+    args+=" --proxy 127.0.0.1:${ports[$path]} --ca $ca --label exoproxy-$path"
+  done
+  local cmd="cargo bench --bench intercept_load -- --sim-port $sim_port --sim-ca-out $tmp/$run-sim-ca.pem$args \
+--rounds $rounds --conc 64 --secs $rate_secs --paced-rps 2000 --paced-secs $paced_secs"
+  echo "${harness_pin:+$harness_pin }$cmd" >"$tmp/$run.cmd"
+  $harness_pin $cmd >"$tmp/$run.md" 2>"$tmp/$run.log" &
+  local harness=$!
+  for _ in $(seq 1 300); do [ -s "$tmp/$run-sim-ca.pem" ] && break; sleep 0.2; done
+  for path in $paths; do
+    direct=''; [ "$path" = tunnel ] && direct='"nam12b.outlook.office365.com"'
+    start_exoproxy "$run-$path" "${ports[$path]}" "$sim_port" "$tmp/$run-sim-ca.pem" "$direct" $proxy_pin
+  done
+  local ok=0
+  wait "$harness" || ok=$?
+  grep '^round' "$tmp/$run.log" || true
+  if [ "$ok" != 0 ]; then
+    echo "not measured: the run did not complete: $(grep -m 1 '^Error' "$tmp/$run.log" || tail -n 1 "$tmp/$run.log")" >"$tmp/$run.md"
+  fi
+  cat "$tmp/$run.md"
+}
+intercept_run intercept "tunnel intercept" "" ""
+intercept_cmd=$(cat "$tmp/intercept.cmd")
+
+echo "== 3c. intercept, pinned: the harness (client + exosim) on CPU 0, exoproxy on CPU 1"
+# The same measurement with the proxy's CPU kept apart from the load generator and the emulated cloud.
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  intercept_run pinned "intercept" "taskset -c 0" "taskset -c 1"
+else
+  echo "not measured: needs 2 cores and taskset" >"$tmp/pinned.md"; echo "false" >"$tmp/pinned.cmd"
 fi
-cat "$tmp/intercept.md"
+pinned_cmd=$(cat "$tmp/pinned.cmd")
 
 echo "== rewrite BENCHMARKS.md"
-python3 - "$tmp" "$started" "$machine" "$tunnel_cmd" "$intercept_cmd" <<'PY'
+python3 - "$tmp" "$started" "$machine" "$tunnel_cmd" "$intercept_cmd" "$pinned_cmd" <<'PY'
 import re, sys
-tmp, started, machine, tunnel_cmd, intercept_cmd = sys.argv[1:]
+tmp, started, machine, tunnel_cmd, intercept_cmd, pinned_cmd = sys.argv[1:]
 path = "BENCHMARKS.md"
 text = open(path).read()
 def put(name, body):
@@ -128,6 +151,7 @@ head = lambda cmd: f"Run {started} on {machine}.\n\nCommand: `scripts/bench-load
 put("tunnel", head(tunnel_cmd) + open(f"{tmp}/tunnel.md").read())
 put("micro", f"Run {started} on {machine}.\n\n" + open(f"{tmp}/micro.md").read())
 put("intercept", head(intercept_cmd) + open(f"{tmp}/intercept.md").read())
+put("intercept-pinned", head(pinned_cmd) + open(f"{tmp}/pinned.md").read())
 open(path, "w").write(text)
 PY
 echo "BENCHMARKS.md updated"
