@@ -239,3 +239,51 @@ async fn a_broken_account_entry_is_a_config_error_with_its_key() {
         "{err}"
     );
 }
+
+/// App-only sign-in from a PFX file as `Export-PfxCertificate` writes it by default (3DES/SHA-1),
+/// its password from the environment: exosim checks the assertion against the app's registered
+/// certificate, so a wrong key or thumbprint would fail here. A wrong password is a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_for_an_app_from_a_pfx_file() {
+    const APP: &str = "OAuthUser@contoso.onmicrosoft.com";
+    let env = Env::new().await;
+    let pfx = Path::new(env!("CARGO_MANIFEST_DIR")).join("sim/keys/app-client.pfx");
+    let mut config = std::fs::read_to_string(&env.config).unwrap();
+    config.push_str(&format!(
+        "\n[[account]]\nupn = \"{APP}\"\nflow = \"certificate\"\nclient_id = \"{id}\"\n\
+         certificate = {pfx:?}\npfx_password_env = \"EXO_TEST_PFX_PASSWORD\"\n",
+        id = exosim::config::CERT_APP_CLIENT_ID,
+        pfx = pfx.display().to_string(),
+    ));
+    std::fs::write(&env.config, config).unwrap();
+
+    let run_with = |args: &[&str], password: &str| {
+        let mut cmd = env.exoproxy(args);
+        cmd.env("EXO_TEST_PFX_PASSWORD", password);
+        tokio::task::spawn_blocking(move || cmd.output().unwrap())
+    };
+    let token = run_with(&["token", APP], "exosim-pfx").await.unwrap();
+    let jwt = text(&token.stdout);
+    assert!(token.status.success(), "{}", text(&token.stderr));
+    let claims = jwt.trim().split('.').nth(1).unwrap();
+    use base64::Engine as _;
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(claims)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["appid"], exosim::config::CERT_APP_CLIENT_ID);
+
+    // Forget the cached token, so that the next call must read the PFX again.
+    let logout = run_with(&["logout", APP], "exosim-pfx").await.unwrap();
+    assert!(logout.status.success(), "{}", text(&logout.stderr));
+    let wrong = run_with(&["token", APP], "not-the-password").await.unwrap();
+    let err = text(&wrong.stderr);
+    assert!(!wrong.status.success());
+    assert!(
+        err.contains("app-client.pfx") && err.contains("password"),
+        "{err}"
+    );
+    assert!(!err.contains("not-the-password"), "{err}");
+}

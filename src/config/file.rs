@@ -88,10 +88,12 @@ pub struct AccountEntry {
     pub scope: Option<String>,
     /// Authority base URL instead of the cloud's (any OIDC provider).
     pub authority: Option<String>,
-    /// `certificate` flow: PEM file with the certificate.
+    /// `certificate` flow: PEM file with the certificate, or a PFX/PKCS#12 file (then without `key`).
     pub certificate: Option<String>,
     /// `certificate` flow: PEM file with the PKCS#8 private key.
     pub key: Option<String>,
+    /// `certificate` flow with a PFX file: the environment variable holding its password.
+    pub pfx_password_env: Option<String>,
     /// `secret` flow: the environment variable holding the client secret.
     pub secret_env: Option<String>,
 }

@@ -226,10 +226,26 @@ fn flow(
                 cert_pem: PathBuf::from(cert),
                 key_pem: PathBuf::from(key),
             }),
+            (Some(pfx), None) => {
+                let password = match &entry.pfx_password_env {
+                    None => String::new(),
+                    Some(var) => env(var).unwrap_or_else(|| {
+                        errors.push(
+                            &format!("{path}.pfx_password_env"),
+                            format!("environment variable {var} (the PFX password) is not set"),
+                        );
+                        String::new()
+                    }),
+                };
+                Some(Flow::CertificatePfx {
+                    pfx: PathBuf::from(pfx),
+                    password: ClientSecret::new(password),
+                })
+            }
             _ => {
                 errors.push(
                     &format!("{path}.certificate"),
-                    "the certificate flow needs `certificate` and `key` (PEM files; PFX: convert with `openssl pkcs12 -in app.pfx -nodes`)",
+                    "the certificate flow needs `certificate` (a PFX file, or a PEM file with `key`)",
                 );
                 None
             }

@@ -112,3 +112,31 @@ fn connect_to_follows_curl() {
     assert!(validate::parse_connect_to("a:443:b").is_err());
     assert!(validate::parse_connect_to("a:x:b:1").is_err());
 }
+
+#[test]
+fn a_certificate_without_key_is_a_pfx_with_its_password_from_the_environment() {
+    use crate::token::account::Flow;
+    let text = "[[account]]\nupn = \"OAuthUser@contoso.com\"\nflow = \"certificate\"\n\
+                client_id = \"app\"\ncertificate = \"app.pfx\"\npfx_password_env = \"PFX_PW\"\n";
+    let env = |k: &str| (k == "PFX_PW").then(|| "pfx-secret".to_string());
+    let file = parse(text).unwrap();
+    let cfg = validate::validate(file, &Overrides::default(), Some(text), &env).unwrap();
+    match &cfg.intercept.accounts[0].flow {
+        Flow::CertificatePfx { pfx, password } => {
+            assert_eq!(pfx, &std::path::PathBuf::from("app.pfx"));
+            assert_eq!(password.expose(), "pfx-secret");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        !format!("{cfg:?}").contains("pfx-secret"),
+        "the password is redacted"
+    );
+
+    let err = check(text).unwrap_err();
+    assert!(
+        err.iter()
+            .any(|e| e.path == "account[0].pfx_password_env" && e.message.contains("PFX_PW")),
+        "{err:?}"
+    );
+}

@@ -50,6 +50,13 @@ pub enum Flow {
         /// PEM file with the PKCS#8 private key.
         key_pem: PathBuf,
     },
+    /// App-only, client credentials with an assertion signed by the key of a PFX/PKCS#12 file.
+    CertificatePfx {
+        /// The PFX file (certificate and private key).
+        pfx: PathBuf,
+        /// Its password; empty for an unprotected file.
+        password: ClientSecret,
+    },
     /// App-only, client credentials with a client secret.
     Secret {
         /// The application's secret.

@@ -171,6 +171,15 @@ async fn client_credentials(
         Flow::CertificateInline { cert_pem, key_pem } => {
             Some(load_certificate(cert_pem, key_pem.expose())?)
         }
+        Flow::CertificatePfx { pfx, password } => {
+            let bytes = zeroize::Zeroizing::new(
+                std::fs::read(pfx)
+                    .map_err(|e| CallFailure::Config(format!("{}: {e}", pfx.display())))?,
+            );
+            let loaded = ClientCertificate::from_pkcs12(&bytes, password.expose())
+                .map_err(|e| CallFailure::Config(format!("{}: {e}", pfx.display())))?;
+            Some(loaded)
+        }
         _ => None,
     };
     call_token_endpoint(account, |ep| {

@@ -183,7 +183,7 @@ async fn device_code_deadline_ends_the_sign_in() {
 }
 
 #[tokio::test]
-async fn certificate_flow_reads_pem_files() {
+async fn certificate_flow_reads_pem_and_pfx_files() {
     let transport = scripted(|form, _| {
         assert!(form.contains("client_assertion="), "{form}");
         Some((
@@ -208,6 +208,30 @@ async fn certificate_flow_reads_pem_files() {
             .expose(),
         "app"
     );
+
+    config.upn = "pfx-app@contoso.com".into();
+    config.flow = Flow::CertificatePfx {
+        pfx: testdata.join("rsa_aes.pfx"),
+        password: crate::token::secret::ClientSecret::new("exoproxy-test"),
+    };
+    manager.add_account(config.clone());
+    let token = manager
+        .token("pfx-app@contoso.com", &Audience::new(EXO))
+        .await;
+    assert_eq!(token.unwrap().expose(), "app");
+
+    config.upn = "wrong-pfx-password@contoso.com".into();
+    config.flow = Flow::CertificatePfx {
+        pfx: testdata.join("rsa_aes.pfx"),
+        password: crate::token::secret::ClientSecret::new("wrong"),
+    };
+    manager.add_account(config.clone());
+    let err = manager
+        .token("wrong-pfx-password@contoso.com", &Audience::new(EXO))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TokenError::Config { .. }), "{err:?}");
+    assert!(err.to_string().contains("rsa_aes.pfx"), "{err}");
 
     config.upn = "missing@contoso.com".into();
     config.flow = Flow::Certificate {

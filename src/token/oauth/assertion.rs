@@ -3,7 +3,8 @@
 //! Contract: header `{"alg":"RS256"|"ES256","typ":"JWT","x5t":…,"x5t#S256":…}` (base64url SHA-1 and
 //! SHA-256 thumbprints of the DER certificate); claims `aud` = token endpoint, `iss` = `sub` = client id,
 //! `jti` unique, `nbf` = `iat` = now, `exp` = now + 10 min. Signed with ring from a PKCS#8 (or PKCS#1 RSA)
-//! PEM key. PFX/PKCS#12 is not read: convert it once with `openssl pkcs12 -nodes`.
+//! PEM key, or from the key and certificate of a PFX/PKCS#12 file (what `Export-PfxCertificate` and the
+//! Entra portal's tooling produce; AES-256/PBKDF2 and legacy 3DES/SHA-1 protection are both read).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -38,6 +39,9 @@ pub enum AssertionError {
     /// No usable key in the PEM.
     #[error("private key PEM: {0}")]
     BadKey(String),
+    /// A PFX/PKCS#12 file that cannot be opened or holds no key with its certificate.
+    #[error("PFX file: {0}")]
+    BadPfx(String),
     /// Signing failed (RNG).
     #[error("signing the client assertion failed")]
     Sign,
@@ -52,7 +56,32 @@ impl ClientCertificate {
             .map_err(|_| AssertionError::NoCertificate)?;
         let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
             .map_err(|e| AssertionError::BadKey(e.to_string()))?;
-        let signer = Signer::from_key(&key)?;
+        Self::from_der(&cert, &key)
+    }
+
+    /// Loads the first private key and its certificate from a PFX/PKCS#12 file's bytes; `password`
+    /// is empty for an unprotected file.
+    pub fn from_pkcs12(pfx: &[u8], password: &str) -> Result<Self, AssertionError> {
+        let store = p12_keystore::KeyStore::from_pkcs12(pfx, password).map_err(|e| {
+            AssertionError::BadPfx(format!("cannot open it ({e}); is the password right?"))
+        })?;
+        let (_, chain) = store
+            .private_key_chain()
+            .ok_or_else(|| AssertionError::BadPfx("it holds no private key".into()))?;
+        let cert = chain
+            .chain()
+            .first()
+            .ok_or_else(|| AssertionError::BadPfx("its private key has no certificate".into()))?;
+        let key_der = Zeroizing::new(chain.key().to_vec());
+        let key = PrivateKeyDer::Pkcs8(key_der.as_slice().into());
+        Self::from_der(&CertificateDer::from(cert.as_der()), &key)
+    }
+
+    fn from_der(
+        cert: &CertificateDer<'_>,
+        key: &PrivateKeyDer<'_>,
+    ) -> Result<Self, AssertionError> {
+        let signer = Signer::from_key(key)?;
         let sha1 = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, cert.as_ref());
         let sha256 = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
         Ok(Self {

@@ -239,6 +239,46 @@ fn rs256_assertion_has_rfc7523_shape_and_verifies() {
     assert!(field(&form, "client_assertion").is_some());
 }
 
+/// The test certificate and key as PFX files, made with `openssl pkcs12 -export` (OpenSSL 3.0):
+/// its default (AES-256-CBC, PBKDF2, SHA-256 MAC), the legacy 3DES/SHA-1 form older Windows exports,
+/// and an unprotected file (empty password). Password of the protected ones: `exoproxy-test`.
+const PFX_AES: &[u8] = include_bytes!("../testdata/rsa_aes.pfx");
+const PFX_3DES: &[u8] = include_bytes!("../testdata/rsa_3des.pfx");
+const PFX_NO_PASSWORD: &[u8] = include_bytes!("../testdata/rsa_nopass.pfx");
+
+#[test]
+fn pfx_files_give_the_same_credential_as_the_pem_pair() {
+    let pem = ClientCertificate::from_pem(RSA_CERT, RSA_KEY).unwrap();
+    for (name, pfx, password) in [
+        ("aes", PFX_AES, "exoproxy-test"),
+        ("3des", PFX_3DES, "exoproxy-test"),
+        ("no password", PFX_NO_PASSWORD, ""),
+    ] {
+        let cert =
+            ClientCertificate::from_pkcs12(pfx, password).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(cert.thumbprint_s256(), RSA_CERT_S256, "{name}");
+        // RSA PKCS#1 v1.5 signatures are deterministic: same key, same input, same assertion.
+        let from_pfx = cert.assertion("app", "https://idp/token", 1, "j").unwrap();
+        let from_pem = pem.assertion("app", "https://idp/token", 1, "j").unwrap();
+        assert_eq!(*from_pfx, *from_pem, "{name}");
+    }
+}
+
+#[test]
+fn a_wrong_pfx_password_or_a_non_pfx_file_is_a_clear_error() {
+    let wrong = ClientCertificate::from_pkcs12(PFX_AES, "not-it").unwrap_err();
+    assert!(
+        matches!(&wrong, AssertionError::BadPfx(m) if m.contains("password")),
+        "{wrong}"
+    );
+    let pem_as_pfx = ClientCertificate::from_pkcs12(RSA_CERT.as_bytes(), "").unwrap_err();
+    assert!(
+        matches!(pem_as_pfx, AssertionError::BadPfx(_)),
+        "{pem_as_pfx}"
+    );
+    assert!(!format!("{wrong:?}").contains("exoproxy-test"));
+}
+
 #[test]
 fn es256_assertion_from_an_rcgen_key() {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
