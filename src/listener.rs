@@ -130,3 +130,18 @@ async fn refuse_overloaded(mut stream: TcpStream, peer: SocketAddr) {
     let reply = Rescue::of(&err).to_http1();
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&reply)).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A WS-Man Receive long-polls for up to 180 s with no byte in either direction (PROTOCOL.md,
+    /// WS-Man timeouts): neither the per-request idle limit nor the tunnel's may cut it.
+    #[test]
+    fn default_idle_limits_outlast_a_wsman_long_poll() {
+        let limits = Limits::default();
+        let long_poll = Duration::from_secs(180);
+        assert!(limits.stream_idle >= long_poll + Duration::from_secs(60));
+        assert!(limits.tunnel_idle >= limits.stream_idle);
+    }
+}
