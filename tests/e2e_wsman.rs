@@ -37,3 +37,35 @@ async fn sign_in_needed_is_a_wsman_fault_with_the_code() {
         describe(&out)
     );
 }
+
+/// A WS-Man Receive long-poll for PowerShell's default OperationTimeout (180 s, also exosim's cap)
+/// through interception with the default limits: the server's 500 `w:TimedOut` fault arrives intact
+/// after the whole wait, and the same shell goes on (cookie affinity, token injection) afterwards.
+/// `EXOPROXY_LONG_POLL_SECS` shortens the wait for a quick local run; the suite uses 180.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_180_second_long_poll_is_not_cut() {
+    let secs: u64 = std::env::var("EXOPROXY_LONG_POLL_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(180);
+    let h = Harness::start(Options::default()).await;
+    h.control()
+        .update_exchange(|s| s.operation_timeout_cap = std::time::Duration::from_secs(secs));
+    let started = std::time::Instant::now();
+    let long_poll = (secs + 5).to_string();
+    let out = wsman_script(h.proxy, &h.ca_file, ADMIN, &["--long-poll", &long_poll]).await;
+    let waited = started.elapsed();
+    assert!(out.status.success(), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("long-poll: w:TimedOut after"),
+        "{}",
+        describe(&out)
+    );
+    assert!(stdout.contains("after the long-poll"), "{}", describe(&out));
+    assert!(
+        waited.as_secs() >= secs,
+        "the Receive was answered after {waited:?}"
+    );
+    assert_eq!(h.control().exchange().open_shells(), 0, "shell not deleted");
+}

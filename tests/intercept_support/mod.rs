@@ -421,19 +421,23 @@ pub async fn whoami(h: &Harness, user: &str) -> Output {
 
 /// [`whoami`] with explicit proxy and CA file.
 pub async fn whoami_via(proxy: SocketAddr, ca_file: &std::path::Path, user: &str) -> Output {
+    wsman_script(proxy, ca_file, user, &["--operation-timeout", "5"]).await
+}
+
+/// Runs `wsman_whoami.py` through `proxy` as `user` with the placeholder password and `extra` args.
+pub async fn wsman_script(
+    proxy: SocketAddr,
+    ca_file: &std::path::Path,
+    user: &str,
+    extra: &[&str],
+) -> Output {
     let mut cmd = Command::new(python());
     cmd.arg(script())
         .arg("https://outlook.office365.com/PowerShell-LiveID?BasicAuthToOAuthConversion=true")
         .arg("--ca")
         .arg(ca_file)
-        .args([
-            "--username",
-            user,
-            "--token-file",
-            "-",
-            "--operation-timeout",
-            "5",
-        ])
+        .args(["--username", user, "--token-file", "-"])
+        .args(extra)
         .arg("--proxy")
         .arg(format!("http://{proxy}"))
         .env_remove("EXO_TOKEN")

@@ -25,7 +25,8 @@ patching urllib3's create_connection (never /etc/hosts). With --proxy the proxy 
 no mapping is done unless --loopback is given.
 
 Exit codes: 0 command ran with exit code 0 (its stdout is printed); 3 HTTP 401 (challenge headers on
-stderr); 4 WS-Man fault; 5 command exit code not 0; 2 usage; 1 anything else.
+stderr); 4 WS-Man fault; 5 command exit code not 0; 6 a --long-poll Receive did not time out; 2 usage;
+1 anything else.
 """
 
 import argparse
@@ -51,6 +52,13 @@ def parse_args():
     p.add_argument("--loopback", help="address the emulated host names connect to (default 127.0.0.1 without --proxy)")
     p.add_argument("--command", default="whoami", help="command to run (default whoami)")
     p.add_argument("--operation-timeout", type=int, default=20, help="WS-Man OperationTimeout in seconds")
+    p.add_argument(
+        "--long-poll",
+        type=int,
+        metavar="SECONDS",
+        help="instead of --command: start `more`, send one Receive with this OperationTimeout while it has no "
+        "output, expect the server's w:TimedOut fault, then feed `more` a line on the same shell and print it",
+    )
     return p.parse_args()
 
 
@@ -152,7 +160,7 @@ def main():
         proxy=args.proxy,
         no_proxy=args.proxy is None,
         operation_timeout=args.operation_timeout,
-        read_timeout=args.operation_timeout + 10,
+        read_timeout=max(args.operation_timeout, args.long_poll or 0) + 10,
     )
     transport = wsman.transport
     transport.session = transport._build_session()
@@ -161,6 +169,8 @@ def main():
 
     try:
         with WinRS(wsman) as shell:
+            if args.long_poll:
+                return long_poll(shell, Process, WSManFaultError, args.long_poll)
             process = Process(shell, args.command)
             process.invoke()
     except AuthenticationError:
@@ -176,6 +186,29 @@ def main():
 
     sys.stdout.write(process.stdout.decode("utf-8", "replace"))
     sys.stderr.write(process.stderr.decode("utf-8", "replace"))
+    return 0 if process.rc == 0 else 5
+
+
+def long_poll(shell, Process, WSManFaultError, seconds):
+    """One Receive that the server holds until it times out, then the session goes on (exit 0), or 6."""
+    import time
+
+    process = Process(shell, "more")
+    process.begin_invoke()
+    started = time.monotonic()
+    try:
+        shell.receive("stdout", command_id=process.id, timeout=seconds)
+        sys.stderr.write("the Receive returned output instead of timing out\n")
+        return 6
+    except WSManFaultError as err:
+        waited = time.monotonic() - started
+        if err.code != 2150858793:
+            sys.stderr.write("WS-Man fault %s: %s\n" % (err.code, err.reason))
+            return 4
+    sys.stdout.write("long-poll: w:TimedOut after %.0f s\n" % waited)
+    process.send(b"after the long-poll\r\n", end=True)
+    process.poll_invoke()
+    sys.stdout.write(process.stdout.decode("utf-8", "replace"))
     return 0 if process.rc == 0 else 5
 
 
