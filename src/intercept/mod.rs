@@ -31,4 +31,7 @@ pub mod tls;
 pub use ca::{CaError, CaFiles, CaOrigin, LocalCa, TrustInstructions, crl_url};
 pub use leaf_cache::LeafCache;
 pub use rewind::{Peeked, Rewind, peek_client_hello};
-pub use tls::{TlsFailureKind, classify_tls_error, server_config_for_host, upstream_client_config};
+pub use tls::{
+    TlsFailureKind, classify_tls_error, client_config_with_roots, server_config_for_host,
+    upstream_client_config,
+};

@@ -5,7 +5,6 @@
 //! with a message instead of hanging; errors are short strings for the report.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -59,16 +58,11 @@ impl Dialer {
                 .add(cert)
                 .map_err(|e| format!("exoproxy CA certificate: {e}"))?;
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS client: {e}"))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let config = crate::intercept::client_config_with_roots(roots)
+            .map_err(|e| format!("TLS client: {e}"))?;
         Ok(Dialer {
             proxy,
-            tls: TlsConnector::from(Arc::new(config)),
+            tls: TlsConnector::from(config),
         })
     }
 
