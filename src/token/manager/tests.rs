@@ -209,11 +209,12 @@ async fn certificate_flow_reads_pem_and_pfx_files() {
         "app"
     );
 
-    config.upn = "pfx-app@contoso.com".into();
-    config.flow = Flow::CertificatePfx {
+    let pfx_with = |password: &str| Flow::CertificatePfx {
         pfx: testdata.join("rsa_aes.pfx"),
-        password: crate::token::secret::ClientSecret::new("exoproxy-test"),
+        password: crate::token::secret::ClientSecret::new(password),
     };
+    config.upn = "pfx-app@contoso.com".into();
+    config.flow = pfx_with("exoproxy-test");
     manager.add_account(config.clone());
     let token = manager
         .token("pfx-app@contoso.com", &Audience::new(EXO))
@@ -221,10 +222,7 @@ async fn certificate_flow_reads_pem_and_pfx_files() {
     assert_eq!(token.unwrap().expose(), "app");
 
     config.upn = "wrong-pfx-password@contoso.com".into();
-    config.flow = Flow::CertificatePfx {
-        pfx: testdata.join("rsa_aes.pfx"),
-        password: crate::token::secret::ClientSecret::new("wrong"),
-    };
+    config.flow = pfx_with("wrong");
     manager.add_account(config.clone());
     let err = manager
         .token("wrong-pfx-password@contoso.com", &Audience::new(EXO))
