@@ -1,4 +1,4 @@
-//! Unit tests for the matchers: rule patterns, IP ranges, local destinations, wildcards, bypass lists.
+//! Unit tests for the matchers: rule patterns, IP ranges, wildcards, bypass lists.
 
 use super::net::wildcard_match;
 use super::*;
