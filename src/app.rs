@@ -18,12 +18,12 @@ use crate::handler::Proxy;
 use crate::listener::{self, Limits};
 use crate::route::Router;
 use crate::route::pac::{PacConfig, PacResolver, PacSource, host_from_url};
-use crate::route::realm_fetch::{get_via, outbound_client};
 use crate::route::source::SourceSpec;
 use crate::route::sts::RefreshPolicy;
 use crate::route::system::env::process_env;
 use crate::route::system::{Selected, read_and_select};
 use crate::target::Target;
+use crate::tls_client;
 use crate::upstream::Upstream;
 
 pub mod accounts;
@@ -112,7 +112,8 @@ pub async fn route_report(
         })?;
     let router = Arc::new(router);
     let upstream = Arc::new(Upstream::new(config.upstream.clone()));
-    let client = outbound_client(router.clone(), upstream, extra_roots)?;
+    let tls = tls_client::client_config(extra_roots).map_err(|e| format!("error: {e}"))?;
+    let client = OutboundClient::new(router.clone(), upstream, tls);
     let discovered = discover_sts_now(&router, &client, &config.route.sts).await;
     let mut out = format!("{url}\n  target:   {target:?}\n");
     for line in discovered {
@@ -132,7 +133,7 @@ async fn discover_sts_now(
     sts: &crate::route::StsConfig,
 ) -> Vec<String> {
     let timeout = std::time::Duration::from_secs(10);
-    let fetch = |url: String| async move { get_via(client, &url, timeout).await };
+    let fetch = |url: String| async move { client.get_realm(&url, timeout).await };
     crate::route::discover_sts(router, sts, fetch, timeout).await
 }
 
@@ -151,7 +152,11 @@ fn spawn_sts_refresher(
     let client = client.clone();
     let fetch = move |url: String| {
         let client = client.clone();
-        async move { get_via(&client, &url, std::time::Duration::from_secs(15)).await }
+        async move {
+            client
+                .get_realm(&url, std::time::Duration::from_secs(15))
+                .await
+        }
     };
     tokio::spawn(directory.run_refresher(sts.domains.clone(), fetch, RefreshPolicy::default()));
 }

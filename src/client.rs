@@ -2,15 +2,18 @@
 //! discovery, user-realm (STS) discovery.
 //!
 //! Contract: every call is routed exactly like client traffic (`Router::resolve` → `Upstream`), so a
-//! corporate proxy, its authentication and the bad-proxy memory apply to the proxy's own calls too
-//! (DESIGN.md: "token and PAC fetching get their HTTP transport injected"). TLS is always verified
-//! against the configured roots. Bodies are collected up to [`MAX_BODY`]; nothing here logs request
-//! or response bodies, which carry refresh tokens and client secrets.
+//! corporate proxy, its authentication and the bad-proxy memory apply to the proxy's own calls too.
+//! `token` and `route::sts` never dial: they are handed this client (as a [`Transport`], or as the
+//! fetch [`OutboundClient::get_realm`]) by `app` (docs/ARCHITECTURE.md, "Layering"). TLS is always
+//! verified, with the config built by [`crate::tls_client`]. Bodies are collected up to
+//! [`MAX_BODY`]; nothing here logs request or response bodies, which carry refresh tokens and client
+//! secrets.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HOST, PROXY_AUTHORIZATION};
+use http::header::{ACCEPT, HOST, PROXY_AUTHORIZATION, USER_AGENT};
 use http::{HeaderValue, Request, Response, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
@@ -19,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsConnector;
 
 use crate::route::Router;
+use crate::route::sts::FetchResponse;
 use crate::target::{Action, Hop, Target};
 use crate::token::{BoxFuture, Transport, TransportError};
 use crate::upstream::Upstream;
@@ -43,7 +47,7 @@ impl std::fmt::Debug for OutboundClient {
 // === impl OutboundClient ===
 
 impl OutboundClient {
-    /// `tls` is the upstream client config (system roots plus any extra roots).
+    /// `tls` is the outbound config from [`crate::tls_client`] (system roots plus any extra roots).
     pub fn new(
         router: Arc<Router>,
         upstream: Arc<Upstream>,
@@ -54,6 +58,24 @@ impl OutboundClient {
             upstream,
             tls: TlsConnector::from(tls),
         }
+    }
+
+    /// GETs `url` within `timeout`: the fetch user-realm (STS) discovery is given
+    /// (`StsDirectory::discover`, `run_refresher`). The error string carries no secrets.
+    pub async fn get_realm(&self, url: &str, timeout: Duration) -> Result<FetchResponse, String> {
+        let request = Request::get(url)
+            .header(ACCEPT, "application/json")
+            .header(USER_AGENT, concat!("exoproxy/", env!("CARGO_PKG_VERSION")))
+            .body(Bytes::new())
+            .map_err(|e| format!("bad URL: {e}"))?;
+        let response = tokio::time::timeout(timeout, self.send(request))
+            .await
+            .map_err(|_| format!("no answer within {timeout:?}"))?
+            .map_err(|e| e.to_string())?;
+        Ok(FetchResponse {
+            status: response.status().as_u16(),
+            body: response.into_body().to_vec(),
+        })
     }
 
     /// Sends one request (absolute URI, `http` or `https`) and collects the response.

@@ -13,6 +13,7 @@
 //! - [`upstream`]: MECHANISM, dial through hops (direct, CONNECT chain, proxy auth, failover).
 //! - [`listener`], [`handler`], [`tunnel`], [`forward`]: the request path.
 //! - [`intercept`], [`inject`], [`token`]: TLS interception and token injection.
+//! - [`client`], [`tls_client`]: the proxy's own outbound HTTP(S) client and its one TLS configuration.
 //! - [`admin`]: status page and served PAC.
 //! - [`cli`], [`app`]: command line and wiring.
 //!
@@ -39,6 +40,7 @@ pub mod peer;
 mod platform;
 pub mod route;
 pub mod target;
+pub mod tls_client;
 pub mod token;
 pub mod tunnel;
 pub mod upstream;

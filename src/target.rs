@@ -12,6 +12,13 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
+// Shared vocabulary beyond the request itself, one concept per file.
+mod credentials;
+mod local;
+
+pub use credentials::{ProxyAuthScheme, ProxyCredentials};
+pub use local::{is_local_ip, is_local_name};
+
 /// A host as the client named it, normalised.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub enum Host {

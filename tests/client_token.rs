@@ -32,7 +32,7 @@ fn client_with_ca(sim: &Sim, ca_pem: &str) -> OutboundClient {
     for cert in rustls_pemfile_certs(&pem) {
         roots.add(cert).unwrap();
     }
-    let tls = exoproxy::intercept::tls::client_config_with_roots(roots).unwrap();
+    let tls = exoproxy::tls_client::client_config_with_roots(roots).unwrap();
     OutboundClient::new(Arc::new(router), Arc::new(upstream), tls)
 }
 

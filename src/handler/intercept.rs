@@ -145,7 +145,7 @@ struct PrefixedBody {
 
 impl InterceptState {
     /// `leaves`: the local CA's leaf cache; `upstream_tls`: from
-    /// [`crate::intercept::upstream_client_config`]; `tokens`: the token manager.
+    /// [`crate::tls_client::upstream_client_config`]; `tokens`: the token manager.
     pub fn new(
         leaves: Arc<LeafCache>,
         upstream_tls: Arc<ClientConfig>,

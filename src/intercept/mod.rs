@@ -1,10 +1,10 @@
-//! TLS interception: the local CA, leaf minting and the TLS configs for both sides.
+//! TLS interception: the local CA, leaf minting and the client-facing TLS config.
 //!
 //! - [`ca`]: the per-install, name-constrained local CA (create/load/regenerate, leaves, CRL, export).
 //! - [`leaf_cache`]: bounded LRU of minted leaves with a minting rate limit (CA-8).
-//! - [`tls`]: the client-facing `ServerConfig` for one CONNECT host (BAD-15), the upstream
-//!   `ClientConfig` (system roots + extra roots, never insecure: TLS-3, TLS-5), and the mapping of
-//!   handshake failures to stable `upstream_tls_<kind>` names (FLT-8).
+//! - [`tls`]: the client-facing `ServerConfig` for one CONNECT host (BAD-15) and the mapping of
+//!   handshake failures to stable `upstream_tls_<kind>` names (FLT-8). The upstream side uses the
+//!   proxy's one outbound configuration, [`crate::tls_client`].
 //! - [`rewind`]: peek at the first bytes inside a CONNECT to see a TLS ClientHello, then replay them.
 //!
 //! # Wiring (the handler's side)
@@ -12,7 +12,7 @@
 //! ```text
 //! startup:  let (ca, _) = LocalCa::load_or_create(&state_dir, &intercepted_domains)?;   // CaError → exit with its message
 //!           let leaves = Arc::new(LeafCache::new(Arc::new(ca), Some(crl_url(listen_port))));
-//!           let upstream = upstream_client_config(cfg.tls.extra_roots.as_deref())?;
+//!           let upstream = tls_client::upstream_client_config(cfg.tls.extra_roots.as_deref())?;
 //! CONNECT:  dial upstream, answer 200, then
 //!           let peeked = peek_client_hello(client_io).await?;          // under the first-byte timeout
 //!           if !peeked.is_client_hello { refuse: not TLS }
@@ -31,7 +31,4 @@ pub mod tls;
 pub use ca::{CaError, CaFiles, CaOrigin, LocalCa, TrustInstructions, crl_url};
 pub use leaf_cache::LeafCache;
 pub use rewind::{Peeked, Rewind, peek_client_hello};
-pub use tls::{
-    TlsFailureKind, classify_tls_error, client_config_with_roots, server_config_for_host,
-    upstream_client_config,
-};
+pub use tls::{TlsFailureKind, classify_tls_error, server_config_for_host};

@@ -45,7 +45,6 @@
 //! refusals format a message).
 
 pub mod pac;
-pub mod realm_fetch;
 pub mod rules;
 pub mod source;
 pub mod sts;
@@ -56,9 +55,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::ProxyError;
-use crate::target::{Action, Decision, Hop, Host, ProxyEndpoint, Scheme, Target};
+use crate::target::{Action, Decision, Hop, ProxyEndpoint, Scheme, Target};
 use pac::PacResolver;
-use rules::{BypassList, HostRule, RuleList, RuleMatch, is_local_ip, is_local_name};
+use rules::{BypassList, HostRule, RuleList, RuleMatch};
 use source::{DefaultHops, SourceSpec, SystemSource};
 use sts::{FetchResponse, StsDirectory};
 
@@ -449,7 +448,7 @@ impl Router {
     fn classify(&self, target: &Target) -> Verdict {
         let allowed_local = self.allow_local.find(target);
         let allow_local = allowed_local.is_some();
-        let local = is_local(target);
+        let local = target.host.is_local();
         if let Some(refusal) = self.refusal(target, allow_local, local) {
             return Verdict::Final(refusal);
         }
@@ -575,14 +574,6 @@ impl Verdict {
                 why: why.unwrap_or_else(|| default_why.clone()),
             },
         }
-    }
-}
-
-/// True for `localhost` names and loopback, unspecified or link-local IP literals.
-fn is_local(target: &Target) -> bool {
-    match &target.host {
-        Host::Name(name) => is_local_name(name),
-        Host::Ip(ip) => is_local_ip(*ip),
     }
 }
 

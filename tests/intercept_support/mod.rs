@@ -20,9 +20,10 @@ use bytes::Bytes;
 use exoproxy::client::OutboundClient;
 use exoproxy::handler::Proxy;
 use exoproxy::handler::intercept::InterceptState;
-use exoproxy::intercept::{LeafCache, LocalCa, upstream_client_config};
+use exoproxy::intercept::{LeafCache, LocalCa};
 use exoproxy::listener::{self, Limits};
 use exoproxy::route::{InterceptRule, RouteConfig, Router};
+use exoproxy::tls_client::upstream_client_config;
 use exoproxy::token::schedule::Jitter;
 use exoproxy::token::{
     AccountConfig, BoxFuture, ManagerSettings, SignInPrompt, TokenManager, Transport,

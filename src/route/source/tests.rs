@@ -136,3 +136,23 @@ async fn discovered_sts_is_direct_at_step_4() {
         "TUNNEL via PROXY p.corp:8080 (static upstream)"
     );
 }
+
+#[test]
+fn pac_downloads_get_the_injected_tls_config() {
+    let tls = crate::tls_client::client_config_with_roots(rustls::RootCertStore::empty()).unwrap();
+    let mut pac = SourceSpec::Pac(Box::default());
+    pac.set_pac_tls(tls.clone());
+    let SourceSpec::Pac(config) = &pac else {
+        unreachable!()
+    };
+    assert!(Arc::ptr_eq(config.tls.as_ref().unwrap(), &tls));
+    let mut system = SourceSpec::System {
+        live: LiveConfig::default(),
+        pac: Box::default(),
+    };
+    system.set_pac_tls(tls.clone());
+    let SourceSpec::System { pac, .. } = &system else {
+        unreachable!()
+    };
+    assert!(Arc::ptr_eq(pac.tls.as_ref().unwrap(), &tls));
+}

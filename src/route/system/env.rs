@@ -15,8 +15,7 @@
 use zeroize::Zeroizing;
 
 use crate::route::system::{SettingsError, SystemProxy};
-use crate::target::{Host, ProxyEndpoint};
-use crate::upstream::ProxyCredentials;
+use crate::target::{Host, ProxyCredentials, ProxyEndpoint};
 
 const WHAT: &str = "proxy environment";
 /// curl's default port for a proxy URL without one.

@@ -35,8 +35,7 @@ pub use live::{LiveConfig, live_watcher, read_and_select};
 pub use select::{Selected, SettingsInputs, Source, select};
 pub use watch::{SettingsSnapshot, SettingsWatcher};
 
-use crate::target::{ProxyEndpoint, Scheme};
-use crate::upstream::ProxyCredentials;
+use crate::target::{ProxyCredentials, ProxyEndpoint, Scheme};
 
 /// Proxy settings read from one system source, before any policy is applied.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
