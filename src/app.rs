@@ -15,7 +15,8 @@ use tokio::net::TcpListener;
 use crate::client::OutboundClient;
 use crate::config::{self, Config, Overrides};
 use crate::handler::Proxy;
-use crate::listener::{self, Limits};
+use crate::limits::Limits;
+use crate::listener;
 use crate::route::Router;
 use crate::route::pac::{PacConfig, PacResolver, PacSource, host_from_url};
 use crate::route::source::SourceSpec;
@@ -119,7 +120,7 @@ pub async fn route_report(
     for line in discovered {
         out.push_str(&format!("  sts:      {line}\n"));
     }
-    match router.resolve(&target).await {
+    match router.decide(&target).await {
         Ok(decision) => out.push_str(&format!("  decision: {decision}\n")),
         Err(e) => out.push_str(&format!("  decision: error: {e}\n")),
     }

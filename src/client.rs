@@ -1,7 +1,7 @@
 //! The proxy's own outbound HTTP(S) client, for the calls it makes itself: the token endpoint, OpenID
 //! discovery, user-realm (STS) discovery.
 //!
-//! Contract: every call is routed exactly like client traffic (`Router::resolve` → `Upstream`), so a
+//! Contract: every call is routed exactly like client traffic (`Router::decide` → `Upstream`), so a
 //! corporate proxy, its authentication and the bad-proxy memory apply to the proxy's own calls too.
 //! `token` and `route::sts` never dial: they are handed this client (as a [`Transport`], or as the
 //! fetch [`OutboundClient::get_realm`]) by `app` (docs/ARCHITECTURE.md, "Layering"). TLS is always
@@ -98,7 +98,7 @@ impl OutboundClient {
         .map_err(|e| TransportError::Other(e.0))?;
         let decision = self
             .router
-            .resolve(&target)
+            .decide(&target)
             .await
             .map_err(|e| TransportError::Connect(e.to_string()))?;
         if let Action::Block { reason } = &decision.action {

@@ -35,6 +35,8 @@ pub mod forward;
 pub mod handler;
 pub mod inject;
 pub mod intercept;
+pub mod io;
+pub mod limits;
 pub mod listener;
 pub mod peer;
 mod platform;

@@ -186,7 +186,7 @@ async fn discovered_sts_goes_direct_and_the_sign_in_page_is_not_blank() {
     );
 
     let sts_target = Target::parse_connect(&format!("sts.contoso.test:{sim_port}")).unwrap();
-    let decision = router.resolve(&sts_target).await.unwrap();
+    let decision = router.decide(&sts_target).await.unwrap();
     assert_eq!(
         decision.to_string(),
         "TUNNEL via DIRECT (federation STS for contoso.test, discovered)"
