@@ -12,12 +12,18 @@
  *       (WinHttpGetIEProxyConfigForCurrentUser); --trust-ca adds the PEM certificate to the
  *       CurrentUser\Root store first, as an admin trusting exoproxy's CA does. Prints
  *       "status N" and the body, exit 0 when a response arrived.
+ *   wineclient dacl PATH
+ *       Prints the DACL of PATH as SDDL, as Windows reports it (GetNamedSecurityInfo), after a line
+ *       "user SID" with the current user's SID, so the caller can compare with exoproxy's owner-only
+ *       SDDL (docs: README "Windows: what is checked on Wine").
  */
 #include <winsock2.h>
 #include <ws2tcpip.h>
 #include <windows.h>
 #include <winhttp.h>
 #include <wincrypt.h>
+#include <aclapi.h>
+#include <sddl.h>
 #include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
@@ -185,11 +191,33 @@ static int http(int argc, char **argv)
     return 1;
 }
 
+static int dacl(const char *path)
+{
+    HANDLE token;
+    BYTE buf[256];
+    DWORD size;
+    LPWSTR sid = NULL, sddl = NULL;
+    if (!OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &token)) return fail("OpenProcessToken");
+    if (!GetTokenInformation(token, TokenUser, buf, sizeof buf, &size)) return fail("GetTokenInformation");
+    if (!ConvertSidToStringSidW(((TOKEN_USER *)buf)->User.Sid, &sid)) return fail("ConvertSidToStringSid");
+    printf("user %ls\n", sid);
+    PSECURITY_DESCRIPTOR sd = NULL;
+    DWORD err = GetNamedSecurityInfoW(wide(path), SE_FILE_OBJECT, DACL_SECURITY_INFORMATION, NULL, NULL, NULL,
+                                      NULL, &sd);
+    if (err != ERROR_SUCCESS) { SetLastError(err); return fail("GetNamedSecurityInfo"); }
+    if (!ConvertSecurityDescriptorToStringSecurityDescriptorW(sd, SDDL_REVISION_1, DACL_SECURITY_INFORMATION,
+                                                              &sddl, NULL))
+        return fail("ConvertSecurityDescriptorToStringSecurityDescriptor");
+    printf("dacl %ls\n", sddl);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
     if (argc >= 4 && !strcmp(argv[1], "tunnel")) return tunnel(argv[2], argv[3]);
+    if (argc >= 3 && !strcmp(argv[1], "dacl")) return dacl(argv[2]);
     if (argc >= 3 && !strcmp(argv[1], "http")) return http(argc - 2, argv + 2);
-    printf("usage: wineclient tunnel PROXY_PORT HOST:PORT | http [--proxy H:P | --ie] [--trust-ca PEM] [--data BODY] URL\n");
+    printf("usage: wineclient tunnel PROXY_PORT HOST:PORT | http [--proxy H:P | --ie] [--trust-ca PEM] [--data BODY] URL | dacl PATH\n");
     return 2;
 }
