@@ -10,7 +10,8 @@
  *       WinHTTP request (POST with a JSON body when --data is given, else GET). --proxy names the proxy;
  *       --ie uses the current user's IE proxy settings as WinHTTP reads them
  *       (WinHttpGetIEProxyConfigForCurrentUser); --trust-ca adds the PEM certificate to the
- *       CurrentUser\Root store first, as an admin trusting exoproxy's CA does. Prints
+ *       CurrentUser\Root store first, as an admin trusting exoproxy's CA does; --prime works around
+ *       Wine's CONNECT with body headers (see prime_tunnel). Prints
  *       "status N" and the body, exit 0 when a response arrived.
  *   wineclient dacl PATH
  *       Prints the DACL of PATH as SDDL, as Windows reports it (GetNamedSecurityInfo), after a line
@@ -113,15 +114,36 @@ static wchar_t *wide(const char *s)
     return w;
 }
 
+/* Wine's WinHTTP copies the request's Content-Length and Content-Type into the CONNECT it sends to the
+ * proxy, which exoproxy refuses (a CONNECT has no body: docs/PROTOCOL.md, BAD-29). --prime first sends
+ * a bodiless GET to the same URL so the tunnel is opened by a clean CONNECT; the POST then reuses the
+ * pooled, already-tunnelled connection. */
+static int prime_tunnel(HINTERNET conn, const wchar_t *path, DWORD flags)
+{
+    HINTERNET req = WinHttpOpenRequest(conn, L"GET", path, NULL, WINHTTP_NO_REFERER, WINHTTP_DEFAULT_ACCEPT_TYPES,
+                                       flags);
+    if (!req) return fail("WinHttpOpenRequest (prime)");
+    DWORD off = WINHTTP_DISABLE_REDIRECTS;
+    WinHttpSetOption(req, WINHTTP_OPTION_DISABLE_FEATURE, &off, sizeof off);
+    if (!WinHttpSendRequest(req, WINHTTP_NO_ADDITIONAL_HEADERS, 0, NULL, 0, 0, 0)) return fail("WinHttpSendRequest (prime)");
+    if (!WinHttpReceiveResponse(req, NULL)) return fail("WinHttpReceiveResponse (prime)");
+    char buf[4096];
+    DWORD got;
+    while (WinHttpReadData(req, buf, sizeof buf, &got) && got > 0) {}
+    WinHttpCloseHandle(req);
+    return 0;
+}
+
 static int http(int argc, char **argv)
 {
     const char *proxy = NULL, *ca = NULL, *data = NULL, *url = NULL;
-    int ie = 0;
+    int ie = 0, prime = 0;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--proxy") && i + 1 < argc) proxy = argv[++i];
         else if (!strcmp(argv[i], "--trust-ca") && i + 1 < argc) ca = argv[++i];
         else if (!strcmp(argv[i], "--data") && i + 1 < argc) data = argv[++i];
         else if (!strcmp(argv[i], "--ie")) ie = 1;
+        else if (!strcmp(argv[i], "--prime")) prime = 1;
         else url = argv[i];
     }
     if (!url) { printf("FAIL no URL\n"); return 2; }
@@ -156,6 +178,7 @@ static int http(int argc, char **argv)
         HINTERNET conn = WinHttpConnect(session, host, parts.nPort, 0);
         if (!conn) return fail("WinHttpConnect");
         DWORD flags = parts.nScheme == INTERNET_SCHEME_HTTPS ? WINHTTP_FLAG_SECURE : 0;
+        if (prime && data && prime_tunnel(conn, path, flags)) return 1;
         HINTERNET req = WinHttpOpenRequest(conn, data ? L"POST" : L"GET", path, NULL, WINHTTP_NO_REFERER,
                                            WINHTTP_DEFAULT_ACCEPT_TYPES, flags);
         if (!req) return fail("WinHttpOpenRequest");
