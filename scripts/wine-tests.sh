@@ -2,7 +2,7 @@
 # The Windows build, run for real under Wine (issue 12; README "Windows: what is checked on Wine").
 # Builds the x86_64-pc-windows-gnu release exe, the ProcessPrng stub (windows/wine-stub, Wine 8 has no
 # bcryptprimitives.dll) and the Windows test client (windows/testclient) with mingw, creates a
-# throwaway WINEPREFIX, and checks with Windows clients against natives peers on loopback (an echo
+# throwaway WINEPREFIX, and checks with Windows clients against native peers on loopback (an echo
 # server that doubles as upstream proxy, exosim): start on defaults, CONNECT tunnel, owner-only DACL,
 # DPAPI-sealed keys, device-code login, interception with token injection, the same-user check, the
 # IE and WinHTTP registry settings (and a live change), Ctrl-C.
