@@ -79,12 +79,13 @@ exo() { "$wine" "$exe" "$@" 2>&1 | tr -d '\r'; return "${PIPESTATUS[0]}"; }
 client() { "$wine" "$tmp/wineclient.exe" "$@" 2>&1 | tr -d '\r'; return "${PIPESTATUS[0]}"; }
 # start_exo LOG ARGS...: the exe in the background (its pid in exo_pid).
 start_exo() { local log=$1; shift; "$wine" "$exe" "$@" >"$log" 2>&1 & exo_pid=$!; pids+=("$exo_pid"); }
-# stop_exo: Ctrl-C (Wine turns SIGINT into CTRL_C_EVENT) and wait up to 20 s; fails if still running.
-stop_exo() {
-  kill -INT "$exo_pid" 2>/dev/null
+# wait_exo: waits up to 20 s for the exe to exit, with its exit status; kills it (124) if it does not.
+wait_exo() {
   for _ in $(seq 1 200); do kill -0 "$exo_pid" 2>/dev/null || { wait "$exo_pid"; return; }; sleep 0.1; done
   kill "$exo_pid" 2>/dev/null; return 124
 }
+# stop_exo: Ctrl-C (Wine turns SIGINT into CTRL_C_EVENT), then wait_exo.
+stop_exo() { kill -INT "$exo_pid" 2>/dev/null; wait_exo; }
 
 state=$WINEPREFIX/drive_c/users/$(id -un)/AppData/Local/exoproxy
 
@@ -118,10 +119,22 @@ check "starts on defaults: CA created in %LOCALAPPDATA%\\exoproxy, ready on 127.
   test -s "$state/exoproxy-ca.pem" -a -n "$(grep 'ready; point clients at http://127.0.0.1:8765' <<<"$out")"
 out=$(client tunnel 8765 echo.test:443)
 check "a Windows client's CONNECT is tunnelled to a loopback server" grep -qx "tunnel ok" <<<"$out"
-stop_exo; rc=$?; out=$(tail -5 "$tmp/exo-defaults.log")
-check "Ctrl-C (SIGINT → CTRL_C_EVENT) shuts it down cleanly (exit 0, logged)" \
-  test "$rc" = 0 -a -n "$(grep "Ctrl-C: shutting down" "$tmp/exo-defaults.log")"
-
+# Ctrl-C drains: with a tunnel in flight, the proxy stops accepting, lets the tunnel finish, then exits.
+"$wine" "$tmp/wineclient.exe" tunnel 8765 echo.test:443 5000 >"$tmp/held.out" 2>&1 &
+held=$!
+pids+=("$held")
+for _ in $(seq 1 200); do grep -q connected "$tmp/held.out" && break; sleep 0.1; done
+kill -INT "$exo_pid"
+sleep 1.5
+if (echo >/dev/tcp/127.0.0.1/8765) 2>/dev/null; then accepting=yes; else accepting=no; fi
+wait "$held"; held_rc=$?
+wait_exo; rc=$?
+out="accepting after Ctrl-C: $accepting; held tunnel: $(tr -d '\r' <"$tmp/held.out" | tr '\n' ' '); exit $rc
+$(tail -5 "$tmp/exo-defaults.log")"
+check "Ctrl-C (SIGINT → CTRL_C_EVENT) is logged and the proxy stops accepting" \
+  test "$accepting" = no -a -n "$(grep "Ctrl-C: shutting down" "$tmp/exo-defaults.log")"
+check "Ctrl-C drains: a tunnel in flight still completes, then exit 0" \
+  test "$held_rc" = 0 -a "$rc" = 0 -a -n "$(grep 'tunnel ok' "$tmp/held.out")"
 
 # === 3. owner-only DACL on the state dir: exoproxy's SetNamedSecurityInfoW call succeeds (no warning).
 # Debian's Wine 8 answers success but neither stores nor enforces a DACL (its wineserver is built

@@ -3,9 +3,11 @@
  * processes, because exoproxy's same-user check asks Windows for the owner of the client's socket
  * (a Linux-native client is no process at all to Wine). Built with mingw from this source; test-only.
  *
- *   wineclient tunnel PROXY_PORT HOST:PORT
+ *   wineclient tunnel PROXY_PORT HOST:PORT [HOLD_MS]
  *       Winsock: CONNECT HOST:PORT through 127.0.0.1:PROXY_PORT, expect 200, send "ping\n" through
- *       the tunnel and expect it echoed. Prints "tunnel ok" or the failure, exit 0/1.
+ *       the tunnel and expect it echoed. Prints "tunnel ok" or the failure, exit 0/1. With HOLD_MS it
+ *       prints "connected" after the 200 and waits that long before the ping (a tunnel in flight
+ *       while the proxy is asked to stop).
  *   wineclient http [--proxy HOST:PORT | --ie] [--trust-ca PEM] [--data BODY] URL
  *       WinHTTP request (POST with a JSON body when --data is given, else GET). --proxy names the proxy;
  *       --ie uses the current user's IE proxy settings as WinHTTP reads them
@@ -49,7 +51,7 @@ static int recv_line_prefix(SOCKET s, char *buf, int cap)
     return got;
 }
 
-static int tunnel(const char *proxy_port, const char *target)
+static int tunnel(const char *proxy_port, const char *target, int hold_ms)
 {
     WSADATA wsa;
     if (WSAStartup(MAKEWORD(2, 2), &wsa) != 0) return fail("WSAStartup");
@@ -67,6 +69,10 @@ static int tunnel(const char *proxy_port, const char *target)
     if (strncmp(resp, "HTTP/1.1 200", 12) != 0) {
         printf("FAIL CONNECT answered: %.200s\n", resp);
         return 1;
+    }
+    if (hold_ms > 0) {
+        printf("connected\n");
+        Sleep(hold_ms);
     }
     send(s, "ping\n", 5, 0);
     char echo[16] = {0};
@@ -238,7 +244,7 @@ static int dacl(const char *path)
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IONBF, 0);
-    if (argc >= 4 && !strcmp(argv[1], "tunnel")) return tunnel(argv[2], argv[3]);
+    if (argc >= 4 && !strcmp(argv[1], "tunnel")) return tunnel(argv[2], argv[3], argc >= 5 ? atoi(argv[4]) : 0);
     if (argc >= 3 && !strcmp(argv[1], "dacl")) return dacl(argv[2]);
     if (argc >= 3 && !strcmp(argv[1], "http")) return http(argc - 2, argv + 2);
     printf("usage: wineclient tunnel PROXY_PORT HOST:PORT | http [--proxy H:P | --ie] [--trust-ca PEM] [--data BODY] URL | dacl PATH\n");
