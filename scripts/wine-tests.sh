@@ -230,7 +230,7 @@ wait_port "$live_port" "exoproxy.exe with source = ie"
 out=$(client tunnel "$live_port" example.com:443)
 check "running with source = ie: the tunnel goes through the IE proxy" grep -q "^up1 CONNECT example.com:443" "$tmp/upstream.log"
 reg add "$ie_key" /v ProxyServer /t REG_SZ /d "127.0.0.1:$up2" /f
-# Settings are re-read every 30 s (docs/ARCHITECTURE.md); allow one period and a margin.
+# The system settings are re-read every 30 s (src/route/system/watch.rs); allow one period and a margin.
 for _ in $(seq 1 20); do
   client tunnel "$live_port" example.com:443 >/dev/null
   grep -q "^up2 " "$tmp/upstream.log" && break

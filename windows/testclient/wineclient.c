@@ -8,13 +8,12 @@
  *       the tunnel and expect it echoed. Prints "tunnel ok" or the failure, exit 0/1. With HOLD_MS it
  *       prints "connected" after the 200 and waits that long before the ping (a tunnel in flight
  *       while the proxy is asked to stop).
- *   wineclient http [--proxy HOST:PORT | --ie] [--trust-ca PEM] [--data BODY] URL
+ *   wineclient http [--proxy HOST:PORT] [--prime] [--trust-ca PEM] [--data BODY] URL
  *       WinHTTP request (POST with a JSON body when --data is given, else GET). --proxy names the proxy;
- *       --ie uses the current user's IE proxy settings as WinHTTP reads them
- *       (WinHttpGetIEProxyConfigForCurrentUser); --trust-ca adds the PEM certificate to the
- *       CurrentUser\Root store first, as an admin trusting exoproxy's CA does; --prime works around
- *       Wine's CONNECT with body headers (see prime_tunnel). Prints
- *       "status N" and the body, exit 0 when a response arrived.
+ *       --trust-ca adds the PEM certificate to the CurrentUser\Root store first, as an admin trusting
+ *       exoproxy's CA does; --prime works around Wine's CONNECT with body headers (see prime_tunnel).
+ *       Redirects are followed with the same method and body. Prints "status N" per hop and the
+ *       final body; exit 0 when a response arrived.
  *   wineclient dacl PATH
  *       Prints the DACL of PATH as SDDL, as Windows reports it (GetNamedSecurityInfo), after a line
  *       "user SID" with the current user's SID, so the caller can compare with exoproxy's owner-only
@@ -121,7 +120,7 @@ static wchar_t *wide(const char *s)
 }
 
 /* Wine's WinHTTP copies the request's Content-Length and Content-Type into the CONNECT it sends to the
- * proxy, which exoproxy refuses (a CONNECT has no body: docs/PROTOCOL.md, BAD-29). --prime first sends
+ * proxy, which exoproxy refuses (a CONNECT has no body: docs/TESTING.md BAD-29). --prime first sends
  * a bodiless GET to the same URL so the tunnel is opened by a clean CONNECT; the POST then reuses the
  * pooled, already-tunnelled connection. */
 static int prime_tunnel(HINTERNET conn, const wchar_t *path, DWORD flags)
@@ -143,12 +142,11 @@ static int prime_tunnel(HINTERNET conn, const wchar_t *path, DWORD flags)
 static int http(int argc, char **argv)
 {
     const char *proxy = NULL, *ca = NULL, *data = NULL, *url = NULL;
-    int ie = 0, prime = 0;
+    int prime = 0;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--proxy") && i + 1 < argc) proxy = argv[++i];
         else if (!strcmp(argv[i], "--trust-ca") && i + 1 < argc) ca = argv[++i];
         else if (!strcmp(argv[i], "--data") && i + 1 < argc) data = argv[++i];
-        else if (!strcmp(argv[i], "--ie")) ie = 1;
         else if (!strcmp(argv[i], "--prime")) prime = 1;
         else url = argv[i];
     }
@@ -156,13 +154,6 @@ static int http(int argc, char **argv)
     if (ca && trust_ca(ca)) return 1;
 
     wchar_t *proxy_w = proxy ? wide(proxy) : NULL;
-    if (ie) {
-        WINHTTP_CURRENT_USER_IE_PROXY_CONFIG cfg = {0};
-        if (!WinHttpGetIEProxyConfigForCurrentUser(&cfg)) return fail("WinHttpGetIEProxyConfigForCurrentUser");
-        if (!cfg.lpszProxy) { printf("FAIL the IE settings name no proxy\n"); return 1; }
-        proxy_w = cfg.lpszProxy;
-        printf("ie proxy %ls\n", proxy_w);
-    }
     HINTERNET session = WinHttpOpen(L"exoproxy-wine-test/1",
                                     proxy_w ? WINHTTP_ACCESS_TYPE_NAMED_PROXY : WINHTTP_ACCESS_TYPE_NO_PROXY,
                                     proxy_w ? proxy_w : WINHTTP_NO_PROXY_NAME, WINHTTP_NO_PROXY_BYPASS, 0);
@@ -247,6 +238,6 @@ int main(int argc, char **argv)
     if (argc >= 4 && !strcmp(argv[1], "tunnel")) return tunnel(argv[2], argv[3], argc >= 5 ? atoi(argv[4]) : 0);
     if (argc >= 3 && !strcmp(argv[1], "dacl")) return dacl(argv[2]);
     if (argc >= 3 && !strcmp(argv[1], "http")) return http(argc - 2, argv + 2);
-    printf("usage: wineclient tunnel PROXY_PORT HOST:PORT | http [--proxy H:P | --ie] [--trust-ca PEM] [--data BODY] URL | dacl PATH\n");
+    printf("usage: wineclient tunnel PROXY_PORT HOST:PORT | http [--proxy H:P] [--prime] [--trust-ca PEM] [--data BODY] URL | dacl PATH\n");
     return 2;
 }
