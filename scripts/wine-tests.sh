@@ -5,7 +5,7 @@
 # throwaway WINEPREFIX, and checks with Windows clients against native peers on loopback (an echo
 # server that doubles as upstream proxy, exosim): start on defaults, CONNECT tunnel, owner-only DACL,
 # DPAPI-sealed keys, device-code login, interception with token injection, the same-user check, the
-# IE and WinHTTP registry settings (and a live change), Ctrl-C.
+# IE and WinHTTP registry settings (and a live change of each), Ctrl-C with a tunnel in flight.
 # Prints PASS/FAIL per check and "N passed, N failed"; exits non-zero on any failure. Stops only what
 # it started: its own pids, and the throwaway prefix's wineserver (`wineserver -k` with that prefix).
 set -uo pipefail
@@ -87,7 +87,8 @@ wait_exo() {
 # stop_exo: Ctrl-C (Wine turns SIGINT into CTRL_C_EVENT), then wait_exo.
 stop_exo() { kill -INT "$exo_pid" 2>/dev/null; wait_exo; }
 
-state=$WINEPREFIX/drive_c/users/$(id -un)/AppData/Local/exoproxy
+# Wine names the profile after $USER (else the login name).
+state=$WINEPREFIX/drive_c/users/${USER:-$(id -un)}/AppData/Local/exoproxy
 
 # --- native peers: echo server / upstream proxies, exosim
 for name in up1 up2; do
@@ -209,36 +210,55 @@ out=$(route ie https://host.pac.test/)
 check "IE AutoConfigURL: the PAC's answer is used" grep -q "via PROXY 127.0.0.1:$up1" <<<"$out"
 reg delete "$ie_key" /v AutoConfigURL /f
 
-# WinHttpSettings: version, counter, flags (PROXY|DIRECT), proxy, bypass, empty auto-config URL.
-blob=$(python3 -c '
+# winhttp_blob PROXY: a WinHttpSettings value (hex): version, counter, flags (PROXY|DIRECT), the proxy,
+# the bypass "<local>", an empty auto-config URL (docs/PROTOCOL.md, "WinHTTP machine settings").
+winhttp_blob() {
+  python3 -c '
 import struct, sys
 field = lambda s: struct.pack("<I", len(s)) + s.encode()
 print((struct.pack("<III", 0x18, 1, 3) + field(sys.argv[1]) + field("<local>") + field("")).hex())
-' "127.0.0.1:$up1")
-reg add "$conn_key" /v WinHttpSettings /t REG_BINARY /d "$blob" /f
+' "$1"
+}
+reg add "$conn_key" /v WinHttpSettings /t REG_BINARY /d "$(winhttp_blob "127.0.0.1:$up1")" /f
 out=$(route winhttp https://example.com/)
 check "WinHTTP settings blob: its proxy is used" grep -q "via PROXY 127.0.0.1:$up1" <<<"$out"
 out=$(route winhttp http://intranet/)
 check "WinHTTP settings blob: its <local> bypass goes DIRECT" grep -q "DIRECT.*<local>" <<<"$out"
 
-# === 7. a live change of the IE settings changes the next decision of a running exoproxy
-live_port=$(free_port)
+# === 7. a live change of the IE and of the WinHTTP settings changes the next decision of a running
+# exoproxy: one proxy per source, both on up1; the registry then names up2 for both.
 reg add "$ie_key" /v ProxyServer /t REG_SZ /d "127.0.0.1:$up1" /f
-start_exo "$tmp/exo-live.log" --config "$(winpath "$tmp/ie.toml")" --listen "127.0.0.1:$live_port" run
-wait_port "$live_port" "exoproxy.exe with source = ie"
+ie_port=$(free_port)
+start_exo "$tmp/exo-live-ie.log" --config "$(winpath "$tmp/ie.toml")" --listen "127.0.0.1:$ie_port" run
+ie_pid=$exo_pid
+wh_port=$(free_port)
+start_exo "$tmp/exo-live-winhttp.log" --config "$(winpath "$tmp/winhttp.toml")" --listen "127.0.0.1:$wh_port" run
+wh_pid=$exo_pid
+wait_port "$ie_port" "exoproxy.exe with source = ie"
+wait_port "$wh_port" "exoproxy.exe with source = winhttp"
 : >"$tmp/upstream.log"
-out=$(client tunnel "$live_port" example.com:443)
-check "running with source = ie: the tunnel goes through the IE proxy" grep -q "^up1 CONNECT example.com:443" "$tmp/upstream.log"
+client tunnel "$ie_port" ie.example:443 >/dev/null
+client tunnel "$wh_port" winhttp.example:443 >/dev/null
+out=$(cat "$tmp/upstream.log")
+check "running with source = ie: the tunnel goes through the IE proxy" grep -q "^up1 CONNECT ie.example:443" <<<"$out"
+check "running with source = winhttp: the tunnel goes through the WinHTTP proxy" \
+  grep -q "^up1 CONNECT winhttp.example:443" <<<"$out"
 reg add "$ie_key" /v ProxyServer /t REG_SZ /d "127.0.0.1:$up2" /f
+reg add "$conn_key" /v WinHttpSettings /t REG_BINARY /d "$(winhttp_blob "127.0.0.1:$up2")" /f
 # The system settings are re-read every 30 s (src/route/system/watch.rs); allow one period and a margin.
 for _ in $(seq 1 20); do
-  client tunnel "$live_port" example.com:443 >/dev/null
-  grep -q "^up2 " "$tmp/upstream.log" && break
+  grep -q "^up2 CONNECT ie.example" "$tmp/upstream.log" || client tunnel "$ie_port" ie.example:443 >/dev/null
+  grep -q "^up2 CONNECT winhttp.example" "$tmp/upstream.log" || client tunnel "$wh_port" winhttp.example:443 >/dev/null
+  grep -q "^up2 CONNECT ie.example" "$tmp/upstream.log" && grep -q "^up2 CONNECT winhttp.example" "$tmp/upstream.log" && break
   sleep 2
 done
 out=$(cat "$tmp/upstream.log")
-check "after the registry changed, the next tunnel goes through the new IE proxy" grep -q "^up2 CONNECT example.com:443" "$tmp/upstream.log"
-stop_exo
+check "after the IE registry value changed, the next tunnel goes through the new proxy" \
+  grep -q "^up2 CONNECT ie.example:443" <<<"$out"
+check "after the WinHTTP blob changed, the next tunnel goes through the new proxy" \
+  grep -q "^up2 CONNECT winhttp.example:443" <<<"$out"
+exo_pid=$ie_pid; stop_exo
+exo_pid=$wh_pid; stop_exo
 
 # === 8. DPAPI binds the cache to its user: reopened by the same user it is ready; copied into another
 # prefix and opened by another user, the key does not unprotect and the cache is quarantined. (Wine
