@@ -57,4 +57,5 @@ install_python() {
 install_apt
 install_rust_targets
 install_python
+"$(dirname "$0")/setup-wine.sh"
 log "done"
