@@ -84,7 +84,8 @@ pub struct AccountEntry {
     pub client: Option<String>,
     /// Application (client) id; required for `certificate` and `secret`.
     pub client_id: Option<String>,
-    /// Scope instead of `<audience>/.default`.
+    /// Scopes instead of `<audience>/.default`: resource-qualified ones apply to the audience they name,
+    /// bare ones (`read write`) to every audience; other audiences keep `<audience>/.default`.
     pub scope: Option<String>,
     /// Authority base URL instead of the cloud's (any OIDC provider).
     pub authority: Option<String>,

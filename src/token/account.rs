@@ -243,24 +243,70 @@ impl AccountConfig {
         base.trim_end_matches('/').to_string()
     }
 
-    /// The scope string for `audience`; delegated flows add `offline_access openid profile` to get a
-    /// refresh token and an ID token (PROTOCOL.md §2.2).
+    /// The scope string for `audience` (docs/PROTOCOL.md §2.2). The configured `scope` applies only where
+    /// it fits: its resource-qualified words (`https://…/X`, `api://…/X`) are kept for the audience they
+    /// name, its bare words (a non-Entra provider's `read write`) for every audience; when nothing is
+    /// left the audience's own `<audience>/.default` is asked for, so every intercepted host gets a token
+    /// for its own audience (TOK-11). Delegated flows add `offline_access openid profile` for a refresh
+    /// token and an ID token; every word appears once.
     pub fn scope_for(&self, audience: &Audience) -> String {
-        let base = self
-            .scope
-            .clone()
-            .unwrap_or_else(|| audience.default_scope());
-        if self.flow.is_delegated() {
-            format!("{base} offline_access openid profile")
-        } else {
-            base
+        let configured = self.scope.as_deref().unwrap_or_default();
+        let default = audience.default_scope();
+        let mut words: Vec<&str> = Vec::new();
+        let mut push = |word| {
+            if !words.iter().any(|w: &&str| w.eq_ignore_ascii_case(word)) {
+                words.push(word);
+            }
+        };
+        let mut names_audience = false;
+        for word in configured.split_whitespace() {
+            if OIDC_SCOPES.iter().any(|o| o.eq_ignore_ascii_case(word)) {
+                continue;
+            }
+            match resource_of(word) {
+                Some(resource) if resource.eq_ignore_ascii_case(audience.as_str()) => {
+                    names_audience = true;
+                    push(word);
+                }
+                Some(_) => {}
+                None => {
+                    names_audience = true;
+                    push(word);
+                }
+            }
         }
+        if !names_audience {
+            push(&default);
+        }
+        for word in configured.split_whitespace() {
+            if OIDC_SCOPES.iter().any(|o| o.eq_ignore_ascii_case(word)) {
+                push(word);
+            }
+        }
+        if self.flow.is_delegated() {
+            for word in ["offline_access", "openid", "profile"] {
+                push(word);
+            }
+        }
+        words.join(" ")
     }
 
     /// The audience used when none is named: Exchange Online of the account's cloud.
     pub fn default_audience(&self) -> Audience {
         self.cloud.exchange()
     }
+}
+
+/// The OpenID Connect scopes that name no resource.
+const OIDC_SCOPES: &[&str] = &["openid", "profile", "offline_access", "email"];
+
+/// The resource a scope word names: `https://outlook.office365.com/Exchange.Manage` →
+/// `https://outlook.office365.com`; `None` for a bare word such as `read`.
+fn resource_of(word: &str) -> Option<&str> {
+    let (_, rest) = word.split_once("://")?;
+    let path = rest.find('/')?;
+    let end = word.len() - rest.len() + path;
+    Some(&word[..end])
 }
 
 /// UPNs compare case-insensitively; this is the canonical form.
@@ -314,6 +360,33 @@ mod tests {
             Cloud::UsGov.audience_for_host("outlook.office365.us"),
             Some(Cloud::UsGov.exchange())
         );
+    }
+
+    /// Issue 10 row 14: a configured scope no longer forces one audience on every host, and the OpenID
+    /// scopes are never sent twice.
+    #[test]
+    fn tok11_configured_scope_follows_the_audience_and_is_deduplicated() {
+        let mut account = AccountConfig::new("admin@contoso.com");
+        account.scope =
+            Some("https://outlook.office365.com/Exchange.Manage offline_access openid profile".into());
+        let exchange = Cloud::Global.exchange();
+        let compliance = Cloud::Global.compliance();
+        assert_eq!(
+            account.scope_for(&exchange),
+            "https://outlook.office365.com/Exchange.Manage offline_access openid profile"
+        );
+        assert_eq!(
+            account.scope_for(&compliance),
+            "https://ps.compliance.protection.outlook.com/.default offline_access openid profile"
+        );
+        // Bare words (a non-Entra provider's scopes) apply to every audience.
+        account.scope = Some("read write read".into());
+        assert_eq!(
+            account.scope_for(&compliance),
+            "read write offline_access openid profile"
+        );
+        assert_eq!(resource_of("api://app-id/Thing.Read"), Some("api://app-id"));
+        assert_eq!(resource_of("read"), None);
     }
 
     #[test]
