@@ -7,6 +7,9 @@
 //!   waits longer than `request_wait` (15 s) before getting [`TokenError::Unavailable`] with a retry hint.
 //! - Background refreshers renew ahead of expiry (`schedule::refresh_at`) with backoff (FLT-6).
 //! - `invalid_grant` parks the account in "sign-in required" until `login` (FLT-11).
+//! - A refusal of one audience's scope that retrying cannot fix (`invalid_scope`, AADSTS650057, …) is
+//!   final for that account and audience until the configuration changes or a new sign-in succeeds
+//!   (issue 10 row 13); the account's other audiences are not affected.
 //! - A delegated account without a token starts a device-code sign-in on demand; callers get
 //!   [`TokenError::SignInPending`] with the code and URL to show.
 //!
@@ -202,7 +205,7 @@ impl TokenManager {
         if let Some(token) = slot.fresh(self.shared.settings.expiry_margin) {
             return Ok(token);
         }
-        if let Some(err) = account.phase_error() {
+        if let Some(err) = slot.refused().or_else(|| account.phase_error()) {
             return Err(err);
         }
         let config = account.config();

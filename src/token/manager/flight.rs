@@ -111,7 +111,7 @@ async fn acquire(
 ) -> Result<AccessToken, TokenError> {
     let generation = account.generation();
     let _grant = account.grant_lock.lock().await;
-    if let Some(err) = account.phase_error() {
+    if let Some(err) = slot.refused().or_else(|| account.phase_error()) {
         return Err(err);
     }
     let config = account.config();
@@ -147,6 +147,7 @@ async fn acquire(
     }
     match response {
         Ok(tokens) => Ok(store(account, slot, tokens)),
+        Err(CallFailure::OAuth(e)) if e.refuses_the_scope() => Err(refuse(account, slot, &e)),
         Err(failure) => Err(record_failure(account, failure)),
     }
 }
@@ -326,6 +327,24 @@ fn record_failure(account: &Account, failure: CallFailure) -> TokenError {
     }
 }
 
+/// Marks the slot's audience as finally refused: no backoff (the account's other audiences keep
+/// working), no further calls for it until [`Account::clear_refusals`].
+fn refuse(account: &Account, slot: &Slot, error: &OAuthError) -> TokenError {
+    let upn = account.upn();
+    let scope = account.config().scope_for(&slot.audience);
+    let refusal = TokenError::Refused {
+        upn: upn.clone(),
+        audience: slot.audience.to_string(),
+        scope,
+        detail: error.to_string(),
+    };
+    tracing::warn!(account = %upn, audience = %slot.audience, error = %refusal,
+        "the identity provider refused this audience: no further token calls for it until the configuration changes or a new sign-in");
+    account.state().last_error = Some(refusal.to_string());
+    slot.set_refused(Some(refusal.clone()));
+    refusal
+}
+
 fn mark_sign_in_required(account: &Account, failure: &CallFailure, detail: String) -> TokenError {
     let upn = account.upn();
     let aadsts = match failure {
@@ -424,7 +443,7 @@ async fn run_refresher(account: Weak<Account>, slot: Arc<Slot>) {
 fn next_wake(account: &Account, slot: &Slot) -> Option<Instant> {
     let now = Instant::now();
     let state = account.state();
-    if !matches!(state.phase, Phase::Ready) {
+    if !matches!(state.phase, Phase::Ready) || slot.refused().is_some() {
         return None;
     }
     if account.config().flow.is_delegated() && state.refresh_token.is_none() {
