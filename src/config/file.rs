@@ -97,6 +97,8 @@ pub struct AccountEntry {
     pub pfx_password_env: Option<String>,
     /// `secret` flow: the environment variable holding the client secret.
     pub secret_env: Option<String>,
+    /// Seconds an audience keeps being renewed in the background after its last use (default 3600).
+    pub idle_renewal_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

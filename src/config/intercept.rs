@@ -178,6 +178,14 @@ fn account(
     config.client_id = entry.client_id.clone();
     config.scope = entry.scope.clone();
     config.authority = entry.authority.clone();
+    match entry.idle_renewal_secs {
+        None => {}
+        Some(secs @ 1..=604_800) => config.idle_renewal = std::time::Duration::from_secs(secs),
+        Some(_) => errors.push(
+            &format!("{path}.idle_renewal_secs"),
+            "must be between 1 and 604800 (a week)",
+        ),
+    }
     config.cloud = match entry.cloud.as_deref() {
         None | Some("global") => Cloud::Global,
         Some("usgov") => Cloud::UsGov,

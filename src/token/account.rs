@@ -5,6 +5,7 @@
 //! PROTOCOL.md §2.1/2.2: the tenant comes from the UPN's domain, the authority from the cloud.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::token::secret::{ClientSecret, PrivateKeyPem};
 
@@ -12,6 +13,9 @@ use crate::token::secret::{ClientSecret, PrivateKeyPem};
 pub const CLIENT_ID_WSMAN: &str = "a0c73c16-a7e3-4564-9a95-2bdf47383716";
 /// `fb78d390-…`: "Microsoft Exchange REST API Based Powershell" (V2/V3 module), PROTOCOL.md §2.1.
 pub const CLIENT_ID_REST: &str = "fb78d390-0c51-40cd-8e17-fdbfab77341b";
+
+/// How long an audience keeps being renewed in the background after its last use (issue 10 row 16).
+pub const DEFAULT_IDLE_RENEWAL: Duration = Duration::from_secs(3600);
 
 /// Which national cloud the account lives in; picks the authority and the Exchange resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -94,6 +98,9 @@ pub struct AccountConfig {
     pub scope: Option<String>,
     /// Authority base URL, e.g. `https://login.microsoftonline.com` or an emulator's URL.
     pub authority: Option<String>,
+    /// An audience not asked for during this long is no longer renewed in the background; its next
+    /// request renews it on demand ([`DEFAULT_IDLE_RENEWAL`]).
+    pub idle_renewal: Duration,
 }
 
 // === impl Cloud ===
@@ -209,6 +216,7 @@ impl AccountConfig {
             client_id: None,
             scope: None,
             authority: None,
+            idle_renewal: DEFAULT_IDLE_RENEWAL,
         }
     }
 

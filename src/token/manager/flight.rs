@@ -437,7 +437,8 @@ async fn run_refresher(account: Weak<Account>, slot: Arc<Slot>) {
     }
 }
 
-/// When the slot needs a call: its refresh time, pushed back by a running backoff; `None` to idle.
+/// When the slot needs a call: its refresh time, pushed back by a running backoff; `None` to idle (also
+/// when the audience was not asked for within `idle_renewal` before that time, or is refused).
 /// Only slots holding a token refresh in the background: one prober per audience in use, and a
 /// token-less audience is fetched by its first caller (a half-open trial once the backoff has elapsed).
 fn next_wake(account: &Account, slot: &Slot) -> Option<Instant> {
@@ -450,6 +451,9 @@ fn next_wake(account: &Account, slot: &Slot) -> Option<Instant> {
         return None;
     }
     let due = slot.refresh_due(now)?;
+    if due > slot.last_used() + account.config().idle_renewal {
+        return None; // idle: the next request renews on demand (`touch` wakes us)
+    }
     let backoff_until = state.next_attempt.filter(|_| state.backoff.failures() > 0);
     Some(backoff_until.map_or(due, |until| until.max(due)))
 }

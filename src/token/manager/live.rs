@@ -84,6 +84,8 @@ pub(crate) struct Slot {
     refresher: Mutex<Option<AbortHandle>>,
     /// A refusal retrying cannot fix (issue 10 row 13): returned without a call until cleared.
     refused: Mutex<Option<TokenError>>,
+    /// When a caller last asked for this audience: idle audiences are not renewed in the background.
+    last_used: Mutex<Instant>,
 }
 
 /// An access token with its validity on both clocks (FLT-17): the monotonic clock is immune to wall-clock
@@ -367,6 +369,7 @@ impl Slot {
             wake: Notify::new(),
             refresher: Mutex::new(None),
             refused: Mutex::new(None),
+            last_used: Mutex::new(Instant::now()),
         }
     }
 
@@ -388,6 +391,20 @@ impl Slot {
         let now = Instant::now();
         (live.effective_expiry(now).saturating_duration_since(now) > margin)
             .then(|| live.token.clone())
+    }
+
+    /// Records a use; a refresher parked because the audience was idle (longer than `idle`) is woken.
+    pub(crate) fn touch(&self, idle: Duration) {
+        let now = Instant::now();
+        let before = std::mem::replace(&mut *lock(&self.last_used), now);
+        if now.saturating_duration_since(before) >= idle {
+            self.wake.notify_one();
+        }
+    }
+
+    /// When a caller last asked for this audience.
+    pub(crate) fn last_used(&self) -> Instant {
+        *lock(&self.last_used)
     }
 
     /// The final refusal of this audience, if any.
