@@ -87,8 +87,10 @@ pub struct AccountEntry {
     /// Scopes instead of `<audience>/.default`: resource-qualified ones apply to the audience they name,
     /// bare ones (`read write`) to every audience; other audiences keep `<audience>/.default`.
     pub scope: Option<String>,
-    /// Authority base URL instead of the cloud's (any OIDC provider).
+    /// Authority base URL instead of the cloud's (any OIDC provider: its issuer).
     pub authority: Option<String>,
+    /// The OpenID configuration URL, for providers whose layout discovery cannot derive.
+    pub discovery_url: Option<String>,
     /// `certificate` flow: PEM file with the certificate, or a PFX/PKCS#12 file (then without `key`).
     pub certificate: Option<String>,
     /// `certificate` flow: PEM file with the PKCS#8 private key.

@@ -17,6 +17,32 @@ pub const CLIENT_ID_REST: &str = "fb78d390-0c51-40cd-8e17-fdbfab77341b";
 /// How long an audience keeps being renewed in the background after its last use (issue 10 row 16).
 pub const DEFAULT_IDLE_RENEWAL: Duration = Duration::from_secs(3600);
 
+/// The Entra ID authority hosts of every cloud (PROTOCOL.md §2.2), current and retired (`.de`): an
+/// authority on one of them has the tenant layout `{authority}/{tenant}/v2.0/…`; any other authority is
+/// a standards OpenID provider's issuer (issue 10 row 12).
+pub const ENTRA_AUTHORITY_HOSTS: &[&str] = &[
+    "login.microsoftonline.com",
+    "login.microsoft.com",
+    "login.windows.net",
+    "login.microsoftonline.us",
+    "login.partner.microsoftonline.cn",
+    "login.chinacloudapi.cn",
+    "login.microsoftonline.de",
+];
+
+/// True when `authority` (a base URL) is on an Entra ID cloud host.
+pub fn is_entra_authority(authority: &str) -> bool {
+    let Ok(uri) = authority.parse::<http::Uri>() else {
+        return false;
+    };
+    uri.host().is_some_and(|host| {
+        let host = host.trim_end_matches('.');
+        ENTRA_AUTHORITY_HOSTS
+            .iter()
+            .any(|entra| entra.eq_ignore_ascii_case(host))
+    })
+}
+
 /// Which national cloud the account lives in; picks the authority and the Exchange resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Cloud {
@@ -96,8 +122,11 @@ pub struct AccountConfig {
     pub client_id: Option<String>,
     /// Explicit scope; `None` → `{audience}/.default`.
     pub scope: Option<String>,
-    /// Authority base URL, e.g. `https://login.microsoftonline.com` or an emulator's URL.
+    /// Authority base URL, e.g. `https://login.microsoftonline.com` or an emulator's URL; for a
+    /// provider other than Entra ID, its issuer.
     pub authority: Option<String>,
+    /// Where the OpenID configuration is, for layouts discovery cannot derive from the authority.
+    pub discovery_url: Option<String>,
     /// An audience not asked for during this long is no longer renewed in the background; its next
     /// request renews it on demand ([`DEFAULT_IDLE_RENEWAL`]).
     pub idle_renewal: Duration,
@@ -216,6 +245,7 @@ impl AccountConfig {
             client_id: None,
             scope: None,
             authority: None,
+            discovery_url: None,
             idle_renewal: DEFAULT_IDLE_RENEWAL,
         }
     }

@@ -238,7 +238,8 @@ pub(crate) async fn send(
     .map_err(CallFailure::Transport)
 }
 
-/// OIDC discovery once per account (cached), or the Entra layout when discovery is off.
+/// OIDC discovery once per account (cached): the configured `discovery_url`, else where the authority's
+/// kind puts it (`oauth::discovery_url`); the Entra layout when discovery is off.
 pub(crate) async fn endpoints(account: &Account) -> Result<Endpoints, CallFailure> {
     let config = account.config();
     if !account.shared.settings.discovery {
@@ -251,7 +252,10 @@ pub(crate) async fn endpoints(account: &Account) -> Result<Endpoints, CallFailur
     if let Some(endpoints) = cached.as_ref() {
         return Ok(endpoints.clone());
     }
-    let request = oauth::discovery_request(&config.authority(), &config.tenant());
+    let request = match &config.discovery_url {
+        Some(url) => oauth::discovery_request_at(url),
+        None => oauth::discovery_request(&config.authority(), &config.tenant()),
+    };
     let response = send(account, request).await?;
     let endpoints = oauth::parse_discovery(&response).map_err(CallFailure::oauth)?;
     *cached = Some(endpoints.clone());
