@@ -163,3 +163,52 @@ async fn token_calls_through_an_upstream_proxy_reuse_one_connection() {
         proxy.lines()
     );
 }
+
+/// Issue 10 row 15: a pooled connection the server closed while idle is not an error: the call goes
+/// out once on a fresh connection.
+#[tokio::test]
+async fn a_pooled_connection_closed_by_the_server_is_replaced() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        // Answers one request per connection, then closes it (without announcing `Connection: close`).
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).await.unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                .await;
+            let _ = stream.shutdown().await;
+        }
+    });
+    let router = Router::new(RouteConfig {
+        allow_local: vec!["127.0.0.1".into()],
+        ..RouteConfig::default()
+    })
+    .unwrap();
+    let tls = exoproxy::tls_client::client_config_with_roots(rustls::RootCertStore::empty()).unwrap();
+    let client = OutboundClient::new(
+        Arc::new(router),
+        Arc::new(Upstream::new(UpstreamConfig::default())),
+        tls,
+    );
+    for _ in 0..3 {
+        let req = http::Request::get(format!("http://127.0.0.1:{port}/realm"))
+            .body(Bytes::new())
+            .unwrap();
+        let resp = client.send(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.body().as_ref(), b"{}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+}
