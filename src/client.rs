@@ -158,7 +158,9 @@ impl OutboundClient {
             Some(conn) => match send_on(conn, copy(&req)).await {
                 Exchange::Done(response, conn) => return Ok(self.keep(key, conn, response)),
                 Exchange::Unsent => {
-                    tracing::debug!("pooled connection to the identity provider was closed; reconnecting");
+                    tracing::debug!(
+                        "pooled connection to the identity provider was closed; reconnecting"
+                    );
                     req
                 }
                 Exchange::Failed(e) => return Err(e),
@@ -343,9 +345,7 @@ async fn send_on(mut conn: Conn, req: Request<Bytes>) -> Exchange {
     let (parts, body) = response.into_parts();
     match Limited::new(body, MAX_BODY).collect().await {
         Ok(body) => Exchange::Done(Response::from_parts(parts, body.to_bytes()), conn),
-        Err(e) => Exchange::Failed(TransportError::Other(format!(
-            "reading the response: {e}"
-        ))),
+        Err(e) => Exchange::Failed(TransportError::Other(format!("reading the response: {e}"))),
     }
 }
 

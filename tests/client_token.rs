@@ -195,7 +195,8 @@ async fn a_pooled_connection_closed_by_the_server_is_replaced() {
         ..RouteConfig::default()
     })
     .unwrap();
-    let tls = exoproxy::tls_client::client_config_with_roots(rustls::RootCertStore::empty()).unwrap();
+    let tls =
+        exoproxy::tls_client::client_config_with_roots(rustls::RootCertStore::empty()).unwrap();
     let client = OutboundClient::new(
         Arc::new(router),
         Arc::new(Upstream::new(UpstreamConfig::default())),

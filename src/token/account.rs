@@ -405,8 +405,9 @@ mod tests {
     #[test]
     fn tok11_configured_scope_follows_the_audience_and_is_deduplicated() {
         let mut account = AccountConfig::new("admin@contoso.com");
-        account.scope =
-            Some("https://outlook.office365.com/Exchange.Manage offline_access openid profile".into());
+        account.scope = Some(
+            "https://outlook.office365.com/Exchange.Manage offline_access openid profile".into(),
+        );
         let exchange = Cloud::Global.exchange();
         let compliance = Cloud::Global.compliance();
         assert_eq!(
