@@ -337,19 +337,11 @@ fn announce(config: &Config, bound: &[SocketAddr], services: &Services) {
     );
 }
 
-/// Creates the state folder owner-only: 0700 on Unix, a protected owner-only ACL on Windows (a
-/// failure to set the ACL is a warning: the folder keeps its inherited ACL).
-fn ensure_state_dir(dir: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| format!("cannot create the state dir {}: {e}", dir.display()))?;
-    crate::platform::restrict_dir_to_owner(dir);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| format!("cannot restrict {}: {e}", dir.display()))?;
-    }
-    Ok(())
+/// Creates the state dir owner-only through the secret-file layer (`platform::private_dir`: 0700 on
+/// Unix, an owner-only ACL on Windows, a symlink refused).
+pub(crate) fn ensure_state_dir(dir: &Path) -> Result<(), String> {
+    crate::platform::private_dir(dir)
+        .map_err(|e| format!("cannot create the state dir {}: {e}", dir.display()))
 }
 
 /// Completes on Ctrl-C, or SIGTERM on Unix.
