@@ -63,8 +63,11 @@ pub fn init_logging(level: &str) -> log::LogGuard {
 
 /// `exoproxy config check [FILE]`: every error with its key path and line; exit 2 on errors.
 pub fn config_check(file: Option<&Path>, overrides: &Overrides) -> ExitCode {
-    match config::load(file, overrides) {
-        Ok(_) => {
+    let checked = config::load(file, overrides).and_then(|config| {
+        crate::platform::check_not_writable_by_others(&config.state_dir).map_err(|e| vec![e])
+    });
+    match checked {
+        Ok(()) => {
             let name = file.map_or("built-in defaults".into(), |p| p.display().to_string());
             println!("{name}: ok");
             ExitCode::SUCCESS
@@ -337,9 +340,11 @@ fn announce(config: &Config, bound: &[SocketAddr], services: &Services) {
     );
 }
 
-/// Creates the state dir owner-only through the secret-file layer (`platform::private_dir`: 0700 on
-/// Unix, an owner-only ACL on Windows, a symlink refused).
+/// Refuses a state dir that other users can write (CFG-3: it holds the CA key and the tokens), then
+/// creates it owner-only through the secret-file layer (`platform::private_dir`: 0700 on Unix, an
+/// owner-only ACL on Windows, a symlink refused). A folder that others could only read is tightened.
 pub(crate) fn ensure_state_dir(dir: &Path) -> Result<(), String> {
+    crate::platform::check_not_writable_by_others(dir)?;
     crate::platform::private_dir(dir)
         .map_err(|e| format!("cannot create the state dir {}: {e}", dir.display()))
 }

@@ -16,12 +16,15 @@
 //! - [`private_dir`], [`write_private_atomic`], [`create_private_atomic`]: the one secret-file layer
 //!   (owner-only folders, atomic owner-only files), used by the token cache, the CA files and the
 //!   state dir alike (module `private`).
+//! - [`check_not_writable_by_others`]: a config file or state dir that other users can change is
+//!   refused with the command that fixes it (module `perms`).
 //! - The OS calls live in small `cfg(windows)` modules (`windows_acl`, `dpapi`); the SDDL text and the
 //!   seam are platform-neutral and tested on Linux.
 
 mod acl;
 #[cfg(windows)]
 mod dpapi;
+mod perms;
 mod private;
 mod protect;
 #[cfg(windows)]
@@ -29,6 +32,7 @@ mod windows_acl;
 
 #[cfg_attr(not(windows), allow(unused_imports))]
 pub(crate) use acl::{owner_only_sddl, restrict_dir_to_owner};
+pub(crate) use perms::check_not_writable_by_others;
 pub(crate) use private::{
     create_private_atomic, pid_alive, private_dir, sweep_temp_files, write_private_atomic,
     write_private_atomic_checked,
