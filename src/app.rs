@@ -16,6 +16,7 @@ use crate::client::OutboundClient;
 use crate::config::{self, Config, Overrides};
 use crate::handler::Proxy;
 use crate::listener::{self, Limits};
+use crate::platform::InstanceLock;
 use crate::route::Router;
 use crate::route::pac::{PacConfig, PacResolver, PacSource, host_from_url};
 use crate::route::realm_fetch::{get_via, outbound_client};
@@ -227,8 +228,18 @@ pub fn target_of_url(url: &str) -> Result<Target, String> {
     }
 }
 
-/// Runs the proxy until Ctrl-C or SIGTERM.
+/// Runs the proxy until Ctrl-C or SIGTERM, holding the state dir's instance lock (one proxy per
+/// state dir) until it returns.
 pub async fn run(config: Config) -> ExitCode {
+    let lock = ensure_state_dir(&config.state_dir)
+        .and_then(|()| InstanceLock::acquire(&config.state_dir, &config.listen));
+    let _instance = match lock {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     match serve(config, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(StartError::Config(errors)) => {

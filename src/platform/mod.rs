@@ -18,12 +18,14 @@
 //!   state dir alike (module `private`).
 //! - [`check_not_writable_by_others`]: a config file or state dir that other users can change is
 //!   refused with the command that fixes it (module `perms`).
+//! - [`InstanceLock`]: one running proxy per state dir (module `instance`).
 //! - The OS calls live in small `cfg(windows)` modules (`windows_acl`, `dpapi`); the SDDL text and the
 //!   seam are platform-neutral and tested on Linux.
 
 mod acl;
 #[cfg(windows)]
 mod dpapi;
+mod instance;
 mod perms;
 mod private;
 mod protect;
@@ -32,6 +34,7 @@ mod windows_acl;
 
 #[cfg_attr(not(windows), allow(unused_imports))]
 pub(crate) use acl::{owner_only_sddl, restrict_dir_to_owner};
+pub(crate) use instance::InstanceLock;
 pub(crate) use perms::check_not_writable_by_others;
 pub(crate) use private::{
     create_private_atomic, pid_alive, private_dir, sweep_temp_files, write_private_atomic,
