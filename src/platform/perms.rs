@@ -8,8 +8,11 @@
 //!   path belongs to another user than us or root. Fix: `chmod go-w PATH`.
 //! - Windows: an allow entry of the path's DACL grants write (data, append, DACL, owner, delete or
 //!   the generic write/all rights) to anyone but the owner, the current user, SYSTEM and
-//!   Administrators, or the path has no DACL at all (everyone may do everything). Inherit-only
-//!   entries do not apply to the path and are skipped. Fix: remove that entry (`icacls`).
+//!   Administrators, or the path has no DACL at all (everyone may do everything). For the folder
+//!   holding a file only the rights that replace a file count (delete a child, delete, DACL, owner,
+//!   generic all), so a folder where everyone may add files (`C:\ProgramData`) is fine, like a sticky
+//!   folder. Inherit-only entries do not apply to the path and are skipped. Fix: remove that entry
+//!   (`icacls`).
 //!
 //! A path that does not exist is not refused here (the caller reports it, or creates it owner-only).
 
@@ -87,7 +90,17 @@ fn current_uid() -> Option<u32> {
 
 #[cfg(windows)]
 fn check_path(path: &Path) -> Result<(), String> {
-    match super::windows_acl::foreign_writers(path) {
+    check_rights(path, super::windows_acl::WRITE_RIGHTS)
+}
+
+#[cfg(windows)]
+fn check_folder(dir: &Path) -> Result<(), String> {
+    check_rights(dir, super::windows_acl::REPLACE_CHILD_RIGHTS)
+}
+
+#[cfg(windows)]
+fn check_rights(path: &Path, rights: u32) -> Result<(), String> {
+    match super::windows_acl::foreign_writers(path, rights) {
         Ok(writers) if writers.is_empty() => Ok(()),
         Ok(writers) => Err(format!(
             "{} can be changed by other users ({}): whoever can change it decides what exoproxy \
@@ -102,11 +115,6 @@ fn check_path(path: &Path) -> Result<(), String> {
             path.display()
         )),
     }
-}
-
-#[cfg(windows)]
-fn check_folder(dir: &Path) -> Result<(), String> {
-    check_path(dir)
 }
 
 #[cfg(test)]

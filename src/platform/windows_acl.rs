@@ -105,8 +105,13 @@ unsafe fn sid_text(sid: PSID) -> Result<String, String> {
 /// Rights that let a holder change a file or folder (winnt.h values): write or append data (add a
 /// file or subfolder to a folder), delete a child, delete, change the DACL or the owner, and the
 /// generic write and all rights.
-const WRITE_RIGHTS: u32 =
+pub(super) const WRITE_RIGHTS: u32 =
     0x0002 | 0x0004 | 0x0040 | 0x0001_0000 | 0x0004_0000 | 0x0008_0000 | 0x1000_0000 | 0x4000_0000;
+/// Rights on a folder that let a holder replace a file in it that they do not own: delete a child,
+/// delete or rename the folder, change its DACL or owner, generic all. Adding new files is not among
+/// them (`C:\ProgramData` lets every user add files, like a sticky folder on Unix).
+pub(super) const REPLACE_CHILD_RIGHTS: u32 =
+    0x0040 | 0x0001_0000 | 0x0004_0000 | 0x0008_0000 | 0x1000_0000;
 /// `ACCESS_ALLOWED_ACE_TYPE`.
 const ACCESS_ALLOWED: u8 = 0;
 /// `INHERIT_ONLY_ACE`: the entry is only inherited by children and does not apply to the object.
@@ -114,10 +119,10 @@ const INHERIT_ONLY: u8 = 0x08;
 /// SYSTEM and BUILTIN\Administrators: they can take any file anyway.
 const TRUSTED_SIDS: [&str; 2] = ["S-1-5-18", "S-1-5-32-544"];
 
-/// The SIDs (with a name for the common groups) that an allow entry of `path`'s DACL lets write,
-/// other than its owner, the current user, SYSTEM and Administrators. A missing (NULL) DACL allows
-/// everyone everything and is reported as `Everyone`.
-pub(super) fn foreign_writers(path: &Path) -> Result<Vec<String>, String> {
+/// The SIDs (with a name for the common groups) that an allow entry of `path`'s DACL grants any of
+/// `rights`, other than its owner, the current user, SYSTEM and Administrators. A missing (NULL)
+/// DACL allows everyone everything and is reported as `Everyone`.
+pub(super) fn foreign_writers(path: &Path, rights: u32) -> Result<Vec<String>, String> {
     let me = current_user_sid()?;
     let wide_path = wide(path.as_os_str());
     let mut owner: PSID = std::ptr::null_mut();
@@ -166,7 +171,7 @@ pub(super) fn foreign_writers(path: &Path) -> Result<Vec<String>, String> {
         let allowed = ace.cast::<ACCESS_ALLOWED_ACE>();
         // SAFETY: an ACCESS_ALLOWED_ACE: the mask, then the SID starting at SidStart.
         let (mask, sid) = unsafe { ((*allowed).Mask, std::ptr::addr_of_mut!((*allowed).SidStart)) };
-        if mask & WRITE_RIGHTS == 0 {
+        if mask & rights == 0 {
             continue;
         }
         // SAFETY: the SID lies inside the ACE, inside the live descriptor.
