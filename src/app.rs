@@ -17,6 +17,7 @@ use crate::config::{self, Config, Overrides};
 use crate::handler::Proxy;
 use crate::limits::Limits;
 use crate::listener;
+use crate::platform::InstanceLock;
 use crate::route::Router;
 use crate::route::pac::{PacConfig, PacResolver, PacSource, host_from_url};
 use crate::route::source::SourceSpec;
@@ -64,8 +65,11 @@ pub fn init_logging(level: &str) -> log::LogGuard {
 
 /// `exoproxy config check [FILE]`: every error with its key path and line; exit 2 on errors.
 pub fn config_check(file: Option<&Path>, overrides: &Overrides) -> ExitCode {
-    match config::load(file, overrides) {
-        Ok(_) => {
+    let checked = config::load(file, overrides).and_then(|config| {
+        crate::platform::check_not_writable_by_others(&config.state_dir).map_err(|e| vec![e])
+    });
+    match checked {
+        Ok(()) => {
             let name = file.map_or("built-in defaults".into(), |p| p.display().to_string());
             println!("{name}: ok");
             ExitCode::SUCCESS
@@ -230,8 +234,18 @@ pub fn target_of_url(url: &str) -> Result<Target, String> {
     }
 }
 
-/// Runs the proxy until Ctrl-C or SIGTERM.
+/// Runs the proxy until Ctrl-C or SIGTERM, holding the state dir's instance lock (one proxy per
+/// state dir) until it returns.
 pub async fn run(config: Config) -> ExitCode {
+    let lock = ensure_state_dir(&config.state_dir)
+        .and_then(|()| InstanceLock::acquire(&config.state_dir, &config.listen));
+    let _instance = match lock {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     match serve(config, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(StartError::Config(errors)) => {
@@ -343,19 +357,13 @@ fn announce(config: &Config, bound: &[SocketAddr], services: &Services) {
     );
 }
 
-/// Creates the state folder owner-only: 0700 on Unix, a protected owner-only ACL on Windows (a
-/// failure to set the ACL is a warning: the folder keeps its inherited ACL).
-fn ensure_state_dir(dir: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| format!("cannot create the state dir {}: {e}", dir.display()))?;
-    crate::platform::restrict_dir_to_owner(dir);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| format!("cannot restrict {}: {e}", dir.display()))?;
-    }
-    Ok(())
+/// Refuses a state dir that other users can write (CFG-3: it holds the CA key and the tokens), then
+/// creates it owner-only through the secret-file layer (`platform::private_dir`: 0700 on Unix, an
+/// owner-only ACL on Windows, a symlink refused). A folder that others could only read is tightened.
+pub(crate) fn ensure_state_dir(dir: &Path) -> Result<(), String> {
+    crate::platform::check_not_writable_by_others(dir)?;
+    crate::platform::private_dir(dir)
+        .map_err(|e| format!("cannot create the state dir {}: {e}", dir.display()))
 }
 
 /// Completes on Ctrl-C, or SIGTERM on Unix.

@@ -88,6 +88,9 @@ pub fn parse(text: &str) -> Result<file::FileConfig, ConfigError> {
 /// Errors are prefixed with the file name, ready to print one per line.
 pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, Vec<String>> {
     let env = |k: &str| std::env::var(k).ok();
+    if let Some(p) = path {
+        crate::platform::check_not_writable_by_others(p).map_err(|e| vec![e])?; // CFG-3
+    }
     let (text, name) = match path {
         Some(p) => match std::fs::read_to_string(p) {
             Ok(t) => (Some(t), p.display().to_string()),
