@@ -1,6 +1,8 @@
 //! Wiring and shutdown: the only module that knows all others. Builds the shared state from a
 //! [`Config`], binds the listeners, runs until Ctrl-C/SIGTERM, and implements the small CLI commands
-//! that need several modules (`route`, `config check`).
+//! that need several modules (`route`, `pac eval`, `config check`). `route` and `pac eval` decide
+//! exactly as the running proxy would: same target parsing, same PAC reduction
+//! ([`crate::route::pac::script_args`]), same result grammar.
 
 use std::future::Future;
 use std::path::Path;
@@ -19,16 +21,18 @@ use crate::limits::Limits;
 use crate::listener;
 use crate::platform::InstanceLock;
 use crate::route::Router;
-use crate::route::pac::{PacConfig, PacResolver, PacSource, host_from_url};
+use crate::route::pac::directive::parse_directives;
+use crate::route::pac::{PacConfig, PacResolver, PacSource, script_args};
 use crate::route::source::SourceSpec;
 use crate::route::sts::RefreshPolicy;
 use crate::route::system::env::process_env;
 use crate::route::system::{Selected, read_and_select};
-use crate::target::Target;
+use crate::target::{Action, Decision, Hop, Scheme, Target};
 use crate::tls_client;
 use crate::upstream::Upstream;
 
 pub mod accounts;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod log;
 mod services;
@@ -47,20 +51,6 @@ pub fn block_on<F: Future<Output = ExitCode>>(f: F) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Logs to stderr through the batching [`log::LogSink`] with the configured filter (`EXOPROXY_LOG`
-/// overrides it). Keep the guard until `main` returns: dropping it writes what is still queued.
-pub fn init_logging(level: &str) -> log::LogGuard {
-    let filter = std::env::var("EXOPROXY_LOG").unwrap_or_else(|_| level.to_string());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (sink, guard) = log::LogSink::start(std::io::stderr());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(sink)
-        .try_init();
-    guard
 }
 
 /// `exoproxy config check [FILE]`: every error with its key path and line; exit 2 on errors.
@@ -84,8 +74,8 @@ pub fn config_check(file: Option<&Path>, overrides: &Overrides) -> ExitCode {
     }
 }
 
-/// `exoproxy route URL`: prints the decision for a URL and the rule that made it (after STS
-/// discovery for the configured domains, so discovered STS hosts are explained).
+/// `exoproxy route URL|HOST`: prints the decision for a URL or host and the rule that made it (after
+/// STS discovery for the configured domains, so discovered STS hosts are explained).
 pub async fn explain_route(config: &Config, url: &str) -> ExitCode {
     match route_report(config, url, &[]).await {
         Ok(report) => {
@@ -120,26 +110,105 @@ pub async fn route_report(
     let tls = tls_client::client_config(extra_roots).map_err(|e| format!("error: {e}"))?;
     let client = OutboundClient::new(router.clone(), upstream, tls);
     let discovered = discover_sts_now(&router, &client, &config.route.sts).await;
-    let mut out = format!("{url}\n  target:   {target:?}\n");
+    let mut out = format!("{url}\n  request:  {}\n", request_words(&target));
     for line in discovered {
         out.push_str(&format!("  sts:      {line}\n"));
     }
     match router.decide(&target).await {
-        Ok(decision) => out.push_str(&format!("  decision: {decision}\n")),
+        Ok(decision) => {
+            out.push_str(&format!("  decision: {decision}\n"));
+            out.push_str(&format!("  meaning:  {}\n", decision_words(&decision)));
+        }
         Err(e) => out.push_str(&format!("  decision: error: {e}\n")),
     }
     Ok(out)
 }
 
-/// STS discovery for `exoproxy route`: synchronous, each domain within 10 s.
+/// What a client sends the proxy for the target, in words.
+fn request_words(target: &Target) -> String {
+    match target.scheme {
+        Scheme::Connect => format!("CONNECT {target} (an https:// client sends no path)"),
+        Scheme::Http => format!(
+            "GET {} (plain http, forwarded by exoproxy)",
+            target.pac_url()
+        ),
+    }
+}
+
+/// What the proxy does with a decision, in words.
+fn decision_words(decision: &Decision) -> String {
+    let hops = match decision.hops.as_slice() {
+        [Hop::Direct] => "straight to the server".to_string(),
+        hops => {
+            let names: Vec<String> = hops
+                .iter()
+                .map(|hop| match hop {
+                    Hop::Direct => "directly".to_string(),
+                    Hop::Proxy(p) => format!("through the proxy {p}"),
+                })
+                .collect();
+            names.join(", else ")
+        }
+    };
+    match &decision.action {
+        Action::Block { .. } => "refused with 403 connect_denied".into(),
+        Action::Tunnel => format!("relayed unchanged, {hops}"),
+        Action::Intercept { profile } => format!(
+            "TLS ends here (local CA), each request gets a token of the {profile} profile, sent on {hops}"
+        ),
+    }
+}
+
+/// STS discovery for `exoproxy route`: synchronous, each domain within 10 s. Once the IdP could not
+/// be reached, the remaining fetches fail at once with the same short reason, so an unreachable IdP is
+/// one short line per domain rather than a timeout and a transport error per endpoint.
 async fn discover_sts_now(
     router: &Router,
     client: &OutboundClient,
     sts: &crate::route::StsConfig,
 ) -> Vec<String> {
     let timeout = std::time::Duration::from_secs(10);
-    let fetch = |url: String| async move { client.get_realm(&url, timeout).await };
-    crate::route::discover_sts(router, sts, fetch, timeout).await
+    let unreachable: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+    let fetch = |url: String| {
+        let unreachable = &unreachable;
+        async move {
+            if let Some(reason) = unreachable.lock().ok().and_then(|r| r.clone()) {
+                return Err(reason);
+            }
+            let outcome = client.get_realm(&url, timeout).await;
+            if let Err(e) = &outcome {
+                let reason = format!("the IdP is unreachable ({})", shorten(e));
+                if let Ok(mut slot) = unreachable.lock() {
+                    *slot = Some(reason.clone());
+                }
+                return Err(reason);
+            }
+            outcome
+        }
+    };
+    let lines = crate::route::discover_sts(router, sts, fetch, timeout).await;
+    let Some(reason) = unreachable.lock().ok().and_then(|r| r.clone()) else {
+        return lines;
+    };
+    // A failed domain's line names each endpoint tried; with the IdP unreachable they all say the same.
+    lines
+        .into_iter()
+        .map(|line| match line.split_once(": ") {
+            Some((domain, rest)) if rest.contains(&reason) => {
+                format!("{domain}: not discovered: {reason}")
+            }
+            _ => line,
+        })
+        .collect()
+}
+
+/// The start of an error message, up to 120 characters.
+fn shorten(error: &str) -> String {
+    let clipped: String = error.chars().take(120).collect();
+    match clipped.len() < error.len() {
+        true => format!("{clipped}…"),
+        false => clipped,
+    }
 }
 
 /// Keeps the STS directory fresh in the background (discovery through the normal route).
@@ -166,55 +235,92 @@ fn spawn_sts_refresher(
     tokio::spawn(directory.run_refresher(sts.domains.clone(), fetch, RefreshPolicy::default()));
 }
 
-/// `exoproxy pac eval URL [--pac FILE]`: prints what the PAC script returns for `url`, like
-/// pactester. Exit 0 with the directive, 1 when evaluation failed, 2 for bad input.
-pub async fn pac_eval(config: &Config, url: &str, pac_file: Option<&Path>) -> ExitCode {
-    let Some(host) = host_from_url(url) else {
-        eprintln!("error: {url:?} is not a URL with a host");
-        return ExitCode::from(2);
+/// `exoproxy pac eval URL|HOST [--pac FILE|URL]`: prints what the PAC script returns for what the
+/// running proxy would pass it (the URL reduced by [`script_args`]), like pactester. Exit 0 with a
+/// valid directive, 1 when evaluation failed or the result is not one the proxy accepts, 2 for bad
+/// input.
+pub async fn pac_eval(config: &Config, url: &str, pac_location: Option<&str>) -> ExitCode {
+    let target = match target_of_url(url) {
+        Ok(target) => target,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
     };
-    let mut pac = match (&config.route.source, pac_file) {
-        (_, Some(file)) => PacConfig {
-            source: PacSource::File(file.to_path_buf()),
-            ..PacConfig::default()
-        },
-        (SourceSpec::Pac(pac), None) => (**pac).clone(),
-        (SourceSpec::System { live, pac }, None) => match read_and_select(live, &process_env) {
-            Ok(Selected::Pac { url, .. }) => PacConfig {
-                source: PacSource::parse(&url),
-                ..(**pac).clone()
-            },
-            Ok(other) => {
-                eprintln!("error: the system settings name no PAC ({other:?}); use --pac FILE");
-                return ExitCode::from(2);
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        (SourceSpec::Ready, None) => {
-            eprintln!("error: no PAC configured (upstream.pac); use --pac FILE");
+    let mut pac = match pac_config(config, pac_location) {
+        Ok(pac) => pac,
+        Err(e) => {
+            eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
     pac.retry_backoff = vec![std::time::Duration::from_secs(3600)];
     pac.loading_wait = std::time::Duration::from_secs(15);
     let resolver = PacResolver::start(pac).await;
-    match resolver.eval(url, &host).await {
-        Ok(directive) => {
-            println!("{directive}");
+    let (script_url, host) = script_args(&target);
+    if script_url != url {
+        eprintln!("FindProxyForURL({script_url:?}, {host:?}): what the proxy passes for {url}");
+    }
+    let result = match resolver.eval(&script_url, &host).await {
+        Ok(result) => result,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match parse_directives(&result) {
+        Ok(_) => {
+            println!("{result}");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: the script returned {result:?}, which the proxy refuses: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-/// The target a client would ask for: CONNECT host:port for `https://`, absolute-form for `http://`.
+/// The PAC `pac eval` runs: `--pac` (a file or URL, read as `upstream.pac` is) with the configured PAC
+/// settings, else the configured PAC, else the one the system settings name.
+fn pac_config(config: &Config, location: Option<&str>) -> Result<PacConfig, String> {
+    let configured = match &config.route.source {
+        SourceSpec::Pac(pac) | SourceSpec::System { pac, .. } => Some((**pac).clone()),
+        SourceSpec::Ready => None,
+    };
+    if let Some(location) = location {
+        return Ok(PacConfig {
+            source: PacSource::parse(location),
+            ..configured.unwrap_or_default()
+        });
+    }
+    match (&config.route.source, configured) {
+        (SourceSpec::System { live, .. }, Some(pac)) => {
+            match read_and_select(live, &process_env).map_err(|e| e.to_string())? {
+                Selected::Pac { url, .. } => Ok(PacConfig {
+                    source: PacSource::parse(&url),
+                    ..pac
+                }),
+                Selected::Wpad { source } => Err(format!(
+                    "the {source} settings ask for WPAD auto-detection, not a PAC address; use --pac FILE|URL"
+                )),
+                Selected::Proxies(_) | Selected::Direct { .. } => Err(format!(
+                    "the system settings ({}) name no PAC script; use --pac FILE|URL",
+                    live.source
+                )),
+            }
+        }
+        (_, Some(pac)) => Ok(pac),
+        (_, None) => Err("no PAC configured (upstream.pac); use --pac FILE|URL".into()),
+    }
+}
+
+/// The target a client would ask the proxy for: CONNECT host:port for `https://` URLs and bare
+/// `host[:port]` (port 443 by default), absolute-form for `http://` URLs. Path and query are not
+/// part of a target.
 pub fn target_of_url(url: &str) -> Result<Target, String> {
+    if !url.contains("://") {
+        return bare_host_target(url);
+    }
     let uri: http::Uri = url
         .parse()
         .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
@@ -222,7 +328,7 @@ pub fn target_of_url(url: &str) -> Result<Target, String> {
         .authority()
         .ok_or_else(|| format!("{url:?} has no host: write https://host/ or http://host/"))?;
     let host = authority.host();
-    match uri.scheme_str() {
+    match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
         Some("https") => {
             let port = authority.port_u16().unwrap_or(443);
             Target::parse_connect(&format!("{host}:{port}")).map_err(|e| e.0)
@@ -232,6 +338,21 @@ pub fn target_of_url(url: &str) -> Result<Target, String> {
             "{url:?}: only http:// and https:// URLs are routed"
         )),
     }
+}
+
+/// `outlook.office365.com` or `host:8443`, as a client CONNECTs to it.
+fn bare_host_target(arg: &str) -> Result<Target, String> {
+    if arg.contains(['/', '?', '#']) {
+        return Err(format!(
+            "{arg:?} is neither a host nor a URL: write host, host:port or https://host/path"
+        ));
+    }
+    let after_brackets = arg.rsplit_once(']').map_or(arg, |(_, rest)| rest);
+    let authority = match after_brackets.contains(':') {
+        true => arg.to_string(),
+        false => format!("{arg}:443"),
+    };
+    Target::parse_connect(&authority).map_err(|e| e.0)
 }
 
 /// Runs the proxy until Ctrl-C or SIGTERM, holding the state dir's instance lock (one proxy per

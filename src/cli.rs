@@ -1,7 +1,11 @@
 //! Command-line interface (clap). `exoproxy` alone runs the proxy; subcommands inspect and manage it.
 //!
-//! Global flags are bound to `EXOPROXY_*` environment variables by clap, which gives the documented
-//! precedence command line > environment > file > defaults for free.
+//! Contract: a flag appears only on the commands it changes. `--config`, `--state-dir` and `-v`/`-q`
+//! are global; the proxy's flags ([`RunArgs`]: `--listen` and the [`NetworkArgs`]) belong to `run`
+//! (and to `exoproxy` without a subcommand) and to `route`, which must decide as the proxy would; the
+//! network flags also to `login` and `token`, which reach the IdP as the proxy does. Flags are bound
+//! to `EXOPROXY_*` environment variables by clap, which gives the documented precedence command
+//! line > environment > file > defaults; `-v`/`-q` beat `EXOPROXY_LOG` (see `app::log`).
 //!
 //! The `///` comments on the argument types are `--help` text for users, written as plain text, so
 //! rustdoc's Markdown lints do not apply to them.
@@ -13,7 +17,11 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use std::ffi::OsString;
+
+use clap::error::ErrorKind;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::config::Overrides;
 
@@ -23,6 +31,12 @@ use crate::config::Overrides;
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
+    /// The flags of `run`, for `exoproxy` without a subcommand.
+    #[command(
+        flatten,
+        next_help_heading = "Proxy options (exoproxy alone; with a subcommand, after it)"
+    )]
+    pub run: RunArgs,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -33,52 +47,67 @@ pub struct GlobalArgs {
     /// TOML configuration file (default: exoproxy.toml in the state dir, if present).
     #[arg(long, global = true, env = "EXOPROXY_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Folder for the CA, tokens and other state.
+    #[arg(long, global = true, env = "EXOPROXY_HOME", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// More log output (-v debug, -vv trace); beats EXOPROXY_LOG.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less log output (-q warnings only, -qq errors only); beats EXOPROXY_LOG.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
+    pub quiet: u8,
+}
+
+/// The flags of the running proxy: where it listens, and how it reaches the network.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunArgs {
     /// Address to listen on (repeatable); default 127.0.0.1:8765 and [::1]:8765.
     #[arg(
         long,
-        global = true,
         env = "EXOPROXY_LISTEN",
         value_delimiter = ',',
         value_name = "ADDR"
     )]
     pub listen: Vec<String>,
+    #[command(flatten)]
+    pub network: NetworkArgs,
+}
+
+/// How exoproxy reaches the network: for the proxy, and for the commands that go out as it does
+/// (`route`, `login`, `token`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct NetworkArgs {
     /// Upstream proxy URL, tried in order (repeatable), e.g. http://proxy.corp:8080.
     #[arg(
         long,
-        global = true,
         env = "EXOPROXY_UPSTREAM",
         value_delimiter = ',',
         value_name = "URL"
     )]
     pub upstream: Vec<String>,
     /// Bypass list in WinHTTP/IE syntax, e.g. "<local>;*.corp.example".
-    #[arg(long, global = true, env = "EXOPROXY_BYPASS", value_name = "LIST")]
+    #[arg(long, env = "EXOPROXY_BYPASS", value_name = "LIST")]
     pub bypass: Option<String>,
     /// HOST:PORT:ADDR:PORT: dial ADDR:PORT for requests to HOST:PORT (repeatable; like curl).
-    #[arg(long = "connect-to", global = true, value_name = "MAPPING")]
+    #[arg(long = "connect-to", value_name = "MAPPING")]
     pub connect_to: Vec<String>,
     /// PEM file of extra roots trusted for TLS to the real servers (besides the system's).
-    #[arg(long, global = true, env = "EXOPROXY_UPSTREAM_CA", value_name = "FILE")]
+    #[arg(long, env = "EXOPROXY_UPSTREAM_CA", value_name = "FILE")]
     pub upstream_ca: Option<PathBuf>,
-    /// Folder for the CA, tokens and other state.
-    #[arg(long, global = true, env = "EXOPROXY_HOME", value_name = "DIR")]
-    pub state_dir: Option<PathBuf>,
-    /// More log output (-v debug, -vv trace).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    pub verbose: u8,
-    /// Less log output (-q warnings only, -qq errors only).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "verbose")]
-    pub quiet: u8,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the proxy (the default).
-    Run,
-    /// Explain how a URL would be routed: DIRECT, which upstream proxy, or blocked, and why.
+    Run(RunArgs),
+    /// Explain how the running proxy would route a URL or host: DIRECT, which upstream proxy,
+    /// intercepted or blocked, and which rule decided.
     Route {
-        /// e.g. https://outlook.office365.com/powershell-liveid or http://intranet/
-        url: String,
+        /// A URL, or a host as a client CONNECTs to it: https://outlook.office365.com/powershell-liveid,
+        /// http://intranet/, outlook.office365.com (= https://outlook.office365.com/), host:8443
+        target: String,
+        #[command(flatten)]
+        run: RunArgs,
     },
     /// Configuration tools.
     #[command(subcommand)]
@@ -93,6 +122,8 @@ pub enum Command {
         /// device-code, or browser (opens the system browser).
         #[arg(long, value_name = "FLOW")]
         flow: Option<String>,
+        #[command(flatten)]
+        network: NetworkArgs,
     },
     /// Forget an account's tokens (memory and disk).
     Logout {
@@ -109,12 +140,15 @@ pub enum Command {
         /// (e.g. https://ps.compliance.protection.outlook.com).
         #[arg(long, value_name = "URI")]
         audience: Option<String>,
+        #[command(flatten)]
+        network: NetworkArgs,
     },
     /// The local CA that signs the intercepted hosts' certificates.
     #[command(subcommand)]
     Ca(CaCommand),
     /// See exoproxy work without a tenant: runs the Entra ID + Exchange Online emulator on
     /// loopback, signs in, runs WS-Man and REST calls across token rollovers, prints a report.
+    #[cfg(feature = "demo")]
     Demo {
         /// How long to run REST and WS-Man calls, in seconds.
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
@@ -139,12 +173,15 @@ pub enum CaCommand {
 #[derive(Debug, Subcommand)]
 pub enum PacCommand {
     /// Print what the PAC script returns for a URL (like pactester), e.g. `PROXY p.corp:8080; DIRECT`.
+    /// The script sees what the running proxy passes: https://host[:port]/ for https (a CONNECT
+    /// carries no path), scheme://host[:port]/ for http.
     Eval {
-        /// e.g. `https://outlook.office365.com/`
+        /// A URL or a host, as for `exoproxy route`, e.g. https://outlook.office365.com/
         url: String,
-        /// The PAC file to evaluate (default: upstream.pac from the configuration).
-        #[arg(long, value_name = "FILE")]
-        pac: Option<PathBuf>,
+        /// The PAC file or http(s):// URL to evaluate, as upstream.pac takes it (default: the
+        /// configured one).
+        #[arg(long, value_name = "FILE|URL")]
+        pac: Option<String>,
     },
 }
 
@@ -157,23 +194,75 @@ pub enum ConfigCommand {
     },
 }
 
+// === impl Cli ===
+
+impl Cli {
+    /// Parses the process's arguments; prints the error or help and exits on failure.
+    pub fn parse_args() -> Cli {
+        Cli::try_parse_args(std::env::args_os()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// Parses `args` (the program name first). The proxy flags before a subcommand are refused:
+    /// `exoproxy --listen …` runs the proxy, and with a subcommand they go after it, where they
+    /// exist only for the commands that use them.
+    pub fn try_parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let matches = Cli::command().try_get_matches_from(args)?;
+        let cli = Cli::from_arg_matches(&matches)?;
+        if let Some((name, _)) = matches.subcommand()
+            && let Some(flag) = top_level_run_flag(&matches)
+        {
+            let message = format!(
+                "{flag} before the subcommand: write it after `{name}` if `{name}` takes it \
+                 (see `exoproxy {name} --help`)"
+            );
+            return Err(Cli::command().error(ErrorKind::ArgumentConflict, message));
+        }
+        Ok(cli)
+    }
+
+    /// The overrides for `config::load`: the global flags plus the proxy flags the command takes.
+    pub fn overrides(&self) -> Overrides {
+        let none = RunArgs::default();
+        let (listen, network) = match &self.command {
+            None => (&self.run.listen[..], &self.run.network),
+            Some(Command::Run(run) | Command::Route { run, .. }) => (&run.listen[..], &run.network),
+            Some(Command::Login { network, .. } | Command::Token { network, .. }) => {
+                (&none.listen[..], network)
+            }
+            Some(_) => (&none.listen[..], &none.network),
+        };
+        Overrides {
+            listen: listen.to_vec(),
+            upstream: network.upstream.clone(),
+            bypass: network.bypass.clone(),
+            connect_to: network.connect_to.clone(),
+            state_dir: self.global.state_dir.clone(),
+            log_level: self.global.log_level(),
+            upstream_ca: network.upstream_ca.clone(),
+        }
+    }
+}
+
+/// The first proxy flag given on the command line before any subcommand.
+fn top_level_run_flag(matches: &ArgMatches) -> Option<String> {
+    let command = Cli::command();
+    let global = ["config", "state_dir", "verbose", "quiet"];
+    command
+        .get_arguments()
+        .filter(|arg| !global.contains(&arg.get_id().as_str()))
+        .find(|arg| matches.value_source(arg.get_id().as_str()) == Some(ValueSource::CommandLine))
+        .map(|arg| format!("--{}", arg.get_long().unwrap_or(arg.get_id().as_str())))
+}
+
 // === impl GlobalArgs ===
 
 impl GlobalArgs {
-    /// The overrides for `config::load`.
-    pub fn overrides(&self) -> Overrides {
-        Overrides {
-            listen: self.listen.clone(),
-            upstream: self.upstream.clone(),
-            bypass: self.bypass.clone(),
-            connect_to: self.connect_to.clone(),
-            state_dir: self.state_dir.clone(),
-            log_level: self.log_level(),
-            upstream_ca: self.upstream_ca.clone(),
-        }
-    }
-
-    fn log_level(&self) -> Option<String> {
+    /// The level `-v`/`-q` ask for; `None` leaves it to `EXOPROXY_LOG` and the file.
+    pub fn log_level(&self) -> Option<String> {
         match (self.verbose, self.quiet) {
             (0, 0) => None,
             (1, _) => Some("debug".into()),

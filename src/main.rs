@@ -3,64 +3,87 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use exoproxy::app::{self, accounts};
+use exoproxy::app::{self, accounts, log};
 use exoproxy::cli::{CaCommand, Cli, Command, ConfigCommand, PacCommand};
 use exoproxy::config::Config;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let overrides = cli.global.overrides();
+    let cli = Cli::parse_args();
+    let overrides = cli.overrides();
+    let flag = cli.global.log_level();
     if let Some(Command::Config(ConfigCommand::Check { file })) = &cli.command {
+        let _log = match logging(flag.as_deref(), "warn") {
+            Ok(guard) => guard,
+            Err(code) => return code,
+        };
         let file = file.clone().or_else(|| cli.global.config_file());
         return app::config_check(file.as_deref(), &overrides);
     }
+    #[cfg(feature = "demo")]
     if let Some(Command::Demo {
         seconds,
         token_lifetime,
     }) = &cli.command
     {
-        // Self-contained: no config file, no environment; warnings only unless -v.
-        let _log = app::init_logging(overrides.log_level.as_deref().unwrap_or("warn"));
+        // Self-contained: no config file; warnings only unless -v or EXOPROXY_LOG.
+        let _log = match logging(flag.as_deref(), "warn") {
+            Ok(guard) => guard,
+            Err(code) => return code,
+        };
         return app::block_on(app::demo::run(*seconds, *token_lifetime));
     }
     let config = match load(&cli) {
         Ok(c) => c,
         Err(code) => return code,
     };
+    let _log = match logging(flag.as_deref(), &command_level(&cli, &config)) {
+        Ok(guard) => guard,
+        Err(code) => return code,
+    };
     match &cli.command {
-        Some(Command::Config(_) | Command::Demo { .. }) => handled_before_loading(),
-        Some(Command::Route { url }) => app::block_on(app::explain_route(&config, url)),
+        Some(Command::Config(_)) => handled_before_loading(),
+        #[cfg(feature = "demo")]
+        Some(Command::Demo { .. }) => handled_before_loading(),
+        Some(Command::Route { target, .. }) => app::block_on(app::explain_route(&config, target)),
         Some(Command::Pac(PacCommand::Eval { url, pac })) => {
             app::block_on(app::pac_eval(&config, url, pac.as_deref()))
         }
-        Some(Command::Login { upn, flow }) => {
-            let _log = quiet_logging(&config);
+        Some(Command::Login { upn, flow, .. }) => {
             app::block_on(accounts::login(&config, upn, flow.as_deref()))
         }
         Some(Command::Logout { upn }) => app::block_on(accounts::logout(&config, upn)),
         Some(Command::Accounts) => app::block_on(accounts::accounts(&config)),
-        Some(Command::Token { upn, audience }) => {
-            let _log = quiet_logging(&config);
+        Some(Command::Token { upn, audience, .. }) => {
             app::block_on(accounts::token(&config, upn, audience.as_deref()))
         }
         Some(Command::Ca(CaCommand::Export { file })) => accounts::ca_export(&config, file),
         Some(Command::Ca(CaCommand::Regenerate)) => accounts::ca_regenerate(&config),
-        Some(Command::Run) | None => {
-            let _log = app::init_logging(&config.log_level);
-            app::block_on(app::run(config))
-        }
+        Some(Command::Run(_)) | None => app::block_on(app::run(config)),
     }
 }
 
-/// Commands that talk to the IdP log warnings only (the token manager's own progress lines).
-fn quiet_logging(config: &Config) -> app::log::LogGuard {
-    let level = if config.log_level == "info" {
-        "warn"
-    } else {
-        &config.log_level
+/// The configured level for a command. The proxy logs at the configured level. `login` and `token`
+/// log warnings only unless the file asks for more (their progress lines would bury the device-code
+/// prompt); the commands that print a report (`route`, `pac eval`, `accounts`, ...) log errors only,
+/// since the report already says what went wrong. `-v` and `EXOPROXY_LOG` still beat these.
+fn command_level(cli: &Cli, config: &Config) -> String {
+    let quiet_by_default = |quiet: &str| match config.log_level.as_str() {
+        "info" => quiet.to_string(),
+        level => level.to_string(),
     };
-    app::init_logging(level)
+    match &cli.command {
+        Some(Command::Run(_)) | None => config.log_level.clone(),
+        Some(Command::Login { .. } | Command::Token { .. }) => quiet_by_default("warn"),
+        Some(_) => quiet_by_default("error"),
+    }
+}
+
+/// Starts logging; an invalid filter (`EXOPROXY_LOG=verbose`) is a usage error, exit code 2.
+fn logging(flag: Option<&str>, configured: &str) -> Result<log::LogGuard, ExitCode> {
+    log::init(flag, configured).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
 }
 
 /// `config check` and `demo` return before the configuration is loaded; this arm keeps the match
@@ -73,7 +96,7 @@ fn handled_before_loading() -> ExitCode {
 /// Loads the configuration or prints every error and returns exit code 2.
 fn load(cli: &Cli) -> Result<Config, ExitCode> {
     let file = cli.global.config_file();
-    exoproxy::config::load(file.as_deref(), &cli.global.overrides()).map_err(|errors| {
+    exoproxy::config::load(file.as_deref(), &cli.overrides()).map_err(|errors| {
         for e in &errors {
             eprintln!("config error: {e}");
         }

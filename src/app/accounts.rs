@@ -163,7 +163,7 @@ fn print_accounts(tokens: &TokenManager, only: Option<&str>) {
             continue;
         }
         println!("{}", summary.upn);
-        println!("  state:    {}", status_text(&summary.status));
+        println!("  state:    {}", status_text(&summary.status, &summary.upn));
         let refresh = if summary.has_refresh_token {
             "held"
         } else {
@@ -187,21 +187,22 @@ fn print_accounts(tokens: &TokenManager, only: Option<&str>) {
     }
 }
 
-fn status_text(status: &AccountStatus) -> String {
+/// The account's state in words; a suggested command is complete, ready to paste.
+fn status_text(status: &AccountStatus, upn: &str) -> String {
     match status {
         AccountStatus::Ready => "ready".into(),
         AccountStatus::Failing { failures } => {
             format!("token calls failing ({failures} in a row); retrying")
         }
         AccountStatus::SignInRequired { aadsts } => match aadsts {
-            Some(code) => format!("sign-in required (AADSTS{code}): run `exoproxy login`"),
-            None => "sign-in required: run `exoproxy login`".into(),
+            Some(code) => format!("sign-in required (AADSTS{code}): run `exoproxy login {upn}`"),
+            None => format!("sign-in required: run `exoproxy login {upn}`"),
         },
         AccountStatus::SignInPending {
             user_code,
             verification_uri,
         } => format!("waiting for sign-in: open {verification_uri} and enter {user_code}"),
-        AccountStatus::SignedOut => "signed out: run `exoproxy login`".into(),
+        AccountStatus::SignedOut => format!("signed out: run `exoproxy login {upn}`"),
     }
 }
 

@@ -1,3 +1,10 @@
+//! Logging setup and the log sink.
+//!
+//! Setup contract ([`init`]): the filter is `-v`/`-q` if given, else `EXOPROXY_LOG`, else the
+//! configured level (the README's precedence: command line > environment > file > defaults). A filter
+//! that names no level (`verbose`, which `EnvFilter` would read as a target and so log almost nothing)
+//! is an error, never a silent fallback. Colour codes only when stderr is a terminal.
+//!
 //! The log sink: formatted tracing lines go to stderr through one writer thread, so a request never
 //! waits for the console or the disk, and a burst of lines becomes one write instead of one per line
 //! (the proxy logs one line per request; at load that write was a tenth of its system calls).
@@ -11,11 +18,65 @@
 //!   process killed outright (SIGKILL) loses at most the lines still queued.
 //! - When the writer thread cannot start, lines are written directly, as an unbuffered writer would.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::time::Duration;
 
+use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+
+/// The environment variable that sets the filter when no `-v`/`-q` is given.
+pub const LOG_ENV: &str = "EXOPROXY_LOG";
+
+/// The level names a filter directive may use.
+const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// Installs the stderr logger with the filter [`choose_filter`] picks from `flag` (`-v`/`-q`),
+/// `EXOPROXY_LOG` and `configured`. Keep the guard until `main` returns: dropping it writes what is
+/// still queued. An invalid filter is an error for the caller to report (exit code 2).
+pub fn init(flag: Option<&str>, configured: &str) -> Result<LogGuard, String> {
+    let env = std::env::var(LOG_ENV).ok();
+    let filter = choose_filter(flag, env.as_deref(), configured)?;
+    let (sink, guard) = LogSink::start(std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(sink)
+        .try_init();
+    Ok(guard)
+}
+
+/// The filter by precedence: `flag`, else `env` (unset or empty counts as absent), else `configured`.
+pub fn choose_filter(
+    flag: Option<&str>,
+    env: Option<&str>,
+    configured: &str,
+) -> Result<EnvFilter, String> {
+    if let Some(level) = flag {
+        return parse_filter(level);
+    }
+    match env.filter(|v| !v.trim().is_empty()) {
+        Some(text) => parse_filter(text).map_err(|e| format!("{LOG_ENV}={text:?}: {e}")),
+        None => parse_filter(configured).map_err(|e| format!("log level {configured:?}: {e}")),
+    }
+}
+
+/// Parses a filter such as `info` or `exoproxy=debug,hyper=warn`: each comma-separated directive is a
+/// level or `TARGET=LEVEL`.
+pub fn parse_filter(text: &str) -> Result<EnvFilter, String> {
+    for directive in text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = directive
+            .rsplit_once('=')
+            .map_or(directive, |(_, level)| level);
+        if !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(level)) {
+            return Err(format!(
+                "{directive:?} names no level: write one of {} or TARGET=LEVEL (e.g. exoproxy=debug)",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    EnvFilter::try_new(text).map_err(|e| format!("invalid log filter: {e}"))
+}
 
 /// Lines waiting for the writer thread before loggers wait for room.
 const QUEUE_LINES: usize = 4096;
@@ -238,6 +299,34 @@ mod tests {
         }
         assert!(sink.flush(FLUSH_TIMEOUT));
         assert_eq!(out.text().lines().last(), Some("99"));
+    }
+
+    #[test]
+    fn the_flag_beats_the_environment_which_beats_the_file() {
+        let chosen = |flag, env, file| choose_filter(flag, env, file).map(|f| f.to_string());
+        assert_eq!(
+            chosen(Some("debug"), Some("error"), "info"),
+            Ok("debug".into())
+        );
+        assert_eq!(chosen(None, Some("error"), "info"), Ok("error".into()));
+        assert_eq!(chosen(None, Some(" "), "warn"), Ok("warn".into()));
+        assert_eq!(
+            chosen(None, None, "exoproxy=debug"),
+            Ok("exoproxy=debug".into())
+        );
+    }
+
+    #[test]
+    fn a_filter_without_a_level_is_an_error_that_names_the_source() {
+        let env = choose_filter(None, Some("verbose"), "info").map(|f| f.to_string());
+        let env = env.expect_err("EXOPROXY_LOG=verbose is refused");
+        assert!(env.contains("EXOPROXY_LOG=\"verbose\""), "{env}");
+        assert!(env.contains("TARGET=LEVEL"), "{env}");
+        let file = choose_filter(None, None, "info,loud").map(|f| f.to_string());
+        assert!(file.expect_err("refused").contains("log level"));
+        assert!(parse_filter("exoproxy=LOUD").is_err());
+        assert!(parse_filter("exoproxy").is_err());
+        assert!(parse_filter("INFO,exoproxy::route=trace").is_ok());
     }
 
     #[test]

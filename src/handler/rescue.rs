@@ -34,118 +34,122 @@ impl Rescue {
     pub fn of(err: &ProxyError) -> Rescue {
         use ProxyError as E;
         use StatusCode as S;
-        let (status, code, hint): (StatusCode, Cow<'static, str>, &str) = match err {
+        let (status, code, hint): (StatusCode, Cow<'static, str>, Cow<'static, str>) = match err {
             E::BadRequest(_) => (
                 S::BAD_REQUEST,
                 "bad_request".into(),
-                "fix the client request",
+                "fix the client request".into(),
             ),
             E::HeadersTooLarge(_) => (
                 S::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "headers_too_large".into(),
-                "send at most 100 header fields and 64 KiB of headers",
+                "send at most 100 header fields and 64 KiB of headers".into(),
             ),
-            E::UriTooLong(_) => (S::URI_TOO_LONG, "uri_too_long".into(), "shorten the URL"),
+            E::UriTooLong(_) => (S::URI_TOO_LONG, "uri_too_long".into(), "shorten the URL".into()),
             E::NotAProxyRequest => (
                 S::BAD_REQUEST,
                 "not_a_proxy_request".into(),
-                "configure this address as an HTTP proxy; the status page is on the admin port",
+                "configure this address as the client's HTTP proxy; the only pages served here are /proxy.pac and /exoproxy-ca.crl".into(),
             ),
             E::MethodNotAllowed(_) => (
                 S::METHOD_NOT_ALLOWED,
                 "method_not_allowed".into(),
-                "use another method",
+                "use another method".into(),
             ),
             E::ConnectDenied { .. } => (
                 S::FORBIDDEN,
                 "connect_denied".into(),
-                "check the route rules (`exoproxy route <host>`)",
+                "`exoproxy route <url>` shows which rule decided".into(),
             ),
             E::PlainHttpToIntercepted { .. } => (
                 S::FORBIDDEN,
                 "plain_http_refused".into(),
-                "use an https:// URL",
+                "use an https:// URL".into(),
             ),
             E::UpstreamUnreachable { .. } => (
                 S::BAD_GATEWAY,
                 "upstream_unreachable".into(),
-                "check the network and the upstream proxy settings",
+                "check the network and the upstream proxy settings".into(),
             ),
             E::UpstreamTimeout { .. } => (
                 S::GATEWAY_TIMEOUT,
                 "upstream_timeout".into(),
-                "the network or upstream proxy is slow or blocking; retry or check the proxy settings",
+                "the network or upstream proxy is slow or blocking; retry or check the proxy settings".into(),
             ),
             E::UpstreamAuthFailed { .. } => (
                 S::BAD_GATEWAY,
                 "upstream_auth_failed".into(),
-                "configure credentials for this proxy (upstream.credentials) or fix them",
+                "configure credentials for this proxy (upstream.credentials) or fix them".into(),
             ),
             E::UpstreamRefused { .. } => (
                 S::BAD_GATEWAY,
                 "upstream_refused".into(),
-                "the upstream proxy refused this destination; ask its administrator or change the route",
+                "the upstream proxy refused this destination; ask its administrator or change the route".into(),
             ),
             E::UpstreamBadResponse { .. } => (
                 S::BAD_GATEWAY,
                 "upstream_bad_response".into(),
-                "the server or upstream proxy misbehaved; retry, or report it to its operator",
+                "the server or upstream proxy misbehaved; retry, or report it to its operator".into(),
             ),
             E::ProxyLoop(_) => (
                 S::BAD_GATEWAY,
                 "proxy_loop".into(),
-                "the upstream proxy setting points at exoproxy itself; fix the PAC or upstream list",
+                "the upstream proxy setting points at exoproxy itself; fix the PAC or upstream list".into(),
             ),
             E::UpstreamTls { kind, .. } => (
                 S::BAD_GATEWAY,
                 format!("upstream_tls_{kind}").into(),
-                "the server's certificate or TLS setup is not acceptable",
+                "the server's certificate or TLS setup is not acceptable".into(),
             ),
             E::Pac(_) => (
                 S::BAD_GATEWAY,
                 "pac_error".into(),
-                "check the PAC URL and script (`exoproxy route <host>`)",
+                "check the PAC URL and script; `exoproxy pac eval <url>` shows what it returns".into(),
             ),
             E::PacLoading(_) => (
                 S::SERVICE_UNAVAILABLE,
                 "pac_loading".into(),
-                "the PAC script is still being downloaded; retry in a few seconds",
+                "the PAC script is still being downloaded; retry in a few seconds".into(),
             ),
             E::PacInvalidResult(_) => (
                 S::BAD_GATEWAY,
                 "pac_invalid_result".into(),
-                "fix the PAC script's return value",
+                "fix the PAC script's return value".into(),
             ),
             E::ClientNotAuthorized(_) => (
                 S::FORBIDDEN,
                 "client_not_authorized".into(),
-                "run the client as the user who started exoproxy",
+                "run the client as the user who started exoproxy".into(),
             ),
             E::TokenUnavailable { .. } => (
                 S::SERVICE_UNAVAILABLE,
                 "token_unavailable".into(),
-                "retry shortly; see the status page",
+                "retry shortly; the exoproxy console log says why".into(),
             ),
-            E::SignInRequired { .. } => (
+            E::SignInRequired { account, .. } => (
                 S::SERVICE_UNAVAILABLE,
                 "reauth_required".into(),
-                "sign in again with `exoproxy login`",
+                format!("sign in again with `exoproxy login {account}`").into(),
             ),
             E::Misdirected { .. } => (
                 S::MISDIRECTED_REQUEST,
                 "misdirected_request".into(),
-                "open a new connection for that host",
+                "open a new connection for that host".into(),
             ),
             E::AccountRequired => (
                 S::UNAUTHORIZED,
                 "account_required".into(),
-                "send the account's UPN as the user name (the password is ignored) or set a default account",
+                "send the account's UPN as the user name (the password is ignored) or set a default account".into(),
             ),
-            E::Overloaded(_) => (S::SERVICE_UNAVAILABLE, "overloaded".into(), "retry shortly"),
+            E::Overloaded(_) => (
+                S::SERVICE_UNAVAILABLE,
+                "overloaded".into(),
+                "retry shortly".into(),
+            ),
             E::Internal(_) => (
                 S::INTERNAL_SERVER_ERROR,
                 "internal".into(),
-                "this is a bug in exoproxy; see its log",
+                "this is a bug in exoproxy; see its log".into(),
             ),
         };
         Rescue {

@@ -142,8 +142,7 @@ impl Sandbox {
                 Err(e) => Err(EvalError::Runtime(exception_text(&ctx, e))),
             }
         });
-        self.disarm_deadline(&outcome);
-        outcome
+        self.disarm_deadline(outcome)
     }
 
     fn install_prelude(&mut self) -> Result<(), EvalError> {
@@ -179,8 +178,7 @@ impl Sandbox {
                 ))
             }
         });
-        self.disarm_deadline(&outcome);
-        outcome
+        self.disarm_deadline(outcome)
     }
 
     fn arm_deadline(&self) {
@@ -188,15 +186,27 @@ impl Sandbox {
             .set(Some(Instant::now() + self.limits.eval_budget));
     }
 
-    /// Clears the deadline and decides whether the runtime can be reused.
-    fn disarm_deadline<T>(&mut self, outcome: &Result<T, EvalError>) {
+    /// Clears the deadline and decides whether the runtime can be reused. An error after the
+    /// deadline passed is the budget's doing, and says so with the budget.
+    fn disarm_deadline<T>(&mut self, outcome: Result<T, EvalError>) -> Result<T, EvalError> {
         let expired = self.deadline.get().is_some_and(|d| Instant::now() >= d);
         self.deadline.set(None);
-        if let Err(EvalError::Runtime(msg) | EvalError::Script(msg)) = outcome {
+        if let Err(EvalError::Runtime(msg) | EvalError::Script(msg)) = &outcome {
             let lower = msg.to_ascii_lowercase();
             if expired || lower.contains("interrupted") || lower.contains("out of memory") {
                 self.poisoned = true;
             }
+        }
+        let budget = || {
+            format!(
+                "interrupted: stopped by the {} ms time budget",
+                self.limits.eval_budget.as_millis()
+            )
+        };
+        match outcome {
+            Err(EvalError::Runtime(_)) if expired => Err(EvalError::Runtime(budget())),
+            Err(EvalError::Script(_)) if expired => Err(EvalError::Script(budget())),
+            other => other,
         }
     }
 }

@@ -6,8 +6,9 @@
 //!   (8 s, 32 s, 2 min, then every 10 min). A failed refresh keeps the last good script (reported in
 //!   [`PacStatus::last_error`]).
 //! - [`PacResolver::hops_for`] turns a [`Target`] into hops. The script sees `https://host/` for tunnels
-//!   (no path, PAC-13) and the lower-cased host. Answers are cached per URL for 60 s and flushed when the
-//!   script's SHA-256 changes (PAC-12). While the script is loading a request waits ≤ 5 s, then fails with
+//!   (no path, PAC-13) and the lower-cased host ([`script_args`], shared with `exoproxy pac eval`).
+//!   Answers are cached per URL for 60 s and flushed when the script's SHA-256 changes (PAC-12).
+//!   While the script is loading a request waits ≤ 5 s, then fails with
 //!   `ProxyError::Pac("pac_loading: …")` (PAC-11). A missing or broken script fails closed
 //!   (`ProxyError::Pac`) unless [`OnFailure::Direct`] (PAC-9, PAC-10); that policy covers loading only: an
 //!   evaluation error of a loaded script (timeout, exception, bad result) is always an error.
@@ -217,8 +218,7 @@ impl PacResolver {
 
     /// The hops for a target, from the cache or a fresh evaluation.
     pub async fn hops_for(&self, target: &Target) -> Result<Vec<Hop>, ProxyError> {
-        let url = target.pac_url();
-        let host = target.host.as_str_for_lookup();
+        let (url, host) = script_args(target);
         let Some(script) = self.current_script(self.inner.config.on_failure).await? else {
             return Ok(vec![Hop::Direct]);
         };
@@ -452,6 +452,14 @@ fn names_this_proxy(proxy: &ProxyEndpoint, own: &[SocketAddr]) -> bool {
             }
         }
     })
+}
+
+/// What `FindProxyForURL(url, host)` is called with for a target: the URL reduced to
+/// `scheme://host[:port]/` (a CONNECT carries no path, and for https Chromium strips path and query
+/// too, PAC-13) and the host. The one reduction, for the proxy ([`PacResolver::hops_for`]) and for
+/// `exoproxy pac eval`, so the command shows what the running proxy would get.
+pub fn script_args(target: &Target) -> (String, String) {
+    (target.pac_url(), target.host.as_str_for_lookup())
 }
 
 /// The host a browser passes as `FindProxyForURL`'s second argument: the URL's host without port or

@@ -375,7 +375,7 @@ fn mark_sign_in_required(account: &Account, failure: &CallFailure, detail: Strin
         });
     }
     tracing::warn!(account = %upn, aadsts = ?aadsts, error = %detail,
-        "the identity provider refused the grant: sign-in required, no further token calls until `exoproxy login`");
+        "the identity provider refused the grant: sign-in required, no further token calls until `exoproxy login {upn}`");
     account.persist_current();
     TokenError::SignInRequired {
         upn,
