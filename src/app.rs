@@ -1,6 +1,6 @@
 //! Wiring and shutdown: the only module that knows all others. Builds the shared state from a
-//! [`Config`], binds the listeners, runs until Ctrl-C/SIGTERM, and implements the small CLI commands
-//! that need several modules (`route`, `config check`).
+//! [`Config`], binds the listeners, runs until a stop signal ([`signals`]), and implements the small
+//! CLI commands that need several modules (`route`, `config check`).
 
 use std::future::Future;
 use std::path::Path;
@@ -30,6 +30,7 @@ pub mod accounts;
 pub mod demo;
 pub mod log;
 mod services;
+pub mod signals;
 
 pub use services::Services;
 
@@ -224,9 +225,9 @@ pub fn target_of_url(url: &str) -> Result<Target, String> {
     }
 }
 
-/// Runs the proxy until Ctrl-C or SIGTERM.
+/// Runs the proxy until a stop signal ([`signals`]: Ctrl-C, SIGTERM, Windows console events).
 pub async fn run(config: Config) -> ExitCode {
-    match serve(config, shutdown_signal()).await {
+    match serve(config, signals::shutdown()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(StartError::Config(errors)) => {
             for e in errors {
@@ -253,7 +254,13 @@ pub enum StartError {
 /// Binds, builds the shared state and serves until `shutdown` completes.
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
     let (proxy, listeners, _services) = start(&config).await?;
+    let (stop_summary, stopped) = tokio::sync::oneshot::channel::<()>();
+    let summary = tokio::spawn(crate::summary::run(crate::summary::interval(), async {
+        let _ = stopped.await;
+    }));
     listener::serve(listeners, proxy, shutdown).await;
+    let _ = stop_summary.send(());
+    let _ = summary.await;
     tracing::info!("exoproxy stopped");
     Ok(())
 }
@@ -350,28 +357,4 @@ fn ensure_state_dir(dir: &Path) -> Result<(), String> {
             .map_err(|e| format!("cannot restrict {}: {e}", dir.display()))?;
     }
     Ok(())
-}
-
-/// Completes on Ctrl-C, or SIGTERM on Unix.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C: shutting down"),
-        () = term => tracing::info!("SIGTERM: shutting down"),
-    }
 }

@@ -14,6 +14,7 @@
 //! - [`listener`], [`handler`], [`tunnel`], [`forward`]: the request path.
 //! - [`intercept`], [`inject`], [`token`]: TLS interception and token injection.
 //! - [`admin`]: status page and served PAC.
+//! - [`summary`]: the per-minute activity line at `info` (per-request lines are `debug`).
 //! - [`cli`], [`app`]: command line and wiring.
 //!
 //! # Request flow
@@ -38,6 +39,7 @@ pub mod listener;
 pub mod peer;
 mod platform;
 pub mod route;
+pub mod summary;
 pub mod target;
 pub mod token;
 pub mod tunnel;

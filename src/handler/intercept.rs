@@ -221,11 +221,11 @@ pub(crate) async fn serve(start: Start, client: Upgraded, dialled: TcpStream) {
     let peeked = match peeked.await {
         Ok(Ok(p)) if p.is_client_hello => p,
         Ok(Ok(_)) => {
-            return tracing::info!(%host, "intercepted tunnel closed: the client did not start TLS");
+            return tracing::debug!(%host, "intercepted tunnel closed: the client did not start TLS");
         }
         Ok(Err(e)) => return tracing::debug!(%host, error = %e, "intercepted tunnel: read failed"),
         Err(_) => {
-            return tracing::info!(%host, "intercepted tunnel closed: no TLS ClientHello in time");
+            return tracing::debug!(%host, "intercepted tunnel closed: no TLS ClientHello in time");
         }
     };
     let config = match server_config_for_host(&start.state.leaves, &host) {
@@ -239,7 +239,7 @@ pub(crate) async fn serve(start: Start, client: Upgraded, dialled: TcpStream) {
     );
     let tls = match accepted {
         Ok(tls) => tls,
-        Err(e) => return tracing::info!(%host, error = %e, "client TLS handshake failed"),
+        Err(e) => return tracing::debug!(%host, error = %e, "client TLS handshake failed"),
     };
     let (failed, connection) = match upstream {
         Ok((sender, connection)) => {
@@ -267,7 +267,7 @@ pub(crate) async fn serve(start: Start, client: Upgraded, dialled: TcpStream) {
             tokio::join!(builder.serve_connection(io, service), upstream).0
         }
         Some(err) => {
-            tracing::info!(%host, error = %err, "upstream TLS failed: answering 502");
+            tracing::debug!(%host, error = %err, "upstream TLS failed: answering 502");
             let service = service_fn(move |req: Request<Incoming>| {
                 let flavor = Flavor::of(req.uri().path());
                 std::future::ready(Ok::<_, Infallible>(render(&err, flavor)))
@@ -397,12 +397,13 @@ impl Session {
             Ok(response) => response,
             Err(err) => {
                 let code = Rescue::of(&err).code;
-                tracing::info!(%method, %host, %path, %code, error = %err, "intercepted request refused");
+                tracing::debug!(%method, %host, %path, %code, error = %err, "intercepted request refused");
                 render(&err, flavor)
             }
         };
-        tracing::info!(%method, %host, %path, status = response.status().as_u16(),
+        tracing::debug!(%method, %host, %path, status = response.status().as_u16(),
             ms = started.elapsed().as_millis() as u64, "intercepted");
+        crate::summary::request(response.status().as_u16());
         Ok(response)
     }
 
