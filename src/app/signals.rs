@@ -7,6 +7,9 @@
 //!   accepting and drains the connections in flight (see `listener::serve`).
 //! - Stop signals: Ctrl-C and SIGTERM on Unix; on Windows Ctrl-C, Ctrl-Break, closing the console
 //!   window, logoff and system shutdown (each of which would otherwise end the process at once).
+//!   Windows ends the process as soon as the console handler returns from a close, logoff or
+//!   shutdown event; tokio's handler does not return for those, so the drain runs until `main`
+//!   returns or Windows' own limit (about 5 s for a closed console) runs out.
 //! - SIGHUP never stops the proxy: reloading the configuration in place is not supported yet, so it
 //!   logs [`HANGUP_MESSAGE`] and the proxy keeps serving with the configuration it has.
 //! - A handler that cannot be installed is a warning; the signal keeps its default action.
