@@ -82,6 +82,33 @@ fn an_unread_stderr_pipe_never_stalls_requests_and_drops_are_reported() {
     );
 }
 
+#[cfg(unix)]
+#[test]
+fn an_unread_stderr_pipe_does_not_hang_the_exit() {
+    let mut proxy = start(&[("EXOPROXY_LOG", "debug")]);
+    let addr = proxy.addr;
+    for _ in 0..REQUESTS {
+        assert_eq!(
+            status_of(addr, &bad_request(), Duration::from_secs(5)),
+            Ok(400)
+        );
+    }
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &proxy.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    // Drain (no connection open) plus the bounded flush at exit (2 s), with room to spare.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while proxy.child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the exit hangs on the unread log pipe"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn at_info_requests_write_no_lines_but_a_summary_counts_them() {
     let mut proxy = start(&[("EXOPROXY_SUMMARY_SECS", "1")]);

@@ -162,10 +162,19 @@ impl Drop for LineWriter<'_> {
 impl Drop for LogGuard {
     fn drop(&mut self) {
         if !self.sink.flush(FLUSH_TIMEOUT) {
-            let _ = writeln!(
-                std::io::stderr(),
-                "warning: some log lines were not written"
-            );
+            // stderr is what is stuck: write the warning from a thread and wait for it only
+            // briefly, or the exit would hang on the very console that made the flush fail.
+            let (done, written) = mpsc::sync_channel(1);
+            let spawned = std::thread::Builder::new().spawn(move || {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "warning: some log lines were not written"
+                );
+                let _ = done.send(());
+            });
+            if spawned.is_ok() {
+                let _ = written.recv_timeout(Duration::from_millis(100));
+            }
         }
     }
 }
