@@ -1,7 +1,7 @@
 //! Wiring and shutdown: the only module that knows all others. Builds the shared state from a
-//! [`Config`], binds the listeners, runs until Ctrl-C/SIGTERM, and implements the small CLI commands
-//! that need several modules (`route`, `pac eval`, `config check`). `route` and `pac eval` decide
-//! exactly as the running proxy would: same target parsing, same PAC reduction
+//! [`Config`], binds the listeners, runs until a stop signal ([`signals`]), and implements the small
+//! CLI commands that need several modules (`route`, `pac eval`, `config check`). `route` and `pac eval`
+//! decide exactly as the running proxy would: same target parsing, same PAC reduction
 //! ([`crate::route::pac::script_args`]), same result grammar.
 
 use std::future::Future;
@@ -36,6 +36,7 @@ pub mod accounts;
 pub mod demo;
 pub mod log;
 mod services;
+pub mod signals;
 
 pub use services::Services;
 
@@ -355,7 +356,7 @@ fn bare_host_target(arg: &str) -> Result<Target, String> {
     Target::parse_connect(&authority).map_err(|e| e.0)
 }
 
-/// Runs the proxy until Ctrl-C or SIGTERM, holding the state dir's instance lock (one proxy per
+/// Runs the proxy until a stop signal ([`signals`]: Ctrl-C, SIGTERM, Windows console events), holding the state dir's instance lock (one proxy per
 /// state dir) until it returns.
 pub async fn run(config: Config) -> ExitCode {
     let lock = ensure_state_dir(&config.state_dir)
@@ -367,7 +368,7 @@ pub async fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match serve(config, shutdown_signal()).await {
+    match serve(config, signals::shutdown()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(StartError::Config(errors)) => {
             for e in errors {
@@ -394,7 +395,13 @@ pub enum StartError {
 /// Binds, builds the shared state and serves until `shutdown` completes.
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
     let (proxy, listeners, _services) = start(&config).await?;
+    let (stop_summary, stopped) = tokio::sync::oneshot::channel::<()>();
+    let summary = tokio::spawn(crate::summary::run(crate::summary::interval(), async {
+        let _ = stopped.await;
+    }));
     listener::serve(listeners, proxy, shutdown).await;
+    let _ = stop_summary.send(());
+    let _ = summary.await;
     tracing::info!("exoproxy stopped");
     Ok(())
 }
@@ -485,28 +492,4 @@ pub(crate) fn ensure_state_dir(dir: &Path) -> Result<(), String> {
     crate::platform::check_not_writable_by_others(dir)?;
     crate::platform::private_dir(dir)
         .map_err(|e| format!("cannot create the state dir {}: {e}", dir.display()))
-}
-
-/// Completes on Ctrl-C, or SIGTERM on Unix.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C: shutting down"),
-        () = term => tracing::info!("SIGTERM: shutting down"),
-    }
 }

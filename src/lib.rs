@@ -23,6 +23,7 @@
 //!   host rejected it; acquiring and renewing tokens.
 //! - [`client`], [`tls_client`]: the proxy's own outbound HTTP(S) client and its one TLS configuration.
 //! - [`admin`]: status page and served PAC.
+//! - [`summary`]: the per-minute activity line at `info` (per-request lines are `debug`).
 //! - [`cli`], [`app`]: command line and wiring.
 //!
 //! # Request flow
@@ -52,6 +53,7 @@ pub mod listener;
 pub mod peer;
 mod platform;
 pub mod route;
+pub mod summary;
 pub mod target;
 pub mod tls_client;
 pub mod token;

@@ -87,6 +87,8 @@ async fn accept_loop(
 async fn refuse_overloaded(mut stream: TcpStream, peer: SocketAddr) {
     let err = ProxyError::Overloaded("too many open connections".into());
     tracing::warn!(%peer, "connection limit reached: 503");
-    let reply = Rescue::of(&err).to_http1();
+    let rescue = Rescue::of(&err);
+    crate::summary::request(rescue.status.as_u16());
+    let reply = rescue.to_http1();
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&reply)).await;
 }

@@ -7,20 +7,26 @@
 //!
 //! The log sink: formatted tracing lines go to stderr through one writer thread, so a request never
 //! waits for the console or the disk, and a burst of lines becomes one write instead of one per line
-//! (the proxy logs one line per request; at load that write was a tenth of its system calls).
+//! (at debug level the proxy logs one line per request; at load that write was a tenth of its system
+//! calls).
 //!
 //! Contract:
-//! - Nothing is dropped: when the queue is full (a stalled console), the logging thread waits for
-//!   room, which slows requests rather than losing lines.
-//! - Lines keep their order: one queue, one writer.
-//! - [`LogGuard::drop`] flushes: every line logged before the guard is dropped is written before
+//! - Logging never stalls the proxy: when the queue is full (stderr is a pipe nobody reads, or a
+//!   Windows console paused by QuickEdit text selection), new lines are dropped and counted, and the
+//!   logging thread goes on at once. Once the writer gets through again it writes one line saying how
+//!   many were dropped ([`dropped_notice`]). Blocking instead froze every request, token renewal
+//!   included, after a few thousand lines.
+//! - The lines that are written keep their order: one queue, one writer.
+//! - [`LogGuard::drop`] flushes: every line queued before the guard is dropped is written before
 //!   `main` returns (bounded by [`FLUSH_TIMEOUT`], so a stuck console cannot hang the exit). A
 //!   process killed outright (SIGKILL) loses at most the lines still queued.
 //! - When the writer thread cannot start, lines are written directly, as an unbuffered writer would.
 
 use std::io::{IsTerminal, Write};
-use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::time::{Duration, Instant};
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
@@ -78,7 +84,7 @@ pub fn parse_filter(text: &str) -> Result<EnvFilter, String> {
     EnvFilter::try_new(text).map_err(|e| format!("invalid log filter: {e}"))
 }
 
-/// Lines waiting for the writer thread before loggers wait for room.
+/// Lines waiting for the writer thread; beyond this, new lines are dropped (a few hundred KiB).
 const QUEUE_LINES: usize = 4096;
 
 /// Bytes gathered into one write at most.
@@ -101,7 +107,15 @@ enum Msg {
 #[derive(Debug, Clone)]
 pub struct LogSink {
     /// `None` when the writer thread could not start: lines go straight to stderr.
-    queue: Option<SyncSender<Msg>>,
+    queue: Option<Queue>,
+}
+
+/// The bounded queue to the writer thread, and the count of lines it had no room for.
+#[derive(Debug, Clone)]
+struct Queue {
+    lines: SyncSender<Msg>,
+    /// Dropped since the writer last reported; the writer takes it to zero when it reports.
+    dropped: Arc<AtomicU64>,
 }
 
 /// Flushes the sink when dropped; keep it alive for the life of `main`.
@@ -114,29 +128,50 @@ pub struct LogGuard {
 #[derive(Debug)]
 pub struct LineWriter<'a> {
     line: Vec<u8>,
-    queue: Option<&'a SyncSender<Msg>>,
+    queue: Option<&'a Queue>,
 }
 
 impl LogSink {
     /// Starts the writer thread over `out` (stderr in the binary, a buffer in tests).
     pub fn start(out: impl Write + Send + 'static) -> (LogSink, LogGuard) {
-        let (tx, rx) = mpsc::sync_channel(QUEUE_LINES);
+        Self::start_with_capacity(out, QUEUE_LINES)
+    }
+
+    fn start_with_capacity(out: impl Write + Send + 'static, lines: usize) -> (LogSink, LogGuard) {
+        let (tx, rx) = mpsc::sync_channel(lines);
+        let dropped = Arc::new(AtomicU64::new(0));
+        let counted = dropped.clone();
         let spawned = std::thread::Builder::new()
             .name("exoproxy-log".into())
-            .spawn(move || write_batches(rx, out));
+            .spawn(move || write_batches(rx, out, &counted));
         let sink = LogSink {
-            queue: spawned.is_ok().then_some(tx),
+            queue: spawned.is_ok().then_some(Queue { lines: tx, dropped }),
         };
         (sink.clone(), LogGuard { sink })
     }
 
     /// Waits (at most `timeout`) until every line queued so far is written; false on timeout.
+    /// Never blocks longer: a full queue is retried until the deadline, not waited on.
     pub fn flush(&self, timeout: Duration) -> bool {
         let Some(queue) = &self.queue else {
             return true;
         };
+        let deadline = Instant::now() + timeout;
         let (done, written) = mpsc::sync_channel(1);
-        queue.send(Msg::Flush(done)).is_ok() && written.recv_timeout(timeout).is_ok()
+        let mut msg = Msg::Flush(done);
+        loop {
+            match queue.lines.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) if Instant::now() < deadline => {
+                    msg = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => return false,
+            }
+        }
+        written
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .is_ok()
     }
 }
 
@@ -169,10 +204,14 @@ impl Drop for LineWriter<'_> {
         }
         let line = std::mem::take(&mut self.line);
         let unsent = match self.queue {
-            Some(queue) => match queue.send(Msg::Line(line)) {
+            Some(queue) => match queue.lines.try_send(Msg::Line(line)) {
                 Ok(()) => return,
-                Err(mpsc::SendError(Msg::Line(line))) => line,
-                Err(_) => return,
+                Err(TrySendError::Full(_)) => {
+                    queue.dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Err(TrySendError::Disconnected(Msg::Line(line))) => line,
+                Err(TrySendError::Disconnected(_)) => return,
             },
             None => line,
         };
@@ -184,17 +223,33 @@ impl Drop for LineWriter<'_> {
 impl Drop for LogGuard {
     fn drop(&mut self) {
         if !self.sink.flush(FLUSH_TIMEOUT) {
-            let _ = writeln!(
-                std::io::stderr(),
-                "warning: some log lines were not written"
-            );
+            // stderr is what is stuck: write the warning from a thread and wait for it only
+            // briefly, or the exit would hang on the very console that made the flush fail.
+            let (done, written) = mpsc::sync_channel(1);
+            let spawned = std::thread::Builder::new().spawn(move || {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "warning: some log lines were not written"
+                );
+                let _ = done.send(());
+            });
+            if spawned.is_ok() {
+                let _ = written.recv_timeout(Duration::from_millis(100));
+            }
         }
     }
 }
 
+/// The line written in place of `count` lines the queue had no room for.
+pub fn dropped_notice(count: u64) -> String {
+    format!("exoproxy: {count} log lines dropped: the log output was not being read\n")
+}
+
 /// The writer thread: waits for a line, lets more gather for [`BATCH_WINDOW`], takes what is queued
 /// (up to [`BATCH_BYTES`]), writes it in one go, then answers the flushes queued behind those lines.
-fn write_batches(queue: Receiver<Msg>, mut out: impl Write) {
+/// Lines are dropped only while the queue is full, so a drop is always followed by a batch: the
+/// notice goes out right after the batch during which the count grew.
+fn write_batches(queue: Receiver<Msg>, mut out: impl Write, dropped: &AtomicU64) {
     let mut batch = Vec::with_capacity(BATCH_BYTES);
     let mut flushed = Vec::new();
     while let Ok(first) = queue.recv() {
@@ -211,6 +266,10 @@ fn write_batches(queue: Receiver<Msg>, mut out: impl Write) {
                 true => queue.try_recv().ok(),
                 false => None,
             };
+        }
+        let lost = dropped.swap(0, Ordering::Relaxed);
+        if lost > 0 {
+            batch.extend_from_slice(dropped_notice(lost).as_bytes());
         }
         // A failing console cannot be reported anywhere better; the lines are dropped.
         let _ = out.write_all(&batch).and_then(|()| out.flush());
@@ -258,7 +317,8 @@ mod tests {
     #[test]
     fn lines_from_many_threads_arrive_whole_and_in_per_thread_order() {
         let out = Recorder::default();
-        let (sink, guard) = LogSink::start(out.clone());
+        // Room for every line: this test is about order and batching, not about a full queue.
+        let (sink, guard) = LogSink::start_with_capacity(out.clone(), 8_000);
         let threads: Vec<_> = (0..4)
             .map(|t| {
                 let sink = sink.clone();
@@ -299,6 +359,71 @@ mod tests {
         }
         assert!(sink.flush(FLUSH_TIMEOUT));
         assert_eq!(out.text().lines().last(), Some("99"));
+    }
+
+    /// A console that stalls: the first write blocks until the test opens the gate.
+    #[derive(Clone)]
+    struct Stalled {
+        out: Recorder,
+        entered: Arc<(Mutex<bool>, std::sync::Condvar)>,
+        gate: Arc<Mutex<()>>,
+    }
+
+    impl Write for Stalled {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let (entered, cv) = &*self.entered;
+            *entered.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            cv.notify_all();
+            drop(self.gate.lock().unwrap_or_else(|e| e.into_inner()));
+            self.out.write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stalled_writer_drops_lines_without_blocking_and_reports_how_many() {
+        let out = Recorder::default();
+        let gate = Arc::new(Mutex::new(()));
+        let closed = gate.lock().unwrap_or_else(|e| e.into_inner());
+        let stalled = Stalled {
+            out: out.clone(),
+            entered: Arc::default(),
+            gate: gate.clone(),
+        };
+        let (sink, guard) = LogSink::start_with_capacity(stalled.clone(), 8);
+        log_line(&sink, "first\n");
+        {
+            let (entered, cv) = &*stalled.entered;
+            let mut writing = entered.lock().unwrap_or_else(|e| e.into_inner());
+            while !*writing {
+                writing = cv.wait(writing).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        // The writer is stuck in its first write: 8 lines fit in the queue, 100 do not, and none
+        // of the 108 calls waits.
+        let started = Instant::now();
+        for i in 0..108 {
+            log_line(&sink, &format!("line {i}\n"));
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "logging waited");
+        assert!(!sink.flush(Duration::from_millis(50)), "flush is bounded");
+        drop(closed);
+        drop(guard);
+        let text = out.text();
+        let mut expected = vec!["first".to_string()];
+        expected.extend((0..8).map(|i| format!("line {i}")));
+        expected.push(dropped_notice(100).trim_end().to_string());
+        assert_eq!(text.lines().collect::<Vec<_>>(), expected, "{text}");
+    }
+
+    #[test]
+    fn the_dropped_notice_says_how_many_and_why() {
+        assert_eq!(
+            dropped_notice(1234),
+            "exoproxy: 1234 log lines dropped: the log output was not being read\n"
+        );
     }
 
     #[test]

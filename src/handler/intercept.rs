@@ -126,7 +126,7 @@ pub(crate) async fn serve(start: Start, client: Upgraded, dialled: TcpStream) {
     );
     let tls = match accepted {
         Ok(tls) => tls,
-        Err(e) => return tracing::info!(%host, error = %e, "client TLS handshake failed"),
+        Err(e) => return tracing::debug!(%host, error = %e, "client TLS handshake failed"),
     };
     if let Err(e) = serve_http(tls, session, opened, &start.limits).await {
         tracing::debug!(%host, error = %e, "intercepted connection ended with an error");
@@ -142,7 +142,7 @@ async fn client_hello(host: &str, client: Upgraded) -> Option<Rewind<TokioIo<Upg
     match peeked.await {
         Ok(Ok(p)) if p.is_client_hello => Some(p.stream),
         Ok(Ok(_)) => {
-            tracing::info!(%host, "intercepted tunnel closed: the client did not start TLS");
+            tracing::debug!(%host, "intercepted tunnel closed: the client did not start TLS");
             None
         }
         Ok(Err(e)) => {
@@ -150,7 +150,7 @@ async fn client_hello(host: &str, client: Upgraded) -> Option<Rewind<TokioIo<Upg
             None
         }
         Err(_) => {
-            tracing::info!(%host, "intercepted tunnel closed: no TLS ClientHello in time");
+            tracing::debug!(%host, "intercepted tunnel closed: no TLS ClientHello in time");
             None
         }
     }
@@ -179,7 +179,7 @@ async fn serve_http(
         }
         Err(err) => {
             let host = session.host();
-            tracing::info!(%host, error = %err, "upstream TLS failed: answering 502");
+            tracing::debug!(%host, error = %err, "upstream TLS failed: answering 502");
             let service = service_fn(move |req: Request<Incoming>| {
                 let flavor = Flavor::of(req.uri().path());
                 std::future::ready(Ok::<_, Infallible>(render(&err, flavor)))
@@ -228,12 +228,13 @@ impl Session {
             Ok(response) => response,
             Err(err) => {
                 let code = Rescue::of(&err).code;
-                tracing::info!(%method, %host, %path, %code, error = %err, "intercepted request refused");
+                tracing::debug!(%method, %host, %path, %code, error = %err, "intercepted request refused");
                 render(&err, Flavor::of_treatment(treatment))
             }
         };
-        tracing::info!(%method, %host, %path, status = response.status().as_u16(),
+        tracing::debug!(%method, %host, %path, status = response.status().as_u16(),
             ms = started.elapsed().as_millis() as u64, "intercepted");
+        crate::summary::request(response.status().as_u16());
         Ok(response)
     }
 

@@ -199,12 +199,14 @@ impl Proxy {
             Method::CONNECT => self.connect(req, started, alive, addrs).await,
             _ => self.forward(req, started).await,
         };
-        Ok(result.unwrap_or_else(|err| {
+        let response = result.unwrap_or_else(|err| {
             let rescue = rescue::Rescue::of(&err);
-            tracing::info!(%method, target = %uri, status = rescue.status.as_u16(), code = %rescue.code,
+            tracing::debug!(%method, target = %uri, status = rescue.status.as_u16(), code = %rescue.code,
                 error = %err, ms = started.elapsed().as_millis() as u64, "refused");
             rescue.response().map(|b| b.map_err(|never| match never {}).boxed())
-        }))
+        });
+        crate::summary::request(response.status().as_u16());
+        Ok(response)
     }
 
     /// CONNECT: parse the authority strictly, decide, then tunnel or intercept.
@@ -272,7 +274,7 @@ impl Proxy {
                     SpliceStats::default()
                 }
             };
-            tracing::info!(method = "CONNECT", %target, %decision, hop = %connected.hop, status = 200,
+            tracing::debug!(method = "CONNECT", %target, %decision, hop = %connected.hop, status = 200,
                 up = stats.up, down = stats.down, end = ?stats.end,
                 ms = started.elapsed().as_millis() as u64, "tunnel closed");
             drop(alive);
@@ -294,7 +296,7 @@ impl Proxy {
             .upstream
             .connect(&start.target, &start.decision)
             .await?;
-        tracing::info!(method = "CONNECT", target = %start.target, decision = %start.decision,
+        tracing::debug!(method = "CONNECT", target = %start.target, decision = %start.decision,
             hop = %connected.hop, status = 200, "intercepting");
         tokio::spawn(async move {
             match hyper::upgrade::on(req).await {
@@ -349,7 +351,7 @@ impl Proxy {
             self.limits.stream_idle,
         )
         .await?;
-        tracing::info!(%method, %target, %decision, %hop, status = response.status().as_u16(),
+        tracing::debug!(%method, %target, %decision, %hop, status = response.status().as_u16(),
             ms = started.elapsed().as_millis() as u64, "forwarded");
         Ok(response.map(BodyExt::boxed))
     }
@@ -427,8 +429,9 @@ impl Proxy {
 /// Answers a head the guard rejected, then closes; pipelined bytes are never read (BAD-10).
 async fn reject_raw(mut stream: TcpStream, peer: SocketAddr, err: &ProxyError) {
     let rescue = rescue::Rescue::of(err);
-    tracing::info!(%peer, status = rescue.status.as_u16(), code = %rescue.code, error = %err,
+    tracing::debug!(%peer, status = rescue.status.as_u16(), code = %rescue.code, error = %err,
         "rejected request head");
+    crate::summary::request(rescue.status.as_u16());
     let _ = stream.write_all(&rescue.to_http1()).await;
     let _ = stream.shutdown().await;
     // Lingering a little lets the client read the answer before a reset caused by unread input.

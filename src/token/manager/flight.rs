@@ -266,6 +266,7 @@ pub(crate) async fn endpoints(account: &Account) -> Result<Endpoints, CallFailur
 
 /// Stores a fresh token; a rotated refresh token is persisted before the old one is dropped (TOK-8).
 pub(crate) fn store(account: &Account, slot: &Slot, tokens: TokenResponse) -> AccessToken {
+    crate::summary::token_refresh(true);
     let now = Instant::now();
     let access = tokens.access_token.clone();
     slot.set_token(Some(LiveToken {
@@ -296,6 +297,7 @@ pub(crate) fn store(account: &Account, slot: &Slot, tokens: TokenResponse) -> Ac
 
 /// Turns a failed call into the account's new state and the caller's error.
 fn record_failure(account: &Account, failure: CallFailure) -> TokenError {
+    crate::summary::token_refresh(false);
     let upn = account.upn();
     let terminal = match &failure {
         CallFailure::OAuth(e) => e.needs_sign_in() || e.kind == ErrorKind::InvalidClient,

@@ -1,0 +1,148 @@
+//! The `info`-level activity summary. Per-request lines are logged at `debug`; at `info` the proxy
+//! writes one line per interval (a minute by default) with what happened in it, and nothing for an
+//! interval in which nothing happened, so a week-long run at `info` writes at most ~10,000 lines
+//! however busy it is.
+//!
+//! Contract:
+//! - The request path and the token manager feed process-wide atomic counters ([`request`],
+//!   [`token_refresh`]): one relaxed add each, nothing else on the hot path.
+//! - [`run`] logs the counts every [`interval`] and resets them, and once more for the partial
+//!   interval when `stop` completes (the proxy is shutting down).
+//! - `EXOPROXY_SUMMARY_SECS` ([`INTERVAL_ENV`]) sets the interval in seconds (tests, troubleshooting).
+
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Environment variable overriding the interval, in whole seconds (at least 1).
+pub const INTERVAL_ENV: &str = "EXOPROXY_SUMMARY_SECS";
+
+/// The interval without the override.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+static ERRORS: AtomicU64 = AtomicU64::new(0);
+static REFRESHES: AtomicU64 = AtomicU64::new(0);
+static REFRESH_FAILURES: AtomicU64 = AtomicU64::new(0);
+
+/// Counts one answered client request (a CONNECT, a plain request, a request inside an intercepted
+/// tunnel, a refused head); a status of 400 and above is also an error.
+pub fn request(status: u16) {
+    REQUESTS.fetch_add(1, Ordering::Relaxed);
+    if status >= 400 {
+        ERRORS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts one token call to the identity provider: a token obtained, or a call that failed.
+pub fn token_refresh(ok: bool) {
+    let counter = if ok { &REFRESHES } else { &REFRESH_FAILURES };
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What happened since the counts were last taken.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Client requests answered.
+    pub requests: u64,
+    /// Of those, answered with a status of 400 or above.
+    pub errors: u64,
+    /// Tokens obtained from the identity provider.
+    pub token_refreshes: u64,
+    /// Token calls that failed.
+    pub token_refresh_failures: u64,
+}
+
+impl Counts {
+    /// Takes the counts and resets them to zero.
+    pub fn take() -> Counts {
+        Counts {
+            requests: REQUESTS.swap(0, Ordering::Relaxed),
+            errors: ERRORS.swap(0, Ordering::Relaxed),
+            token_refreshes: REFRESHES.swap(0, Ordering::Relaxed),
+            token_refresh_failures: REFRESH_FAILURES.swap(0, Ordering::Relaxed),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        *self == Counts::default()
+    }
+}
+
+impl fmt::Display for Counts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "requests={} errors={} token_refreshes={} token_refresh_failures={}",
+            self.requests, self.errors, self.token_refreshes, self.token_refresh_failures
+        )
+    }
+}
+
+/// The interval: [`INTERVAL_ENV`] when it is a whole number of seconds ≥ 1, else a minute.
+pub fn interval() -> Duration {
+    parse_interval(std::env::var(INTERVAL_ENV).ok().as_deref())
+}
+
+fn parse_interval(value: Option<&str>) -> Duration {
+    value
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|secs| *secs >= 1)
+        .map_or(DEFAULT_INTERVAL, Duration::from_secs)
+}
+
+/// Logs a summary every `every` until `stop` completes, then one for the partial interval.
+pub async fn run(every: Duration, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    let mut last = Instant::now();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(last + every) => {
+                last = Instant::now();
+                log_counts(every);
+            }
+            () = &mut stop => return log_counts(last.elapsed()),
+        }
+    }
+}
+
+/// Logs what happened since the last summary, if anything; `period` is how long that was.
+fn log_counts(period: Duration) {
+    let counts = Counts::take();
+    if !counts.is_empty() {
+        let secs = period.as_secs().max(1);
+        tracing::info!("activity in the last {secs} s: {counts}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_interval_is_a_minute_unless_overridden_with_whole_seconds() {
+        assert_eq!(parse_interval(None), DEFAULT_INTERVAL);
+        assert_eq!(parse_interval(Some("2")), Duration::from_secs(2));
+        for bad in ["0", "-1", "1.5", "soon", ""] {
+            assert_eq!(parse_interval(Some(bad)), DEFAULT_INTERVAL, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn counts_say_what_they_count() {
+        let counts = Counts {
+            requests: 5,
+            errors: 2,
+            token_refreshes: 1,
+            token_refresh_failures: 0,
+        };
+        assert_eq!(
+            counts.to_string(),
+            "requests=5 errors=2 token_refreshes=1 token_refresh_failures=0"
+        );
+        assert!(Counts::default().is_empty());
+    }
+}
