@@ -61,22 +61,23 @@ pub fn init_logging(level: &str) -> log::LogGuard {
     guard
 }
 
-/// `exoproxy config check [FILE]`: every error with its key path and line; exit 2 on errors.
+/// `exoproxy config check [FILE]`: every error with its key path and line, then the warnings
+/// (environment variables not set); exit 2 on errors.
 pub fn config_check(file: Option<&Path>, overrides: &Overrides) -> ExitCode {
-    match config::load(file, overrides) {
-        Ok(_) => {
-            let name = file.map_or("built-in defaults".into(), |p| p.display().to_string());
-            println!("{name}: ok");
-            ExitCode::SUCCESS
-        }
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("config error: {e}");
-            }
-            eprintln!("{} error(s)", errors.len());
-            ExitCode::from(2)
-        }
+    let checked = config::check(file, overrides);
+    for w in &checked.warnings {
+        eprintln!("config warning: {w}");
     }
+    if checked.errors.is_empty() {
+        let name = file.map_or("built-in defaults".into(), |p| p.display().to_string());
+        println!("{name}: ok");
+        return ExitCode::SUCCESS;
+    }
+    for e in &checked.errors {
+        eprintln!("config error: {e}");
+    }
+    eprintln!("{} error(s)", checked.errors.len());
+    ExitCode::from(2)
 }
 
 /// `exoproxy route URL`: prints the decision for a URL and the rule that made it (after STS

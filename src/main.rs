@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use exoproxy::app::{self, accounts};
 use exoproxy::cli::{CaCommand, Cli, Command, ConfigCommand, PacCommand};
-use exoproxy::config::Config;
+use exoproxy::config::{Config, SecretUse};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -28,6 +28,9 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    if let Err(code) = require_secrets(&cli, &config) {
+        return code;
+    }
     match &cli.command {
         Some(Command::Config(_) | Command::Demo { .. }) => handled_before_loading(),
         Some(Command::Route { url }) => app::block_on(app::explain_route(&config, url)),
@@ -68,6 +71,22 @@ fn quiet_logging(config: &Config) -> app::log::LogGuard {
 fn handled_before_loading() -> ExitCode {
     eprintln!("error: internal: a command was dispatched twice");
     ExitCode::FAILURE
+}
+
+/// The commands that use secrets named by the config refuse to run while a variable is not set; the
+/// others (`accounts`, `logout`, `route`, `ca export`, ...) never need them.
+fn require_secrets(cli: &Cli, config: &Config) -> Result<(), ExitCode> {
+    let needed = match &cli.command {
+        Some(Command::Run) | None => SecretUse::Serve,
+        Some(Command::Login { upn, .. } | Command::Token { upn, .. }) => SecretUse::Account(upn),
+        _ => return Ok(()),
+    };
+    config.require_secrets(needed).map_err(|errors| {
+        for e in &errors {
+            eprintln!("config error: {e}");
+        }
+        ExitCode::from(2)
+    })
 }
 
 /// Loads the configuration or prints every error and returns exit code 2.

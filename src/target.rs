@@ -1,5 +1,5 @@
 //! Shared vocabulary of the request path: what the client asked for ([`Target`]), what policy decided
-//! ([`Decision`]: an [`Action`] plus ordered [`Hop`]s), and where an upstream proxy lives ([`ProxyEndpoint`]).
+//! ([`Decision`]: an [`Action`] plus ordered [`Hop`]s), and where an upstream proxy lives ([`ProxyEndpoint`], written as a [`ProxyUrl`]).
 //!
 //! Contract: `route` produces these values and `upstream`/`handler` consume them; neither side depends on
 //! the other, only on this module. Everything here is plain data: no sockets, no clocks, no config.
@@ -11,6 +11,9 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
+
+mod proxy_url;
+pub use proxy_url::{ProxyUrl, UserInfo};
 
 /// A host as the client named it, normalised.
 #[derive(Clone, PartialEq, Eq, Hash)]

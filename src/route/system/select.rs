@@ -24,9 +24,12 @@ use std::str::FromStr;
 use crate::route::system::SystemProxy;
 use crate::target::ProxyEndpoint;
 
-/// The configured settings source (`upstream.source` in the config file).
+/// The configured upstream source: `upstream.source` in the config file, decoded here and nowhere
+/// else (`config::validate` parses the key with [`FromStr`] and builds the route from the variant).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Source {
+    /// No upstream proxy.
+    Direct,
     /// The proxies listed in the config file.
     Static,
     /// `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` of the proxy's own process.
@@ -83,6 +86,7 @@ impl FromStr for Source {
 
     fn from_str(s: &str) -> Result<Source, String> {
         Ok(match s.to_ascii_lowercase().as_str() {
+            "direct" => Source::Direct,
             "static" => Source::Static,
             "env" => Source::Env,
             "pac" => Source::Pac,
@@ -91,7 +95,8 @@ impl FromStr for Source {
             "auto" => Source::Auto,
             other => {
                 return Err(format!(
-                    "unknown proxy source {other:?}: use static, env, pac, winhttp, ie or auto"
+                    "unknown source {other:?}: use \"direct\", \"static\", \"env\", \"pac\", \
+                     \"winhttp\", \"ie\" or \"auto\""
                 ));
             }
         })
@@ -101,6 +106,7 @@ impl FromStr for Source {
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Source::Direct => "direct",
             Source::Static => "static",
             Source::Env => "env",
             Source::Pac => "pac",
@@ -142,6 +148,7 @@ impl Selected {
 /// Picks the settings the router should use for `source`.
 pub fn select(source: Source, inputs: &SettingsInputs) -> Selected {
     match source {
+        Source::Direct => direct("source direct chosen"),
         Source::Static => select_static(inputs),
         Source::Pac => match &inputs.pac_url {
             Some(url) => Selected::Pac {
