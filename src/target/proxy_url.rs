@@ -6,7 +6,7 @@
 //!   `socks*://` are errors, never a silent plaintext downgrade.
 //! - The port is required unless the caller names the default of its source (curl's 1080 for the
 //!   environment, WinINet's 80 for the Windows settings); `upstream.proxies` requires one.
-//! - Nothing may follow the authority but one `/`.
+//! - The authority ends at the first `/` (RFC 3986 §3.2), and nothing may follow it but that `/`.
 //! - `user[:password]` is percent-decoded (RFC 3986 §2.1) by `percent-encoding`: `%` must start two hex
 //!   digits and the result must be UTF-8; `+` stays `+`. It is returned as [`UserInfo`], whose `Debug`
 //!   redacts the password, and no error ever echoes it.
@@ -47,17 +47,17 @@ impl ProxyUrl {
                 )));
             }
         };
-        let authority = rest.strip_suffix('/').unwrap_or(rest);
+        // The authority ends at the first '/' (RFC 3986 §3.2); only an empty path may follow.
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        if !path.is_empty() {
+            return Err(TargetError(
+                "a proxy URL has no path: write http://host:port".into(),
+            ));
+        }
         let (userinfo, hostport) = match authority.rsplit_once('@') {
             Some((u, h)) => (Some(u), h),
             None => (None, authority),
         };
-        if hostport.contains('/') {
-            return Err(TargetError(format!(
-                "proxy URL for {:?} has a path: write http://host:port",
-                hostport.split('/').next().unwrap_or("")
-            )));
-        }
         let endpoint = match (has_port(hostport), default_port) {
             (false, Some(port)) => ProxyEndpoint::parse(&format!("{hostport}:{port}")),
             _ => ProxyEndpoint::parse(hostport),

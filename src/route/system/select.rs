@@ -9,7 +9,9 @@
 //! 2. IE manual proxy (`ProxyEnable` + `ProxyServer`) with its `ProxyOverride` bypass list.
 //! 3. WinHTTP machine settings (PAC URL first, then manual proxy): what WinRM uses by default, but
 //!    frequently left at "Direct access" on machines whose browsers are configured, hence below IE.
-//! 4. Environment variables: rare on Windows, the usual way on Linux and macOS.
+//! 4. Environment variables, when given in [`SettingsInputs::env`]: the live reader fills them for
+//!    `auto` only with `LiveConfig::env_in_auto`, which the configuration never sets (TLS-8: the
+//!    proxy's own `HTTPS_PROXY` must not silently change where traffic goes; `source = "env"` reads it).
 //! 5. Direct.
 //!
 //! WPAD auto-detection (IE `AutoDetect`, blob flag 0x08) is skipped unless `allow_wpad` is set, in

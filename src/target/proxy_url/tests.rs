@@ -46,6 +46,8 @@ fn garbage_is_refused() {
         "http://p:99999",
         "http://p:notaport",
         "http://p:3128/path",
+        "http://p:3128//",
+        "http://p:1/a@b",
         "http://p:3128?q",
         "[::1",
         "",
@@ -92,6 +94,7 @@ fn bad_credentials_are_errors_that_never_echo_them() {
         "http://:hunter2@p:1",
         "https://bob:hunter2@proxy:443",
         "http://bob:hunter2@p:99999",
+        "http://bob:hunter2/x@p:1",
     ] {
         let err = ProxyUrl::parse(bad, None).unwrap_err();
         assert!(!err.0.contains("hunter2"), "{bad}: {err}");
