@@ -165,20 +165,18 @@ pub fn check(path: Option<&Path>, overrides: &Overrides) -> Checked {
         Ok(f) => f.unwrap_or_default(),
         Err(e) => return failed(vec![format!("{name}: {e}")]),
     };
-    let prefix = |list: &[ConfigError]| list.iter().map(|e| format!("{name}: {e}")).collect();
+    let prefixed = |e: &ConfigError| format!("{name}: {e}");
     match validate::validate(file, overrides, text.as_deref(), &env) {
         Ok(config) => Checked {
-            warnings: prefix(
-                &config
-                    .missing_secrets
-                    .iter()
-                    .map(|m| m.error.clone())
-                    .collect::<Vec<_>>(),
-            ),
+            warnings: config
+                .missing_secrets
+                .iter()
+                .map(|m| prefixed(&m.error))
+                .collect(),
             config: Some(config),
             errors: Vec::new(),
         },
-        Err(errors) => failed(prefix(&errors)),
+        Err(errors) => failed(errors.iter().map(prefixed).collect()),
     }
 }
 
