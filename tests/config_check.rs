@@ -83,6 +83,56 @@ fn every_error_at_once_with_exit_code_2() {
     }
 }
 
+/// `run` and `token` use the secret: they refuse to start while its variable is not set (exit 2,
+/// naming the key and the variable). The authority is a closed loopback port, so a command that did
+/// not refuse would fail fast without leaving the machine.
+#[test]
+fn commands_that_use_the_secret_refuse_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "state_dir = {state:?}\n[listen]\naddresses = [\"127.0.0.1:0\"]\n\n[[account]]\n\
+             upn = \"app@contoso.test\"\nflow = \"secret\"\nclient_id = \"app\"\n\
+             secret_env = \"EXO_APP_SECRET\"\nauthority = \"https://127.0.0.1:9\"\n",
+            state = dir.path().join("state").display().to_string()
+        ),
+    )
+    .unwrap();
+    let config = path_str(&file);
+    for args in [
+        &["--config", config, "token", "app@contoso.test"][..],
+        &["--config", config, "run"][..],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_exoproxy"))
+            .args(args)
+            .env_remove("EXO_APP_SECRET")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > std::time::Duration::from_secs(20) {
+                child.kill().unwrap();
+                panic!("{args:?} did not refuse to start");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("account[0].secret_env") && stderr.contains("EXO_APP_SECRET"),
+            "{args:?}: {stderr}"
+        );
+    }
+    // `accounts` does not use it.
+    let out = exoproxy(&["--config", config, "accounts"]);
+    assert!(out.status.success(), "{out:?}");
+}
+
 fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
 }
