@@ -10,8 +10,8 @@
 //!   wrong, never a panic and never a silent guess (a lying length in a blob is an error).
 //! - Bypass entries are returned raw, in WinHTTP/IE syntax (`<local>`, `*.corp`, `10.*`, CIDR); the
 //!   route rules compile them.
-//! - [`select()`] picks one source (`static`, `env`, `pac`, `winhttp`, `ie`, `auto`) and yields either
-//!   static hops plus bypass or a PAC URL; [`SettingsWatcher`] re-reads on an interval and when the
+//! - [`select()`] picks one source (`direct`, `static`, `env`, `pac`, `winhttp`, `ie`, `auto`) and
+//!   yields either static hops plus bypass or a PAC URL; [`SettingsWatcher`] re-reads on an interval and when the
 //!   machine's addresses change, publishing snapshots on a `tokio::sync::watch` channel (FLT-13);
 //!   [`live_watcher`] wires it to the live sources of a configured [`Source`].
 //! - The proxy's own environment only matters when `source = "env"` is chosen (TLS-8): the env parser
