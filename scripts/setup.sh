@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs, idempotently: Debian packages (squid, curl, mingw-w64 for the
 # Windows check, apache2-utils for squid's password file, libpacparser for the PAC interop), the
-# Rust Windows target, and the Python clients (pypsrp, pyspnego, msal). Safe to run again: it only installs what is
+# Rust Windows target, the Python clients (pypsrp, pyspnego, msal), and the standards OpenID provider
+# the token tests talk to (npm's oidc-provider, into tests/oidc/node_modules from its lock file). Safe to run again: it only installs what is
 # missing. Runs as root (CI and these machines are root); otherwise prefixes apt-get with sudo.
 set -euo pipefail
 
@@ -54,7 +55,26 @@ install_python() {
   done
 }
 
+install_oidc_peer() {
+  local dir
+  dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/oidc"
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    log "installing Node.js (for the OpenID provider peer)"
+    sudo_if_needed apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  fi
+  # The installed version must be the locked one; `npm ci` installs exactly the lock file.
+  local want have
+  want=$(node -p "require('$dir/package-lock.json').packages['node_modules/oidc-provider'].version")
+  have=$(node -p "try { require('$dir/node_modules/oidc-provider/package.json').version } catch { '' }")
+  if [ -n "$have" ] && [ "$want" = "$have" ]; then log "oidc-provider $have present"; return; fi
+  log "installing oidc-provider $want into tests/oidc"
+  (cd "$dir" && npm ci --no-audit --no-fund --silent)
+}
+
 install_apt
 install_rust_targets
 install_python
+install_oidc_peer
+"$(dirname "$0")/setup-wine.sh"
 log "done"

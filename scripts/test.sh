@@ -36,4 +36,7 @@ done
 stage "windows check"
 cargo check --workspace --all-targets --target x86_64-pc-windows-gnu
 
+stage "windows: wine"
+scripts/wine-tests.sh
+
 printf '\nall stages passed in %ss\n' "$((SECONDS - start))"

@@ -15,15 +15,17 @@ use tokio::net::TcpListener;
 use crate::client::OutboundClient;
 use crate::config::{self, Config, Overrides};
 use crate::handler::Proxy;
-use crate::listener::{self, Limits};
+use crate::limits::Limits;
+use crate::listener;
+use crate::platform::InstanceLock;
 use crate::route::Router;
 use crate::route::pac::{PacConfig, PacResolver, PacSource, host_from_url};
-use crate::route::realm_fetch::{get_via, outbound_client};
 use crate::route::source::SourceSpec;
 use crate::route::sts::RefreshPolicy;
 use crate::route::system::env::process_env;
 use crate::route::system::{Selected, read_and_select};
 use crate::target::Target;
+use crate::tls_client;
 use crate::upstream::Upstream;
 
 pub mod accounts;
@@ -64,7 +66,12 @@ pub fn init_logging(level: &str) -> log::LogGuard {
 /// `exoproxy config check [FILE]`: every error with its key path and line, then the warnings
 /// (environment variables not set); exit 2 on errors.
 pub fn config_check(file: Option<&Path>, overrides: &Overrides) -> ExitCode {
-    let checked = config::check(file, overrides);
+    let mut checked = config::check(file, overrides);
+    if let Some(config) = &checked.config
+        && let Err(e) = crate::platform::check_not_writable_by_others(&config.state_dir)
+    {
+        checked.errors.push(e);
+    }
     for w in &checked.warnings {
         eprintln!("config warning: {w}");
     }
@@ -113,13 +120,14 @@ pub async fn route_report(
         })?;
     let router = Arc::new(router);
     let upstream = Arc::new(Upstream::new(config.upstream.clone()));
-    let client = outbound_client(router.clone(), upstream, extra_roots)?;
+    let tls = tls_client::client_config(extra_roots).map_err(|e| format!("error: {e}"))?;
+    let client = OutboundClient::new(router.clone(), upstream, tls);
     let discovered = discover_sts_now(&router, &client, &config.route.sts).await;
     let mut out = format!("{url}\n  target:   {target:?}\n");
     for line in discovered {
         out.push_str(&format!("  sts:      {line}\n"));
     }
-    match router.resolve(&target).await {
+    match router.decide(&target).await {
         Ok(decision) => out.push_str(&format!("  decision: {decision}\n")),
         Err(e) => out.push_str(&format!("  decision: error: {e}\n")),
     }
@@ -133,7 +141,7 @@ async fn discover_sts_now(
     sts: &crate::route::StsConfig,
 ) -> Vec<String> {
     let timeout = std::time::Duration::from_secs(10);
-    let fetch = |url: String| async move { get_via(client, &url, timeout).await };
+    let fetch = |url: String| async move { client.get_realm(&url, timeout).await };
     crate::route::discover_sts(router, sts, fetch, timeout).await
 }
 
@@ -152,7 +160,11 @@ fn spawn_sts_refresher(
     let client = client.clone();
     let fetch = move |url: String| {
         let client = client.clone();
-        async move { get_via(&client, &url, std::time::Duration::from_secs(15)).await }
+        async move {
+            client
+                .get_realm(&url, std::time::Duration::from_secs(15))
+                .await
+        }
     };
     tokio::spawn(directory.run_refresher(sts.domains.clone(), fetch, RefreshPolicy::default()));
 }
@@ -225,8 +237,18 @@ pub fn target_of_url(url: &str) -> Result<Target, String> {
     }
 }
 
-/// Runs the proxy until Ctrl-C or SIGTERM.
+/// Runs the proxy until Ctrl-C or SIGTERM, holding the state dir's instance lock (one proxy per
+/// state dir) until it returns.
 pub async fn run(config: Config) -> ExitCode {
+    let lock = ensure_state_dir(&config.state_dir)
+        .and_then(|()| InstanceLock::acquire(&config.state_dir, &config.listen));
+    let _instance = match lock {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     match serve(config, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(StartError::Config(errors)) => {
@@ -338,19 +360,13 @@ fn announce(config: &Config, bound: &[SocketAddr], services: &Services) {
     );
 }
 
-/// Creates the state folder owner-only: 0700 on Unix, a protected owner-only ACL on Windows (a
-/// failure to set the ACL is a warning: the folder keeps its inherited ACL).
-fn ensure_state_dir(dir: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| format!("cannot create the state dir {}: {e}", dir.display()))?;
-    crate::platform::restrict_dir_to_owner(dir);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|e| format!("cannot restrict {}: {e}", dir.display()))?;
-    }
-    Ok(())
+/// Refuses a state dir that other users can write (CFG-3: it holds the CA key and the tokens), then
+/// creates it owner-only through the secret-file layer (`platform::private_dir`: 0700 on Unix, an
+/// owner-only ACL on Windows, a symlink refused). A folder that others could only read is tightened.
+pub(crate) fn ensure_state_dir(dir: &Path) -> Result<(), String> {
+    crate::platform::check_not_writable_by_others(dir)?;
+    crate::platform::private_dir(dir)
+        .map_err(|e| format!("cannot create the state dir {}: {e}", dir.display()))
 }
 
 /// Completes on Ctrl-C, or SIGTERM on Unix.

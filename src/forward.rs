@@ -23,7 +23,7 @@ use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
 
 use crate::error::ProxyError;
-use crate::handler::io::IdleIo;
+use crate::io::IdleIo;
 use crate::target::{Decision, Hop, ProxyEndpoint, Target};
 use crate::upstream::auth;
 use crate::upstream::{HttpConnected, Upstream};

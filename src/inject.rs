@@ -1,6 +1,6 @@
 //! Token injection: which requests get a token ([`classify`]), for which account ([`select_account`]),
-//! and how it is written ([`apply`]). The built-in cloud [`profiles`] say which hosts are intercepted
-//! and which token audience each host takes.
+//! and how it is written ([`apply`]); whether an answer rejected it ([`challenge`]). The built-in
+//! cloud [`profiles`] say which hosts are intercepted and which token audience each host takes.
 //!
 //! Contract (PROTOCOL.md §1.2, §1.9; DESIGN.md security model):
 //! - Only injection paths get a token: WS-Man (`/powershell-liveid`, `/PowerShell`, any case) and REST
@@ -14,6 +14,10 @@
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http::header::{AUTHORIZATION, HeaderMap, HeaderValue};
+
+pub mod challenge;
+
+pub use challenge::{Rejection, rejection};
 
 /// How a token rides on a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,18 +9,30 @@
 //! - [`target`]: shared vocabulary (`Target`, `Host`, `Decision`, `Hop`, `ProxyEndpoint`).
 //! - [`error`]: the catalogue of conditions reported to clients; [`handler::rescue`] renders them.
 //! - [`config`]: TOML mirror → validated, typed configuration.
-//! - [`route`]: POLICY, `Target` → `Decision` (rules, PAC, system settings, STS discovery).
+//! - [`route`]: POLICY, `Target` → `Decision` ([`route::Router::decide`]: rules, PAC, system
+//!   settings, STS discovery).
 //! - [`upstream`]: MECHANISM, dial through hops (direct, CONNECT chain, proxy auth, failover).
-//! - [`listener`], [`handler`], [`tunnel`], [`forward`]: the request path.
-//! - [`intercept`], [`inject`], [`token`]: TLS interception and token injection.
+//! - The request path: [`listener`] (accept loop, connection limit, drain) → [`handler`]
+//!   (per-connection flow: head guard, decide, dial, then [`tunnel`], [`forward`] or the
+//!   intercepted session), with [`limits`] (the client-side limits all of them read) and [`io`]
+//!   (the stream adapters: rewind, idle timeout).
+//! - [`intercept`]: what an intercepted connection stands on: the local CA and leaves, the
+//!   client-facing TLS config, ClientHello peek, the shared [`intercept::InterceptState`], the
+//!   verified connection to the real host ([`intercept::Origin`]) and replayable request bodies.
+//! - [`inject`], [`token`]: which requests get a token, which account, how it is written, when the
+//!   host rejected it; acquiring and renewing tokens.
+//! - [`client`], [`tls_client`]: the proxy's own outbound HTTP(S) client and its one TLS configuration.
 //! - [`admin`]: status page and served PAC.
 //! - [`cli`], [`app`]: command line and wiring.
 //!
 //! # Request flow
 //!
 //! ```text
-//! client → listener → handler: parse → route::decide → upstream::dial (dial first, then 200)
-//!        → tunnel (blind) | forward (http://) | intercept → inject token → forward over TLS
+//! client → listener → handler: head guard → route::Router::decide → Block: 403
+//!        → upstream::connect (dial first, then 200)
+//!        → tunnel (blind) | forward (http://)
+//!        | intercept: peek ClientHello, TLS both sides (intercept::Origin), per request:
+//!          inject::classify (once) → token → intercept::Origin::send → 401/claims: replay once
 //! any error → handler::rescue → status + X-LocalProxy-Error + a message the user can act on
 //! ```
 
@@ -34,11 +46,14 @@ pub mod forward;
 pub mod handler;
 pub mod inject;
 pub mod intercept;
+pub mod io;
+pub mod limits;
 pub mod listener;
 pub mod peer;
 mod platform;
 pub mod route;
 pub mod target;
+pub mod tls_client;
 pub mod token;
 pub mod tunnel;
 pub mod upstream;

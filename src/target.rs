@@ -12,7 +12,13 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
+// Shared vocabulary beyond the request itself, one concept per file.
+mod credentials;
+mod local;
 mod proxy_url;
+
+pub use credentials::{ProxyAuthScheme, ProxyCredentials};
+pub use local::{is_local_ip, is_local_name};
 pub use proxy_url::{ProxyUrl, UserInfo};
 
 /// A host as the client named it, normalised.

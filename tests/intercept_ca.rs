@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use exoproxy::intercept::tls::{client_config_with_roots, upstream_client_config};
 use exoproxy::intercept::{
     LeafCache, LocalCa, TlsFailureKind, classify_tls_error, peek_client_hello,
     server_config_for_host,
 };
+use exoproxy::tls_client::{client_config_with_roots, upstream_client_config};
 use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, Issuer, KeyPair};
 use rustls::client::danger::ServerCertVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};

@@ -133,3 +133,34 @@ async fn cae_claims_challenge_is_answered_once_and_replayed() {
     assert_eq!(status, 200);
     assert_eq!(h.control().exchange().request_count(), requests + 3);
 }
+
+/// Issue 10 row 13: the IdP refuses one audience's scope (`invalid_scope`, AADSTS70011). That is final
+/// for the account and that audience: one token call in a 6 s window of requests (before: retried
+/// with backoff, about every 2 s, forever), the answer names the audience and the scope, and the
+/// account's other audience keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_scope_is_final_for_that_audience_and_names_it() {
+    let h = Harness::start(Options::default()).await;
+    let exo = tenant_host(&h).await;
+    let scc_resource = "https://ps.compliance.protection.outlook.com";
+    h.control().set_scope_error(scc_resource, Some(70011));
+    let before = refresh_calls(&h);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(6);
+    let mut message = String::new();
+    while tokio::time::Instant::now() < deadline {
+        let (status, body) = rest_once(&h, "ps.compliance.protection.outlook.com").await;
+        assert_eq!(status, 503, "{body}");
+        message = body;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(
+        refresh_calls(&h) - before,
+        1,
+        "token calls for a refused audience in 6 s"
+    );
+    assert!(message.contains(scc_resource), "{message}");
+    assert!(message.contains("/.default"), "scope named: {message}");
+    assert!(message.contains("invalid_scope"), "{message}");
+    let (status, body) = rest_once(&h, &exo).await;
+    assert_eq!(status, 200, "the other audience still works: {body}");
+}

@@ -236,7 +236,7 @@ async fn load_tls(
     let cfg = PacConfig {
         source: PacSource::Url(url),
         workers: 1,
-        extra_roots: root.into_iter().collect(),
+        tls: root.map(|root| exoproxy::tls_client::client_config(&[root]).unwrap()),
         env: PacEnvironment {
             dns: Arc::new(StaticDns::default()),
             local: Arc::new(FixedLocalAddrs::default()),

@@ -159,7 +159,7 @@ async fn chained_plain_http_retries_after_407() {
 #[tokio::test]
 async fn tunnel_idle_timeout_closes() {
     let origin = start_origin().await;
-    let limits = exoproxy::listener::Limits {
+    let limits = exoproxy::limits::Limits {
         tunnel_idle: Duration::from_millis(200),
         ..test_limits()
     };
@@ -182,7 +182,7 @@ async fn tunnel_idle_timeout_closes() {
 #[tokio::test]
 async fn overload_gets_503_and_drain_waits_for_in_flight() {
     let origin = start_origin().await;
-    let limits = exoproxy::listener::Limits {
+    let limits = exoproxy::limits::Limits {
         max_connections: 1,
         ..test_limits()
     };

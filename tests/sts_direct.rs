@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use exoproxy::client::OutboundClient;
 use exoproxy::handler::Proxy;
 use exoproxy::listener;
-use exoproxy::route::realm_fetch::{get_via, outbound_client};
 use exoproxy::route::{
     InterceptRule, RouteConfig, Router, StsConfig, UpstreamSource, discover_sts,
 };
@@ -157,14 +157,14 @@ async fn discovered_sts_goes_direct_and_the_sign_in_page_is_not_blank() {
     let mut up = upstream_config(sim.addr());
     up.own_addrs.push(addr);
     let upstream = Arc::new(Upstream::new(up));
-    let client =
-        outbound_client(router.clone(), upstream.clone(), std::slice::from_ref(&ca)).unwrap();
+    let tls = exoproxy::tls_client::client_config(std::slice::from_ref(&ca)).unwrap();
+    let client = OutboundClient::new(router.clone(), upstream.clone(), tls);
     let report = discover_sts(
         &router,
         &config.sts,
         |url| {
             let client = client.clone();
-            async move { get_via(&client, &url, Duration::from_secs(5)).await }
+            async move { client.get_realm(&url, Duration::from_secs(5)).await }
         },
         Duration::from_secs(5),
     )
@@ -186,7 +186,7 @@ async fn discovered_sts_goes_direct_and_the_sign_in_page_is_not_blank() {
     );
 
     let sts_target = Target::parse_connect(&format!("sts.contoso.test:{sim_port}")).unwrap();
-    let decision = router.resolve(&sts_target).await.unwrap();
+    let decision = router.decide(&sts_target).await.unwrap();
     assert_eq!(
         decision.to_string(),
         "TUNNEL via DIRECT (federation STS for contoso.test, discovered)"

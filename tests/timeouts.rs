@@ -7,7 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use exoproxy::listener::Limits;
+use exoproxy::limits::Limits;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -896,3 +896,45 @@ async fn tok15_accounts_in_different_tenants_never_share_tokens() {
     let accounts = manager.accounts();
     assert_eq!(accounts.len(), 2);
 }
+
+/// Issue 10 row 16: an account used once for S&C, then only for Exchange. S&C is renewed in the
+/// background while it was asked for within `idle_renewal` (1 h), then no more; its next request renews
+/// on demand. Before: renewed every 48 min forever.
+#[tokio::test(start_paused = true)]
+async fn idle_audience_is_not_renewed_in_the_background_and_renews_on_demand() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "rt-0", None);
+    let idp = FakeIdp::new(|call, n| {
+        let scope = call.field("scope").unwrap_or_default();
+        let aud = if scope.starts_with(SCC) { SCC } else { EXO };
+        tokens(
+            &jwt(UPN, aud, &n.to_string()),
+            Some(&format!("rt-{}", n + 1)),
+            3600,
+        )
+    });
+    let manager = manager(&idp, dir.path());
+    let scc = Audience::new(SCC);
+    let t0 = Instant::now();
+    let first = manager.token(UPN, &scc).await.unwrap();
+    for _ in 0..18 {
+        manager.token(UPN, &exo()).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(600)).await;
+    }
+    let scc_calls = |idp: &FakeIdp| -> Vec<u64> {
+        idp.calls()
+            .iter()
+            .filter(|c| c.field("scope").is_some_and(|s| s.starts_with(SCC)))
+            .map(|c| (c.at - t0).as_secs())
+            .collect()
+    };
+    // 3600 s tokens renew at 48 min: the renewal at 2880 s is within an hour of the use at 0 s, the
+    // next one (5760 s) is not.
+    assert_eq!(scc_calls(&idp), vec![0, 2880], "S&C renewals while idle");
+    let exo_calls = idp.calls().len() - 2;
+    assert!(exo_calls >= 3, "Exchange, in use, keeps being renewed");
+    // The expired S&C token is renewed by its next request.
+    let renewed = manager.token(UPN, &scc).await.unwrap();
+    assert_ne!(renewed, first);
+    assert_eq!(scc_calls(&idp), vec![0, 2880, 10_800]);
+}

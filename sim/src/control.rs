@@ -6,7 +6,7 @@
 //! `POST /device/approve?user_code=&upn=` (no user_code: the latest), `POST /device/decline?user_code=`,
 //! `POST /device/expire?user_code=`, `POST /device/slow-down?count=`, `POST /auto-approve?enabled=`,
 //! `POST /sign-in-as?upn=` (empty clears), `POST /token-lifetime?secs=`, `POST /revoke?upn=`,
-//! `POST /refresh-error?code=` (empty clears),
+//! `POST /refresh-error?code=` (empty clears), `POST /scope-error?resource=&code=` (empty code clears),
 //! `POST /fault?kind=none|status|throttle|refuse|badcert&code=&secs=&times=`, `POST /delay?ms=` (0 clears),
 //! `POST /exchange?cae=&throttle_secs=&operation_timeout_secs=&max_shells=&mailboxes=&page_size=`,
 //! `POST /proxied?port=&addr=`.
@@ -114,6 +114,17 @@ impl Control {
     /// 700082, 50173, 70043, 50076, 53003 and 65001 get Entra's texts and sub-errors.
     pub fn set_refresh_error(&self, code: Option<u32>) {
         self.shared.with(|s| s.refresh_error = code);
+    }
+
+    /// Refuse every token for `resource` (any grant) the way Entra does when the scope or resource cannot
+    /// be granted: 70011 `invalid_scope`, 650057 `invalid_client` (resource not in the app's
+    /// permissions), 500011 `invalid_resource`. `None` clears.
+    pub fn set_scope_error(&self, resource: &str, code: Option<u32>) {
+        let key = resource.trim_end_matches('/').to_ascii_lowercase();
+        self.shared.with(|s| match code {
+            Some(code) => s.scope_errors.insert(key, code),
+            None => s.scope_errors.remove(&key),
+        });
     }
 
     /// Delay token and devicecode answers (`None` clears).
@@ -280,6 +291,11 @@ fn post_setting(control: &Control, path: &str, p: &Params) -> Result<Value, Erro
                 .ok_or_else(|| Error::Control("missing upn".into()))?,
         ),
         "/refresh-error" => control.set_refresh_error(p.num("code")?.map(|c| c as u32)),
+        "/scope-error" => control.set_scope_error(
+            p.get("resource")
+                .ok_or_else(|| Error::Control("missing resource".into()))?,
+            p.num("code")?.map(|c| c as u32),
+        ),
         "/delay" => {
             control.set_token_delay(p.num("ms")?.filter(|ms| *ms > 0).map(Duration::from_millis))
         }

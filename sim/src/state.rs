@@ -37,6 +37,8 @@ pub(crate) struct State {
     pub(crate) valid_from: HashMap<String, SystemTime>,
     /// Answer every refresh_token grant with `invalid_grant` and this AADSTS code.
     pub(crate) refresh_error: Option<u32>,
+    /// Lower-cased resource → refuse every token for it with this AADSTS code (70011, 650057, 500011).
+    pub(crate) scope_errors: HashMap<String, u32>,
     /// Answer the next polls with `slow_down`.
     pub(crate) slow_down_polls: u32,
     pub(crate) fault: Option<FaultPlan>,
@@ -207,6 +209,7 @@ impl State {
             refresh_tokens: HashMap::new(),
             valid_from: HashMap::new(),
             refresh_error: None,
+            scope_errors: HashMap::new(),
             slow_down_polls: 0,
             fault: None,
             token_delay: None,

@@ -123,11 +123,8 @@ pub fn ca_export(config: &Config, file: &Path) -> ExitCode {
 
 /// `exoproxy ca regenerate`: replaces the CA; the old one must be removed from trust stores.
 pub fn ca_regenerate(config: &Config) -> ExitCode {
-    if let Err(e) = std::fs::create_dir_all(&config.state_dir) {
-        return failed(&format!(
-            "cannot create {}: {e}",
-            config.state_dir.display()
-        ));
+    if let Err(e) = super::ensure_state_dir(&config.state_dir) {
+        return failed(&e);
     }
     match LocalCa::regenerate(&config.state_dir, &config.intercept.ca_domains()) {
         Ok(ca) => {

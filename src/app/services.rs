@@ -14,9 +14,9 @@ use rustls::ClientConfig;
 use super::StartError;
 use crate::client::OutboundClient;
 use crate::config::Config;
-use crate::handler::intercept::InterceptState;
-use crate::intercept::{CaOrigin, LeafCache, LocalCa, crl_url, upstream_client_config};
+use crate::intercept::{CaOrigin, InterceptState, LeafCache, LocalCa, crl_url};
 use crate::route::Router;
+use crate::tls_client::upstream_client_config;
 use crate::token::{ManagerSettings, TokenManager};
 use crate::upstream::Upstream;
 
@@ -24,7 +24,8 @@ use crate::upstream::Upstream;
 pub struct Services {
     pub router: Arc<Router>,
     pub upstream: Arc<Upstream>,
-    /// Verifying TLS towards real servers (system roots plus `tls.extra_roots`).
+    /// Verifying TLS towards real servers (system roots plus `tls.extra_roots`): the one outbound
+    /// configuration, shared by interception, [`Services::client`] and PAC downloads.
     pub upstream_tls: Arc<ClientConfig>,
     /// The proxy's own HTTP(S) client (token calls, STS discovery).
     pub client: OutboundClient,
@@ -38,16 +39,19 @@ pub struct Services {
 impl Services {
     /// Wires everything for a proxy bound to `bound` (the CLI passes the configured addresses).
     pub async fn build(config: &Config, bound: &[SocketAddr]) -> Result<Services, StartError> {
+        // One outbound TLS configuration for interception, the outbound client and PAC downloads.
+        let upstream_tls = upstream_client_config(config.intercept.extra_roots.as_deref())
+            .map_err(|e| StartError::Config(vec![format!("tls.extra_roots: {e}")]))?;
+        let mut route = config.route.clone();
+        route.source.set_pac_tls(upstream_tls.clone());
         let router = Arc::new(
-            Router::start(config.route.clone(), bound)
+            Router::start(route, bound)
                 .await
                 .map_err(StartError::Config)?,
         );
         let mut upstream_config = config.upstream.clone();
         upstream_config.own_addrs = bound.to_vec();
         let upstream = Arc::new(Upstream::new(upstream_config));
-        let upstream_tls = upstream_client_config(config.intercept.extra_roots.as_deref())
-            .map_err(|e| StartError::Config(vec![format!("tls.extra_roots: {e}")]))?;
         let client = OutboundClient::new(router.clone(), upstream.clone(), upstream_tls.clone());
         let tokens = token_manager(config, &client)?;
         let intercept = if config.intercept.enabled {

@@ -91,10 +91,13 @@ pub struct AccountEntry {
     pub client: Option<String>,
     /// Application (client) id; required for `certificate` and `secret`.
     pub client_id: Option<String>,
-    /// Scope instead of `<audience>/.default`.
+    /// Scopes instead of `<audience>/.default`: resource-qualified ones apply to the audience they name,
+    /// bare ones (`read write`) to every audience; other audiences keep `<audience>/.default`.
     pub scope: Option<String>,
-    /// Authority base URL instead of the cloud's (any OIDC provider).
+    /// Authority base URL instead of the cloud's (any OIDC provider: its issuer).
     pub authority: Option<String>,
+    /// The OpenID configuration URL, for providers whose layout discovery cannot derive.
+    pub discovery_url: Option<String>,
     /// `certificate` flow: PEM file with the certificate, or a PFX/PKCS#12 file (then without `key`).
     pub certificate: Option<String>,
     /// `certificate` flow: PEM file with the PKCS#8 private key.
@@ -103,6 +106,8 @@ pub struct AccountEntry {
     pub pfx_password_env: Option<String>,
     /// `secret` flow: the environment variable holding the client secret.
     pub secret_env: Option<String>,
+    /// Seconds an audience keeps being renewed in the background after its last use (default 3600).
+    pub idle_renewal_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

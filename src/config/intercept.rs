@@ -206,6 +206,23 @@ fn account(
     config.client_id = entry.client_id.clone();
     config.scope = entry.scope.clone();
     config.authority = entry.authority.clone();
+    config.discovery_url = entry.discovery_url.clone();
+    if let Some(url) = &config.discovery_url
+        && !is_https_url(url)
+    {
+        errors.push(
+            &format!("{path}.discovery_url"),
+            format!("{url:?} is not an https:// URL"),
+        );
+    }
+    match entry.idle_renewal_secs {
+        None => {}
+        Some(secs @ 1..=604_800) => config.idle_renewal = std::time::Duration::from_secs(secs),
+        Some(_) => errors.push(
+            &format!("{path}.idle_renewal_secs"),
+            "must be between 1 and 604800 (a week)",
+        ),
+    }
     config.cloud = match entry.cloud.as_deref() {
         None | Some("global") => Cloud::Global,
         Some("usgov") => Cloud::UsGov,
@@ -238,6 +255,12 @@ fn account(
     }
     config.flow = flow(entry, path, upn.as_deref(), env, errors)?;
     upn.map(|_| config)
+}
+
+/// An absolute `https://` URL with a host.
+fn is_https_url(url: &str) -> bool {
+    url.parse::<http::Uri>()
+        .is_ok_and(|uri| uri.scheme_str() == Some("https") && uri.host().is_some())
 }
 
 /// The account's flow; `upn` is `None` when the UPN is wrong (the flow is checked all the same).

@@ -154,6 +154,11 @@ pub fn check(path: Option<&Path>, overrides: &Overrides) -> Checked {
         errors,
         warnings: Vec::new(),
     };
+    if let Some(p) = path
+        && let Err(e) = crate::platform::check_not_writable_by_others(p)
+    {
+        return failed(vec![e]); // CFG-3
+    }
     let (text, name) = match path {
         Some(p) => match std::fs::read_to_string(p) {
             Ok(t) => (Some(t), p.display().to_string()),

@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 
 use crate::error::ProxyError;
-use crate::listener::Limits;
+use crate::limits::Limits;
 use crate::target::Target;
 
 /// What the guard learned about an accepted head.

@@ -1,6 +1,6 @@
-//! An intercepted CONNECT: terminate the client's TLS with a leaf from the local CA, serve the
-//! decrypted HTTP/1.1 connection, and forward each request over one verified TLS connection to the
-//! real host, with a fresh token on every request that needs one.
+//! An intercepted CONNECT, per connection: terminate the client's TLS with a leaf from the local CA,
+//! serve the decrypted HTTP/1.1 connection, and forward each request over one verified TLS
+//! connection to the real host ([`Origin`]), with a fresh token on every request that needs one.
 //!
 //! Contract (DESIGN.md request flow, security model; PROTOCOL.md §1):
 //! - The upstream was dialled before the 200 (the handler's job). Inside the tunnel the first bytes
@@ -8,88 +8,59 @@
 //!   is always the CONNECT host's (BAD-15); ALPN is `http/1.1` only.
 //! - Upstream TLS is always verified; a failed handshake answers every client request with 502
 //!   `upstream_tls_<kind>` and sends nothing upstream (FLT-8).
-//! - One upstream connection per client connection (WS-Man affinity). When it died between
-//!   requests, the next request redials once; a request is never sent twice, except the single
-//!   replay after a token rejection below (FLT-7).
+//! - One upstream connection per client connection (WS-Man affinity), redialled once when it died
+//!   between requests ([`Origin::send`]); a request is never sent twice, except the single replay
+//!   after a token rejection below (FLT-7).
 //! - Per request: inner `Host` ≠ CONNECT host → 421, nothing sent (BAD-14). TRACE/TRACK → 405.
-//!   [`inject::classify`] decides: pass-through requests (non-injection paths, browser-marked
+//!   [`inject::classify`] decides once: pass-through requests (non-injection paths, browser-marked
 //!   requests: SEC-15) are forwarded untouched. Injected requests need the same OS user (SEC-3),
 //!   an account (else 401 `Basic realm="exoproxy"`), the token of the host's own audience (TOK-11),
 //!   which replaces the client's `Authorization` (SEC-17).
-//! - A 401 or `insufficient_claims` answer to an injected request re-acquires the token once (with
-//!   the CAE claims) and replays the buffered request once; bodies over [`REPLAY_LIMIT`] stream and
-//!   are never replayed. Everything else passes through unchanged: query strings, 302 and
-//!   `Location`, `Set-Cookie`, 500 bodies, chunking.
+//! - A 401 or `insufficient_claims` answer to an injected request ([`inject::rejection`])
+//!   re-acquires the token once (with the CAE claims) and replays the buffered request once; bodies
+//!   over [`body::REPLAY_LIMIT`] stream and are never replayed. Everything else passes through unchanged:
+//!   query strings, 302 and `Location`, `Set-Cookie`, 500 bodies, chunking.
 //! - Errors on WS-Man paths are SOAP faults, on REST paths JSON errors ([`rescue`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use base64::Engine as _;
-use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::SendRequest;
+use http::{Method, Request, Response, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
-use rustls::ClientConfig;
-use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
-use tokio::sync::Mutex;
 use tokio::time::Instant;
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
 use super::ProxyBody;
-use super::io::IdleIo;
 use super::rescue::{self, Rescue};
 use crate::error::ProxyError;
 use crate::forward::strip_hop_by_hop;
-use crate::inject::{self, AccountChoice, Injection, Profile, Treatment};
-use crate::intercept::tls::upstream_tls_error;
-use crate::intercept::{LeafCache, peek_client_hello, server_config_for_host};
-use crate::listener::Limits;
+use crate::inject::{self, AccountChoice, Injection, Rejection, Treatment};
+use crate::intercept::body::{self, OutBody, Prepared};
+use crate::intercept::origin::Driver;
+use crate::intercept::{InterceptState, Origin, peek_client_hello, server_config_for_host};
+use crate::io::{IdleIo, Rewind};
+use crate::limits::Limits;
 use crate::peer::{self, PeerUser};
 use crate::target::{Decision, Target};
 use crate::token::secret::AccessToken;
-use crate::token::{Audience, Cloud, TokenManager};
+use crate::token::{Audience, TokenError};
 use crate::upstream::Upstream;
-
-/// Request bodies up to this size are buffered so that a token rejection can be replayed once.
-pub const REPLAY_LIMIT: usize = 1024 * 1024;
 
 /// Longest wait for the client's ClientHello after the 200.
 const CLIENT_HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Most bytes of a rejected response read (and discarded) before a replay, to keep the connection.
-const REJECTION_BODY_LIMIT: usize = 64 * 1024;
-
-type OutBody = BoxBody<Bytes, hyper::Error>;
-
-/// An upstream HTTP/1.1 connection's driver: runs until the connection closes.
-type UpstreamConnection = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// What the interception path needs, built once in `app.rs` and shared by every connection.
-pub struct InterceptState {
-    /// Minted leaves for the client side.
-    leaves: Arc<LeafCache>,
-    /// Verifying TLS config for the real hosts (system roots plus extra roots).
-    upstream_tls: Arc<ClientConfig>,
-    /// Where tokens come from.
-    tokens: TokenManager,
-    /// Account for requests that name none (no Basic user, anchor or bearer UPN).
-    default_account: Option<String>,
-    /// Cloud profiles: host → audience (TOK-11).
-    profiles: Vec<Profile>,
-}
+/// The client's TLS stream inside the tunnel.
+type ClientTls = TlsStream<Rewind<TokioIo<Upgraded>>>;
 
 /// The client socket of a connection, for the same-user check (SEC-3).
 #[derive(Debug, Clone, Copy)]
@@ -97,108 +68,6 @@ pub(crate) struct ClientAddrs {
     pub(crate) peer: SocketAddr,
     pub(crate) local: SocketAddr,
 }
-
-/// One intercepted CONNECT: its target, route, upstream connection and client.
-struct Session {
-    state: Arc<InterceptState>,
-    upstream: Arc<Upstream>,
-    target: Target,
-    decision: Decision,
-    profile: Arc<str>,
-    addrs: ClientAddrs,
-    stream_idle: Duration,
-    /// The upstream HTTP connection; `None` after it died (the next request redials once).
-    sender: Mutex<Option<SendRequest<OutBody>>>,
-    /// The same-user verdict, computed on the first injected request (the owner cannot change).
-    peer_user: OnceLock<PeerUser>,
-}
-
-/// How errors look to the client: by the path's injection scheme.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Flavor {
-    Plain,
-    WsMan,
-    Rest,
-}
-
-/// A request body: buffered (replayable) or streaming (sent once).
-enum Prepared {
-    Buffered(Bytes),
-    Streaming(OutBody),
-}
-
-/// The token a request was sent with, for the rejection path.
-struct Injected {
-    injection: Injection,
-    account: AccountChoice,
-    audience: Audience,
-    token: AccessToken,
-}
-
-/// A body that yields `prefix` first, then the rest of the client's body.
-struct PrefixedBody {
-    prefix: Option<Bytes>,
-    rest: Incoming,
-}
-
-// === impl InterceptState ===
-
-impl InterceptState {
-    /// `leaves`: the local CA's leaf cache; `upstream_tls`: from
-    /// [`crate::intercept::upstream_client_config`]; `tokens`: the token manager.
-    pub fn new(
-        leaves: Arc<LeafCache>,
-        upstream_tls: Arc<ClientConfig>,
-        tokens: TokenManager,
-    ) -> InterceptState {
-        InterceptState {
-            leaves,
-            upstream_tls,
-            tokens,
-            default_account: None,
-            profiles: inject::profiles(),
-        }
-    }
-
-    /// The account used when a request names none.
-    pub fn with_default_account(mut self, upn: Option<String>) -> InterceptState {
-        self.default_account = upn;
-        self
-    }
-
-    /// Replaces the built-in cloud profiles (configured names and hosts).
-    pub fn with_profiles(mut self, profiles: Vec<Profile>) -> InterceptState {
-        self.profiles = profiles;
-        self
-    }
-
-    /// The leaf cache (for the admin page and tests: minted-certificate counts).
-    pub fn leaves(&self) -> &Arc<LeafCache> {
-        &self.leaves
-    }
-
-    /// The token audience for `host` under `profile`; the named profile first, then any cloud.
-    fn audience_for(&self, profile: &str, host: &str) -> Option<Audience> {
-        let named = self.profiles.iter().find(|p| p.name == profile);
-        let from_profiles = named
-            .and_then(|p| p.audience_for(host))
-            .or_else(|| self.profiles.iter().find_map(|p| p.audience_for(host)));
-        from_profiles
-            .map(Audience::new)
-            .or_else(|| Cloud::Global.audience_for_host(host))
-    }
-}
-
-impl std::fmt::Debug for InterceptState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InterceptState")
-            .field("leaves", &self.leaves)
-            .field("default_account", &self.default_account)
-            .finish_non_exhaustive()
-    }
-}
-
-// === the tunnel ===
 
 /// Everything [`serve`] needs from the handler.
 pub(crate) struct Start {
@@ -211,62 +80,105 @@ pub(crate) struct Start {
     pub(crate) limits: Limits,
 }
 
+/// One intercepted CONNECT: its target, client and connection to the real host.
+struct Session {
+    state: Arc<InterceptState>,
+    target: Target,
+    profile: Arc<str>,
+    addrs: ClientAddrs,
+    origin: Origin,
+    /// The same-user verdict, computed on the first injected request (the owner cannot change).
+    peer_user: OnceLock<PeerUser>,
+}
+
+/// How errors look to the client: by the path's injection scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flavor {
+    Plain,
+    WsMan,
+    Rest,
+}
+
+/// The token a request was sent with, for the rejection path.
+struct Injected {
+    injection: Injection,
+    account: AccountChoice,
+    audience: Audience,
+    token: AccessToken,
+}
+
+// === the tunnel ===
+
 /// Serves one intercepted tunnel after the 200: ClientHello, both handshakes, then HTTP/1.1.
 pub(crate) async fn serve(start: Start, client: Upgraded, dialled: TcpStream) {
     let host = start.target.host.as_str_for_lookup();
-    let peeked = tokio::time::timeout(
-        CLIENT_HELLO_TIMEOUT,
-        peek_client_hello(TokioIo::new(client)),
-    );
-    let peeked = match peeked.await {
-        Ok(Ok(p)) if p.is_client_hello => p,
-        Ok(Ok(_)) => {
-            return tracing::info!(%host, "intercepted tunnel closed: the client did not start TLS");
-        }
-        Ok(Err(e)) => return tracing::debug!(%host, error = %e, "intercepted tunnel: read failed"),
-        Err(_) => {
-            return tracing::info!(%host, "intercepted tunnel closed: no TLS ClientHello in time");
-        }
+    let Some(hello) = client_hello(&host, client).await else {
+        return;
     };
-    let config = match server_config_for_host(&start.state.leaves, &host) {
+    let config = match server_config_for_host(start.state.leaves(), &host) {
         Ok(c) => c,
         Err(e) => return tracing::warn!(%host, error = %e, "no certificate for intercepted host"),
     };
     let session = Arc::new(Session::new(&start));
-    let (accepted, upstream) = tokio::join!(
-        TlsAcceptor::from(config).accept(peeked.stream),
-        session.handshake(dialled)
+    let (accepted, opened) = tokio::join!(
+        TlsAcceptor::from(config).accept(hello),
+        session.origin.open(dialled)
     );
     let tls = match accepted {
         Ok(tls) => tls,
         Err(e) => return tracing::info!(%host, error = %e, "client TLS handshake failed"),
     };
-    let (failed, connection) = match upstream {
-        Ok((sender, connection)) => {
-            *session.sender.lock().await = Some(sender);
-            (None, Some(connection))
+    if let Err(e) = serve_http(tls, session, opened, &start.limits).await {
+        tracing::debug!(%host, error = %e, "intercepted connection ended with an error");
+    }
+}
+
+/// The client's first bytes, rewound, when they start a TLS ClientHello in time; else one log line.
+async fn client_hello(host: &str, client: Upgraded) -> Option<Rewind<TokioIo<Upgraded>>> {
+    let peeked = tokio::time::timeout(
+        CLIENT_HELLO_TIMEOUT,
+        peek_client_hello(TokioIo::new(client)),
+    );
+    match peeked.await {
+        Ok(Ok(p)) if p.is_client_hello => Some(p.stream),
+        Ok(Ok(_)) => {
+            tracing::info!(%host, "intercepted tunnel closed: the client did not start TLS");
+            None
         }
-        Err(e) => (Some(e), None),
-    };
-    let io = TokioIo::new(IdleIo::new(tls, start.limits.tunnel_idle));
+        Ok(Err(e)) => {
+            tracing::debug!(%host, error = %e, "intercepted tunnel: read failed");
+            None
+        }
+        Err(_) => {
+            tracing::info!(%host, "intercepted tunnel closed: no TLS ClientHello in time");
+            None
+        }
+    }
+}
+
+/// The decrypted HTTP/1.1 connection: every request through the session, or, when the upstream
+/// failed (`opened` is an error), that error for every request on a connection without keep-alive.
+async fn serve_http(
+    tls: ClientTls,
+    session: Arc<Session>,
+    opened: Result<Driver, ProxyError>,
+    limits: &Limits,
+) -> Result<(), hyper::Error> {
+    let io = TokioIo::new(IdleIo::new(tls, limits.tunnel_idle));
     let mut builder = http1::Builder::new();
     // The head guard does not see requests inside the tunnel: hyper enforces the field limit.
     builder
-        .keep_alive(failed.is_none())
-        .max_headers(start.limits.max_headers);
-    let served = match failed {
-        None => {
+        .keep_alive(opened.is_ok())
+        .max_headers(limits.max_headers);
+    match opened {
+        Ok(driver) => {
             let service = service_fn(move |req| session.clone().handle(req));
             // Both HTTP connections in this one task: handing a request from the client side to the
             // upstream side (and the response back) wakes this task, not another thread.
-            let upstream = async move {
-                if let Some(connection) = connection {
-                    connection.await;
-                }
-            };
-            tokio::join!(builder.serve_connection(io, service), upstream).0
+            tokio::join!(builder.serve_connection(io, service), driver).0
         }
-        Some(err) => {
+        Err(err) => {
+            let host = session.host();
             tracing::info!(%host, error = %err, "upstream TLS failed: answering 502");
             let service = service_fn(move |req: Request<Incoming>| {
                 let flavor = Flavor::of(req.uri().path());
@@ -274,9 +186,6 @@ pub(crate) async fn serve(start: Start, client: Upgraded, dialled: TcpStream) {
             });
             builder.serve_connection(io, service).await
         }
-    };
-    if let Err(e) = served {
-        tracing::debug!(%host, error = %e, "intercepted connection ended with an error");
     }
 }
 
@@ -284,101 +193,25 @@ pub(crate) async fn serve(start: Start, client: Upgraded, dialled: TcpStream) {
 
 impl Session {
     fn new(start: &Start) -> Session {
+        let origin = Origin::new(
+            start.upstream.clone(),
+            start.state.upstream_tls().clone(),
+            start.target.clone(),
+            start.decision.clone(),
+            start.limits.stream_idle,
+        );
         Session {
             state: start.state.clone(),
-            upstream: start.upstream.clone(),
             target: start.target.clone(),
-            decision: start.decision.clone(),
             profile: start.profile.clone(),
             addrs: start.addrs,
-            stream_idle: start.limits.stream_idle,
-            sender: Mutex::new(None),
+            origin,
             peer_user: OnceLock::new(),
         }
     }
 
     fn host(&self) -> String {
         self.target.host.as_str_for_lookup()
-    }
-
-    /// TLS to the real host over `stream` (verified), then an HTTP/1.1 client connection: its
-    /// sender, and the connection itself, which the caller must drive (await or spawn).
-    async fn handshake(
-        &self,
-        stream: TcpStream,
-    ) -> Result<(SendRequest<OutBody>, UpstreamConnection), ProxyError> {
-        let host = self.host();
-        let name = ServerName::try_from(host.clone())
-            .map_err(|_| ProxyError::BadRequest(format!("{host} is not a valid TLS name")))?;
-        let connector = TlsConnector::from(self.state.upstream_tls.clone());
-        let tls = connector
-            .connect(name, stream)
-            .await
-            .map_err(|e| upstream_tls_error(&host, &e))?;
-        let io = TokioIo::new(IdleIo::new(tls, self.stream_idle));
-        let (sender, connection) = hyper::client::conn::http1::handshake(io)
-            .await
-            .map_err(|e| self.upstream_error(&e))?;
-        let connection = Box::pin(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "intercepted upstream connection ended with an error");
-            }
-        });
-        Ok((sender, connection))
-    }
-
-    /// A fresh upstream connection through the decision's hops, driven by a task of its own.
-    async fn redial(&self) -> Result<SendRequest<OutBody>, ProxyError> {
-        let connected = self.upstream.connect(&self.target, &self.decision).await?;
-        let (sender, connection) = self.handshake(connected.stream).await?;
-        tokio::spawn(connection);
-        Ok(sender)
-    }
-
-    /// Sends on the connection of this session; a connection that died before the request was
-    /// written is replaced once (nothing was sent, so any method is safe: FLT-7).
-    async fn send(&self, req: Request<OutBody>) -> Result<Response<Incoming>, ProxyError> {
-        let mut slot = self.sender.lock().await;
-        let mut req = req;
-        if let Some(sender) = slot.as_mut()
-            && sender.ready().await.is_ok()
-        {
-            match sender.try_send_request(req).await {
-                Ok(response) => return Ok(response),
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) => req = unsent,
-                    None => {
-                        *slot = None;
-                        return Err(self.upstream_error(e.error()));
-                    }
-                },
-            }
-        }
-        *slot = None;
-        let mut sender = self.redial().await?;
-        let response = sender
-            .send_request(req)
-            .await
-            .map_err(|e| self.upstream_error(&e))?;
-        *slot = Some(sender);
-        Ok(response)
-    }
-
-    fn upstream_error(&self, e: &hyper::Error) -> ProxyError {
-        let timed_out = std::error::Error::source(e)
-            .and_then(|s| s.downcast_ref::<std::io::Error>())
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
-        if timed_out {
-            return ProxyError::UpstreamTimeout {
-                target: self.target.to_string(),
-                after: self.stream_idle,
-                detail: "no response".into(),
-            };
-        }
-        ProxyError::UpstreamBadResponse {
-            peer: self.target.to_string(),
-            detail: e.to_string(),
-        }
     }
 
     /// The service: one decrypted request, one log line.
@@ -388,17 +221,15 @@ impl Session {
     ) -> Result<Response<ProxyBody>, Infallible> {
         let started = Instant::now();
         let (method, path) = (req.method().clone(), req.uri().path().to_string());
-        let flavor = match inject::classify(&path, req.headers()) {
-            Treatment::Inject(_) => Flavor::of(&path),
-            Treatment::PassThrough => Flavor::Plain,
-        };
+        // Classified once: the treatment picks the token scheme and the dialect of our errors.
+        let treatment = inject::classify(&path, req.headers());
         let host = self.host();
-        let response = match self.exchange(req).await {
+        let response = match self.exchange(req, treatment).await {
             Ok(response) => response,
             Err(err) => {
                 let code = Rescue::of(&err).code;
                 tracing::info!(%method, %host, %path, %code, error = %err, "intercepted request refused");
-                render(&err, flavor)
+                render(&err, Flavor::of_treatment(treatment))
             }
         };
         tracing::info!(%method, %host, %path, status = response.status().as_u16(),
@@ -406,16 +237,20 @@ impl Session {
         Ok(response)
     }
 
-    async fn exchange(&self, req: Request<Incoming>) -> Result<Response<ProxyBody>, ProxyError> {
+    async fn exchange(
+        &self,
+        req: Request<Incoming>,
+        treatment: Treatment,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
         self.check_authority(&req)?;
         if matches!(req.method().as_str(), "TRACE" | "TRACK") {
             return Err(ProxyError::MethodNotAllowed(req.method().to_string()));
         }
-        let treatment = inject::classify(req.uri().path(), req.headers());
         let response = match treatment {
             Treatment::PassThrough => {
                 let (parts, body) = req.into_parts();
-                self.send(upstream_request(&parts, body.boxed())?).await?
+                let request = upstream_request(&parts, body.boxed())?;
+                self.origin.send(request).await?
             }
             Treatment::Inject(injection) => self.inject_and_send(req, injection).await?,
         };
@@ -454,6 +289,7 @@ impl Session {
         }
     }
 
+    /// Sends with a token; a buffered request whose token was rejected is replayed once.
     async fn inject_and_send(
         &self,
         req: Request<Incoming>,
@@ -462,41 +298,57 @@ impl Session {
         self.check_peer().await?;
         let (parts, body) = req.into_parts();
         let injected = self.token_for(&parts.headers, injection).await?;
-        let bytes = match prepare_body(body).await? {
+        let bytes = match body::prepare(body).await? {
             Prepared::Buffered(bytes) => bytes,
-            Prepared::Streaming(stream) => {
-                // Too large to keep for a replay: sent once, whatever the answer.
-                let mut request = upstream_request(&parts, stream)?;
-                apply(request.headers_mut(), &injected)?;
-                return self.send(request).await;
-            }
+            // Too large to keep for a replay: sent once, whatever the answer.
+            Prepared::Streaming(stream) => return self.send_with(&parts, stream, &injected).await,
         };
-        let mut request = upstream_request(&parts, full(bytes.clone()))?;
-        apply(request.headers_mut(), &injected)?;
-        let response = self.send(request).await?;
-        let Some(claims) = rejection(&response) else {
+        let response = self
+            .send_with(&parts, body::full(bytes.clone()), &injected)
+            .await?;
+        let Some(rejection) = inject::rejection(response.status(), response.headers()) else {
             return Ok(response);
         };
-        drain(response).await;
+        body::discard(response).await;
+        let injected = self.fresh_token(injected, rejection).await?;
+        self.send_with(&parts, body::full(bytes), &injected).await
+    }
+
+    /// One upstream request with the token written in.
+    async fn send_with(
+        &self,
+        parts: &http::request::Parts,
+        body: OutBody,
+        injected: &Injected,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let mut request = upstream_request(parts, body)?;
+        apply(request.headers_mut(), injected)?;
+        self.origin.send(request).await
+    }
+
+    /// The token after the host rejected `injected`: invalidated and re-acquired (with the
+    /// challenge's claims).
+    async fn fresh_token(
+        &self,
+        injected: Injected,
+        rejection: Rejection,
+    ) -> Result<Injected, ProxyError> {
         let fresh = self
             .state
-            .tokens
+            .tokens()
             .invalidate_and_reacquire(
                 &injected.account.upn,
                 &injected.audience,
                 &injected.token,
-                claims,
+                rejection.claims,
             )
             .await
             .map_err(|e| self.token_error(e))?;
         tracing::info!(account = %injected.account.upn, "token rejected upstream: replaying once with a new token");
-        let injected = Injected {
+        Ok(Injected {
             token: fresh,
             ..injected
-        };
-        let mut request = upstream_request(&parts, full(bytes))?;
-        apply(request.headers_mut(), &injected)?;
-        self.send(request).await
+        })
     }
 
     /// SEC-3: only the proxy's own OS user gets tokens.
@@ -526,7 +378,7 @@ impl Session {
         headers: &HeaderMap,
         injection: Injection,
     ) -> Result<Injected, ProxyError> {
-        let account = inject::select_account(headers, self.state.default_account.as_deref())
+        let account = inject::select_account(headers, self.state.default_account())
             .ok_or(ProxyError::AccountRequired)?;
         let host = self.host();
         let audience = self
@@ -538,7 +390,7 @@ impl Session {
             })?;
         let token = self
             .state
-            .tokens
+            .tokens()
             .token(&account.upn, &audience)
             .await
             .map_err(|e| self.token_error(e))?;
@@ -552,14 +404,14 @@ impl Session {
 
     /// The token error as the catalogue's error; a pending sign-in also says why the last one failed
     /// (e.g. signed in as the wrong user), so the user is not left guessing.
-    fn token_error(&self, err: crate::token::TokenError) -> ProxyError {
+    fn token_error(&self, err: TokenError) -> ProxyError {
         let pending_upn = match &err {
-            crate::token::TokenError::SignInPending { upn, .. } => Some(upn.clone()),
+            TokenError::SignInPending { upn, .. } => Some(upn.clone()),
             _ => None,
         };
         let mut proxy_err = ProxyError::from(err);
         let last = pending_upn.and_then(|upn| {
-            let summary = self.state.tokens.accounts();
+            let summary = self.state.tokens().accounts();
             summary
                 .into_iter()
                 .find(|s| s.upn.eq_ignore_ascii_case(&upn))?
@@ -575,8 +427,21 @@ impl Session {
 // === impl Flavor ===
 
 impl Flavor {
+    /// By the path alone: for answers given before a request is classified (upstream TLS failed).
     fn of(path: &str) -> Flavor {
-        match inject::injection_for_path(path) {
+        Flavor::of_injection(inject::injection_for_path(path))
+    }
+
+    /// By a classified request: pass-through requests get plain errors.
+    fn of_treatment(treatment: Treatment) -> Flavor {
+        match treatment {
+            Treatment::Inject(injection) => Flavor::of_injection(Some(injection)),
+            Treatment::PassThrough => Flavor::Plain,
+        }
+    }
+
+    fn of_injection(injection: Option<Injection>) -> Flavor {
+        match injection {
             Some(Injection::WsMan) => Flavor::WsMan,
             Some(Injection::Rest) => Flavor::Rest,
             None => Flavor::Plain,
@@ -584,64 +449,7 @@ impl Flavor {
     }
 }
 
-// === impl PrefixedBody ===
-
-impl Body for PrefixedBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        if let Some(prefix) = self.prefix.take() {
-            return Poll::Ready(Some(Ok(Frame::data(prefix))));
-        }
-        Pin::new(&mut self.rest).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.prefix.is_none() && self.rest.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        // The rest's hint counts what is left of the client's body; the prefix comes on top.
-        let rest = self.rest.size_hint();
-        let extra = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
-        let mut hint = SizeHint::new();
-        if let Some(upper) = rest.upper() {
-            hint.set_upper(upper + extra);
-        }
-        hint.set_lower(rest.lower() + extra);
-        hint
-    }
-}
-
 // === helpers ===
-
-/// Reads up to [`REPLAY_LIMIT`] of the body: all of it → buffered; more → streaming.
-async fn prepare_body(mut body: Incoming) -> Result<Prepared, ProxyError> {
-    let mut buffered = BytesMut::new();
-    while buffered.len() <= REPLAY_LIMIT {
-        match body.frame().await {
-            None => return Ok(Prepared::Buffered(buffered.freeze())),
-            Some(Err(e)) => {
-                return Err(ProxyError::BadRequest(format!(
-                    "malformed request body ({e})"
-                )));
-            }
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    buffered.extend_from_slice(&data);
-                }
-            }
-        }
-    }
-    let prefix = Some(buffered.freeze());
-    Ok(Prepared::Streaming(
-        PrefixedBody { prefix, rest: body }.boxed(),
-    ))
-}
 
 /// The upstream request: origin-form path and query untouched, the client's headers minus the
 /// hop-by-hop fields, HTTP/1.1.
@@ -683,49 +491,9 @@ fn apply(headers: &mut HeaderMap, injected: &Injected) -> Result<(), ProxyError>
         .map_err(|_| ProxyError::Internal("the token is not a valid header value".into()))
 }
 
-/// `Some(claims)` when the response rejects the token: 401, or a `insufficient_claims` challenge;
-/// the inner option is the decoded claims JSON of a CAE challenge.
-fn rejection(response: &Response<Incoming>) -> Option<Option<String>> {
-    let challenges = response.headers().get_all(header::WWW_AUTHENTICATE);
-    let claims = challenges
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.contains("insufficient_claims"))
-        .map(challenge_claims);
-    match (response.status() == StatusCode::UNAUTHORIZED, claims) {
-        (_, Some(claims)) => Some(claims),
-        (true, None) => Some(None),
-        (false, None) => None,
-    }
-}
-
-/// The decoded `claims="<base64>"` parameter of a challenge (ENTRA claims challenge, §2.5).
-fn challenge_claims(challenge: &str) -> Option<String> {
-    let start = challenge.find("claims=\"")? + "claims=\"".len();
-    let encoded = challenge[start..].split('"').next()?;
-    let engines = [
-        base64::engine::general_purpose::STANDARD.decode(encoded),
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded.trim_end_matches('=')),
-    ];
-    engines
-        .into_iter()
-        .find_map(|r| r.ok())
-        .and_then(|raw| String::from_utf8(raw).ok())
-}
-
-/// Reads a small rejected response to its end so the connection stays usable.
-async fn drain(response: Response<Incoming>) {
-    let body = Limited::new(response.into_body(), REJECTION_BODY_LIMIT);
-    let _ = tokio::time::timeout(Duration::from_secs(5), body.collect()).await;
-}
-
 fn clean_response(mut response: Response<Incoming>) -> Response<ProxyBody> {
     strip_hop_by_hop(response.headers_mut());
     response.map(BodyExt::boxed)
-}
-
-fn full(bytes: Bytes) -> OutBody {
-    Full::new(bytes).map_err(|never| match never {}).boxed()
 }
 
 /// The error response in the client's dialect: SOAP fault (WS-Man), JSON (REST), text otherwise.

@@ -1,21 +1,24 @@
 //! Per-connection and per-request orchestration: guard the head, ask `route` for a decision, dial
-//! through `upstream`, then tunnel, forward or intercept ([`intercept`]: TLS termination and token
-//! injection, when [`Proxy::with_intercept`] enabled it; otherwise intercepted targets are tunnelled
-//! blind). Errors go to [`rescue`], the single error → response table.
+//! through `upstream`, then tunnel, forward or intercept (TLS termination and token injection, when
+//! [`Proxy::with_intercept`] enabled it; otherwise intercepted targets are tunnelled blind). Errors
+//! go to [`rescue`], the single error → response table.
 //!
 //! Contract:
 //! - The head guard ([`head`]) runs before hyper: rejected input gets our 4xx and the connection is
 //!   closed; nothing reaches `route` or `upstream`.
+//! - A Block decision is a 403 before anything is dialled; everything after `decide` handles only
+//!   Tunnel and Intercept.
 //! - CONNECT: dial first, answer 200 only once the upstream stream exists (no body, no
-//!   Content-Length, no Transfer-Encoding, no `Connection: close`: BAD-35), then splice.
+//!   Content-Length, no Transfer-Encoding, no `Connection: close`: BAD-35), then splice, or serve
+//!   the intercepted session (`intercept.rs`: the per-connection flow; what it stands on lives in
+//!   [`crate::intercept`] and [`crate::inject`]).
 //! - Absolute-form `http://`: one request per client connection (each request passes the guard), the
 //!   response is relayed with hop-by-hop headers removed.
 //! - One log line per request or tunnel: target, decision, hop, status, bytes, duration; never
 //!   credentials.
 
 pub mod head;
-pub mod intercept;
-pub mod io;
+mod intercept;
 pub mod rescue;
 
 use std::convert::Infallible;
@@ -39,10 +42,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use self::head::{HeadError, RequestHead};
-use self::intercept::{ClientAddrs, InterceptState};
-use self::io::Rewind;
+use self::intercept::ClientAddrs;
 use crate::error::ProxyError;
-use crate::listener::Limits;
+use crate::intercept::InterceptState;
+use crate::io::Rewind;
+use crate::limits::Limits;
 use crate::route::Router;
 use crate::target::{Action, Decision, Target};
 use crate::tunnel::{self, SpliceStats};
@@ -54,7 +58,7 @@ pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 /// A boxed, sendable future, for [`Resolve`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Where decisions come from: the [`Router`] in the product, a fixed decision in tests.
+/// Where decisions come from: [`Router::decide`] in the product, a fixed decision in tests.
 pub trait Resolve: Send + Sync + fmt::Debug {
     fn resolve<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<Decision, ProxyError>>;
 
@@ -83,7 +87,7 @@ pub struct Proxy {
 
 impl Resolve for Router {
     fn resolve<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<Decision, ProxyError>> {
-        Box::pin(Router::resolve(self, target))
+        Box::pin(Router::decide(self, target))
     }
 
     fn served_pac<'a>(&'a self, host: &'a str) -> BoxFuture<'a, Option<String>> {
@@ -203,7 +207,7 @@ impl Proxy {
         }))
     }
 
-    /// CONNECT: parse the authority strictly, decide, then act on the decision.
+    /// CONNECT: parse the authority strictly, decide, then tunnel or intercept.
     async fn connect(
         self: &Arc<Self>,
         req: Request<Incoming>,
@@ -221,12 +225,12 @@ impl Proxy {
         }
         let target = Target::parse_connect(authority).map_err(|e| ProxyError::BadRequest(e.0))?;
         let decision = self.decide(&target).await?;
-        match (&decision.action, &self.intercept) {
-            (Action::Intercept { profile }, Some(state)) => {
+        match self.interception(&decision) {
+            Some((state, profile)) => {
                 let start = intercept::Start {
-                    state: state.clone(),
+                    state,
                     upstream: self.upstream.clone(),
-                    profile: profile.clone(),
+                    profile,
                     target,
                     decision,
                     addrs,
@@ -234,14 +238,17 @@ impl Proxy {
                 };
                 self.intercept(req, start, alive).await
             }
-            // Interception not configured: relayed blind, exactly like a tunnel (BAD-33).
-            (Action::Intercept { .. }, None) => {
-                self.tunnel(req, target, decision, started, alive).await
-            }
-            (Action::Tunnel | Action::Block { .. }, _) => {
-                self.tunnel(req, target, decision, started, alive).await
-            }
+            None => self.tunnel(req, target, decision, started, alive).await,
         }
+    }
+
+    /// The interception state and profile when `decision` intercepts and interception is on;
+    /// `None` relays the tunnel blind, as when interception is not configured (BAD-33).
+    fn interception(&self, decision: &Decision) -> Option<(Arc<InterceptState>, Arc<str>)> {
+        let Action::Intercept { profile } = &decision.action else {
+            return None;
+        };
+        Some((self.intercept.clone()?, profile.clone()))
     }
 
     /// Dial first; only then answer 200 and splice in the background, logging one line at the end.
@@ -403,7 +410,8 @@ impl Proxy {
             .map_err(|e| ProxyError::Internal(e.to_string()))
     }
 
-    /// The routing decision; a Block becomes a 403.
+    /// The routing decision (`Router::decide` in the product); a Block becomes a 403 here, so the
+    /// request path after this point only sees Tunnel and Intercept.
     async fn decide(&self, target: &Target) -> Result<Decision, ProxyError> {
         let decision = self.resolver.resolve(target).await?;
         match &decision.action {

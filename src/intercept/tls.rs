@@ -1,4 +1,4 @@
-//! rustls configurations for both sides of an intercepted tunnel, and TLS failure classification.
+//! The client-facing rustls configuration of an intercepted tunnel, and TLS failure classification.
 //!
 //! Contract:
 //! - Client side ([`server_config_for_host`]): one `ServerConfig` per intercepted connection, bound
@@ -7,43 +7,22 @@
 //!   (BAD-15). ALPN offers `http/1.1` only (TLS-7, no h2 coalescing); a client that offers only h2
 //!   fails the handshake (`no_application_protocol`). No session resumption: a session could
 //!   otherwise outlive the host binding.
-//! - Upstream side ([`upstream_client_config`]): system roots (rustls-native-certs) plus optional
-//!   extra roots from a PEM file (`tls.extra_roots`, `--upstream-ca`); TLS 1.2 and 1.3 only
-//!   (TLS-5); certificates always verified: there is deliberately no way to disable that (TLS-3).
+//! - Upstream side: the proxy's one outbound configuration, [`crate::tls_client`] (system roots
+//!   loaded once plus `tls.extra_roots`; TLS 1.2+, TLS-5; always verified, TLS-3).
 //! - [`classify_tls_error`] maps a failed handshake to a stable [`TlsFailureKind`] for
 //!   `upstream_tls_<kind>` (FLT-8).
 
 use std::io;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::{CertificateError, ClientConfig, RootCertStore, ServerConfig};
-use rustls_pki_types::CertificateDer;
-use rustls_pki_types::pem::PemObject;
+use rustls::{CertificateError, ServerConfig};
 
 use super::ca::{CaError, normalise_dns_name};
 use super::leaf_cache::LeafCache;
 use crate::error::ProxyError;
-
-/// The only application protocol spoken on either side of an intercepted tunnel.
-pub const ALPN_HTTP11: &[u8] = b"http/1.1";
-
-/// Why the upstream TLS configuration could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum TlsSetupError {
-    /// The extra-roots file could not be read or holds no certificate.
-    #[error("extra CA file {}: {detail}", path.display())]
-    ExtraRoots { path: PathBuf, detail: String },
-    /// Neither the system store nor the extra file yielded a usable root.
-    #[error("no trusted root certificates found (system store empty and no extra CA file)")]
-    NoRoots,
-    /// rustls refused the configuration.
-    #[error("TLS configuration: {0}")]
-    Rustls(#[from] rustls::Error),
-}
+use crate::tls_client::{ALPN_HTTP11, ring_provider};
 
 /// Stable names for upstream handshake failures (`upstream_tls_<kind>`, FLT-8).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -120,73 +99,6 @@ pub fn server_config_for_host(
     config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
     config.session_storage = Arc::new(NoServerSessionStorage {});
     Ok(Arc::new(config))
-}
-
-/// The ring provider, built once: a `ServerConfig` is made per intercepted connection.
-pub fn ring_provider() -> Arc<CryptoProvider> {
-    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    PROVIDER
-        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
-        .clone()
-}
-
-// === upstream side ===
-
-/// System roots plus the certificates in `extra_roots` (PEM), TLS 1.2+, ALPN `http/1.1`.
-pub fn upstream_client_config(
-    extra_roots: Option<&Path>,
-) -> Result<Arc<ClientConfig>, TlsSetupError> {
-    let mut roots = RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    if !native.errors.is_empty() {
-        tracing::warn!(
-            errors = native.errors.len(),
-            "some system root certificates could not be loaded"
-        );
-    }
-    let (added, ignored) = roots.add_parsable_certificates(native.certs);
-    tracing::debug!(added, ignored, "loaded system root certificates");
-    if let Some(path) = extra_roots {
-        for cert in load_pem_certificates(path)? {
-            roots
-                .add(cert)
-                .map_err(|e| extra_roots_error(path, &e.to_string()))?;
-        }
-    }
-    if roots.is_empty() {
-        return Err(TlsSetupError::NoRoots);
-    }
-    client_config_with_roots(roots)
-}
-
-/// A verifying upstream `ClientConfig` trusting exactly `roots` (TLS 1.2+, ALPN `http/1.1`).
-pub fn client_config_with_roots(roots: RootCertStore) -> Result<Arc<ClientConfig>, TlsSetupError> {
-    let mut config = ClientConfig::builder_with_provider(ring_provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
-    Ok(Arc::new(config))
-}
-
-/// Every certificate in a PEM file; an unreadable file or one without certificates is an error.
-pub fn load_pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
-    let iter =
-        CertificateDer::pem_file_iter(path).map_err(|e| extra_roots_error(path, &e.to_string()))?;
-    let certs = iter
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| extra_roots_error(path, &e.to_string()))?;
-    if certs.is_empty() {
-        return Err(extra_roots_error(path, "no CERTIFICATE block found"));
-    }
-    Ok(certs)
-}
-
-fn extra_roots_error(path: &Path, detail: &str) -> TlsSetupError {
-    TlsSetupError::ExtraRoots {
-        path: path.to_path_buf(),
-        detail: detail.to_owned(),
-    }
 }
 
 // === failure classification ===

@@ -4,10 +4,10 @@
 //! Contract:
 //! - [`Router::new`] compiles a [`RouteConfig`] once; every invalid entry is reported, named by its
 //!   field (`direct_hosts: "a*b": …`).
-//! - [`Router::decide`] is pure and synchronous over compiled rules (well under 1 µs; see
-//!   `benches/route_decide.rs`); the async [`Router::resolve`] adds sources that need I/O (a PAC
-//!   script, live system settings) and is what the handler calls. `decide` cannot evaluate those:
-//!   for a target reaching such a default route it answers a Block that says to use `resolve`.
+//! - [`Router::decide`] is the decision, and what the handler calls. Over compiled rules and fixed
+//!   hops it is pure and completes without waiting (well under 1 µs; see `benches/route_decide.rs`);
+//!   a PAC script or live system settings as the default route are looked up (I/O) for the targets
+//!   that reach it.
 //! - The proxy's own environment never changes routing unless `upstream.source = "env"` (TLS-8).
 //! - [`Router::start`] builds the product router: it starts the [`source::SourceSpec`] (PAC or live
 //!   system settings, with our listen addresses for loop detection, BAD-30) and attaches an
@@ -45,7 +45,6 @@
 //! refusals format a message).
 
 pub mod pac;
-pub mod realm_fetch;
 pub mod rules;
 pub mod source;
 pub mod sts;
@@ -56,9 +55,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::ProxyError;
-use crate::target::{Action, Decision, Hop, Host, ProxyEndpoint, Scheme, Target};
+use crate::target::{Action, Decision, Hop, ProxyEndpoint, Scheme, Target};
 use pac::PacResolver;
-use rules::{BypassList, HostRule, RuleList, RuleMatch, is_local_ip, is_local_name};
+use rules::{BypassList, HostRule, RuleList, RuleMatch};
 use source::{DefaultHops, SourceSpec, SystemSource};
 use sts::{FetchResponse, StsDirectory};
 
@@ -179,7 +178,7 @@ struct InterceptTarget {
     plain_http_refusal: Arc<str>,
 }
 
-/// Where targets that no rule routes go; the last two variants need [`Router::resolve`].
+/// Where targets that no rule routes go; the last two variants need a lookup (I/O).
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // one per router, never moved on the hot path
 enum DefaultRoute {
@@ -385,22 +384,10 @@ impl Router {
         &self.patterns
     }
 
-    /// The decision for a target from compiled rules and a fixed upstream source. A target that
-    /// reaches a PAC or live default route gets a Block saying to use [`Router::resolve`].
-    pub fn decide(&self, target: &Target) -> Decision {
-        let verdict = self.classify(target);
-        match (&self.default_route, &verdict) {
-            (_, Verdict::Final(_)) => verdict.finish(&[], &Arc::from("")),
-            (DefaultRoute::Fixed { hops, why }, _) => verdict.finish(hops, why),
-            (DefaultRoute::Pac { .. } | DefaultRoute::System(_), _) => Decision::block(
-                "the default route needs a PAC or system-settings lookup: use Router::resolve",
-            ),
-        }
-    }
-
-    /// The decision including sources that need I/O (PAC, live system settings). What the handler
-    /// calls.
-    pub async fn resolve(&self, target: &Target) -> Result<Decision, ProxyError> {
+    /// The decision for a target: the rules (steps 1-7), then the default route (step 8). What the
+    /// handler calls. Rules and fixed hops need no I/O and are ready on the first poll; a PAC
+    /// script or live system settings are looked up.
+    pub async fn decide(&self, target: &Target) -> Result<Decision, ProxyError> {
         let verdict = self.classify(target);
         if let Verdict::Final(decision) = verdict {
             return Ok(decision);
@@ -449,7 +436,7 @@ impl Router {
     fn classify(&self, target: &Target) -> Verdict {
         let allowed_local = self.allow_local.find(target);
         let allow_local = allowed_local.is_some();
-        let local = is_local(target);
+        let local = target.host.is_local();
         if let Some(refusal) = self.refusal(target, allow_local, local) {
             return Verdict::Final(refusal);
         }
@@ -575,14 +562,6 @@ impl Verdict {
                 why: why.unwrap_or_else(|| default_why.clone()),
             },
         }
-    }
-}
-
-/// True for `localhost` names and loopback, unspecified or link-local IP literals.
-fn is_local(target: &Target) -> bool {
-    match &target.host {
-        Host::Name(name) => is_local_name(name),
-        Host::Ip(ip) => is_local_ip(*ip),
     }
 }
 

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use crate::target::{Host, Target};
 
 pub use bypass::{BypassEntry, BypassList};
-pub use net::{IpNet, is_local_ip, is_local_name};
+pub use net::IpNet;
 
 /// One compiled rule pattern (see the module doc for the grammar).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -89,6 +89,19 @@ pub(crate) struct DefaultHops {
     pub(crate) bypassed: bool,
 }
 
+// === impl SourceSpec ===
+
+impl SourceSpec {
+    /// Hands `tls`, the proxy's one outbound TLS configuration, to every PAC download this source
+    /// may make, so an https PAC server is verified like every other server (`tls.extra_roots`).
+    pub fn set_pac_tls(&mut self, tls: Arc<rustls::ClientConfig>) {
+        match self {
+            SourceSpec::Ready => {}
+            SourceSpec::Pac(pac) | SourceSpec::System { pac, .. } => pac.tls = Some(tls),
+        }
+    }
+}
+
 /// Starts what `spec` needs; `own_addrs` are this proxy's listen addresses. `Ready` returns `ready`.
 pub async fn start(
     spec: &SourceSpec,

@@ -14,9 +14,10 @@
 //!   discovered per domain. [`StsDirectory::explain`] is the hot-path lookup: a read lock, an `Arc`
 //!   clone and a few hash probes, never I/O; it returns the explanation for `Decision::why`, e.g.
 //!   `federation STS for contoso.test, discovered`.
-//! - [`StsDirectory::discover`] takes an injected async fetch (the real HTTP transport is wired in
-//!   `app`), tries the 1.0 endpoint then the legacy one, and on failure keeps the hosts it already
-//!   knew: a failed discovery never blocks or reroutes requests. [`StsDirectory::run_refresher`]
+//! - [`StsDirectory::discover`] takes an injected async fetch (`app` wires the proxy's own client,
+//!   `OutboundClient::get_realm`; discovery never dials by itself, docs/ARCHITECTURE.md), tries the
+//!   1.0 endpoint then the legacy one, and on failure keeps the hosts it already knew: a failed
+//!   discovery never blocks or reroutes requests. [`StsDirectory::run_refresher`]
 //!   repeats it on a schedule with exponential back-off after failures ([`next_attempt_in`]).
 //! - Discovery never adds a host matching `never_direct` (the intercepted Exchange and Entra hosts):
 //!   a realm answer must not be able to switch off token injection for Exchange.

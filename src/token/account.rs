@@ -5,6 +5,7 @@
 //! PROTOCOL.md §2.1/2.2: the tenant comes from the UPN's domain, the authority from the cloud.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::token::secret::{ClientSecret, PrivateKeyPem};
 
@@ -12,6 +13,35 @@ use crate::token::secret::{ClientSecret, PrivateKeyPem};
 pub const CLIENT_ID_WSMAN: &str = "a0c73c16-a7e3-4564-9a95-2bdf47383716";
 /// `fb78d390-…`: "Microsoft Exchange REST API Based Powershell" (V2/V3 module), PROTOCOL.md §2.1.
 pub const CLIENT_ID_REST: &str = "fb78d390-0c51-40cd-8e17-fdbfab77341b";
+
+/// How long an audience keeps being renewed in the background after its last use (issue 10 row 16).
+pub const DEFAULT_IDLE_RENEWAL: Duration = Duration::from_secs(3600);
+
+/// The Entra ID authority hosts of every cloud (PROTOCOL.md §2.2), current and retired (`.de`): an
+/// authority on one of them has the tenant layout `{authority}/{tenant}/v2.0/…`; any other authority is
+/// a standards OpenID provider's issuer (issue 10 row 12).
+pub const ENTRA_AUTHORITY_HOSTS: &[&str] = &[
+    "login.microsoftonline.com",
+    "login.microsoft.com",
+    "login.windows.net",
+    "login.microsoftonline.us",
+    "login.partner.microsoftonline.cn",
+    "login.chinacloudapi.cn",
+    "login.microsoftonline.de",
+];
+
+/// True when `authority` (a base URL) is on an Entra ID cloud host.
+pub fn is_entra_authority(authority: &str) -> bool {
+    let Ok(uri) = authority.parse::<http::Uri>() else {
+        return false;
+    };
+    uri.host().is_some_and(|host| {
+        let host = host.trim_end_matches('.');
+        ENTRA_AUTHORITY_HOSTS
+            .iter()
+            .any(|entra| entra.eq_ignore_ascii_case(host))
+    })
+}
 
 /// Which national cloud the account lives in; picks the authority and the Exchange resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -92,8 +122,14 @@ pub struct AccountConfig {
     pub client_id: Option<String>,
     /// Explicit scope; `None` → `{audience}/.default`.
     pub scope: Option<String>,
-    /// Authority base URL, e.g. `https://login.microsoftonline.com` or an emulator's URL.
+    /// Authority base URL, e.g. `https://login.microsoftonline.com` or an emulator's URL; for a
+    /// provider other than Entra ID, its issuer.
     pub authority: Option<String>,
+    /// Where the OpenID configuration is, for layouts discovery cannot derive from the authority.
+    pub discovery_url: Option<String>,
+    /// An audience not asked for during this long is no longer renewed in the background; its next
+    /// request renews it on demand ([`DEFAULT_IDLE_RENEWAL`]).
+    pub idle_renewal: Duration,
 }
 
 // === impl Cloud ===
@@ -209,6 +245,8 @@ impl AccountConfig {
             client_id: None,
             scope: None,
             authority: None,
+            discovery_url: None,
+            idle_renewal: DEFAULT_IDLE_RENEWAL,
         }
     }
 
@@ -243,24 +281,70 @@ impl AccountConfig {
         base.trim_end_matches('/').to_string()
     }
 
-    /// The scope string for `audience`; delegated flows add `offline_access openid profile` to get a
-    /// refresh token and an ID token (PROTOCOL.md §2.2).
+    /// The scope string for `audience` (docs/PROTOCOL.md §2.2). The configured `scope` applies only where
+    /// it fits: its resource-qualified words (`https://…/X`, `api://…/X`) are kept for the audience they
+    /// name, its bare words (a non-Entra provider's `read write`) for every audience; when nothing is
+    /// left the audience's own `<audience>/.default` is asked for, so every intercepted host gets a token
+    /// for its own audience (TOK-11). Delegated flows add `offline_access openid profile` for a refresh
+    /// token and an ID token; every word appears once.
     pub fn scope_for(&self, audience: &Audience) -> String {
-        let base = self
-            .scope
-            .clone()
-            .unwrap_or_else(|| audience.default_scope());
-        if self.flow.is_delegated() {
-            format!("{base} offline_access openid profile")
-        } else {
-            base
+        let configured = self.scope.as_deref().unwrap_or_default();
+        let default = audience.default_scope();
+        let mut words: Vec<&str> = Vec::new();
+        let mut push = |word| {
+            if !words.iter().any(|w: &&str| w.eq_ignore_ascii_case(word)) {
+                words.push(word);
+            }
+        };
+        let mut names_audience = false;
+        for word in configured.split_whitespace() {
+            if OIDC_SCOPES.iter().any(|o| o.eq_ignore_ascii_case(word)) {
+                continue;
+            }
+            match resource_of(word) {
+                Some(resource) if resource.eq_ignore_ascii_case(audience.as_str()) => {
+                    names_audience = true;
+                    push(word);
+                }
+                Some(_) => {}
+                None => {
+                    names_audience = true;
+                    push(word);
+                }
+            }
         }
+        if !names_audience {
+            push(&default);
+        }
+        for word in configured.split_whitespace() {
+            if OIDC_SCOPES.iter().any(|o| o.eq_ignore_ascii_case(word)) {
+                push(word);
+            }
+        }
+        if self.flow.is_delegated() {
+            for word in ["offline_access", "openid", "profile"] {
+                push(word);
+            }
+        }
+        words.join(" ")
     }
 
     /// The audience used when none is named: Exchange Online of the account's cloud.
     pub fn default_audience(&self) -> Audience {
         self.cloud.exchange()
     }
+}
+
+/// The OpenID Connect scopes that name no resource.
+const OIDC_SCOPES: &[&str] = &["openid", "profile", "offline_access", "email"];
+
+/// The resource a scope word names: `https://outlook.office365.com/Exchange.Manage` →
+/// `https://outlook.office365.com`; `None` for a bare word such as `read`.
+fn resource_of(word: &str) -> Option<&str> {
+    let (_, rest) = word.split_once("://")?;
+    let path = rest.find('/')?;
+    let end = word.len() - rest.len() + path;
+    Some(&word[..end])
 }
 
 /// UPNs compare case-insensitively; this is the canonical form.
@@ -314,6 +398,34 @@ mod tests {
             Cloud::UsGov.audience_for_host("outlook.office365.us"),
             Some(Cloud::UsGov.exchange())
         );
+    }
+
+    /// Issue 10 row 14: a configured scope no longer forces one audience on every host, and the OpenID
+    /// scopes are never sent twice.
+    #[test]
+    fn tok11_configured_scope_follows_the_audience_and_is_deduplicated() {
+        let mut account = AccountConfig::new("admin@contoso.com");
+        account.scope = Some(
+            "https://outlook.office365.com/Exchange.Manage offline_access openid profile".into(),
+        );
+        let exchange = Cloud::Global.exchange();
+        let compliance = Cloud::Global.compliance();
+        assert_eq!(
+            account.scope_for(&exchange),
+            "https://outlook.office365.com/Exchange.Manage offline_access openid profile"
+        );
+        assert_eq!(
+            account.scope_for(&compliance),
+            "https://ps.compliance.protection.outlook.com/.default offline_access openid profile"
+        );
+        // Bare words (a non-Entra provider's scopes) apply to every audience.
+        account.scope = Some("read write read".into());
+        assert_eq!(
+            account.scope_for(&compliance),
+            "read write offline_access openid profile"
+        );
+        assert_eq!(resource_of("api://app-id/Thing.Read"), Some("api://app-id"));
+        assert_eq!(resource_of("read"), None);
     }
 
     #[test]

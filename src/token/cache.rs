@@ -14,8 +14,11 @@
 //!   disclosure (backups, `grep`, a file pasted into a ticket), not against code running as the same
 //!   user, which can read the key file too. Version-1 files (plain-text tokens) still load and are
 //!   rewritten as version 2 on the next save.
-//! - Writes are atomic: temp file in the same directory, fsync, rename, fsync of the directory (TOK-6,
-//!   FLT-19). A failed write leaves the previous file intact and returns an error (FLT-18).
+//! - The directory and the writes go through the platform's secret-file layer (`platform::private_dir`,
+//!   `platform::write_private_atomic`): a symlinked `tokens/` is refused; writes are atomic (temp file
+//!   in the same directory, fsync, rename, fsync of the directory; TOK-6, FLT-19). A failed write leaves
+//!   the previous file intact and returns an error (FLT-18). Temp files of dead writers are deleted when
+//!   the cache is opened: they may hold a refresh token.
 //! - Anything unreadable (truncated, empty, random bytes, wrong schema or version, another user's file,
 //!   larger than 1 MiB, a symlink or non-regular file, a sealed value that does not open because it was
 //!   tampered with, the key is another install's, the key file is missing or (Windows) does not unprotect
@@ -169,8 +172,8 @@ impl TokenCache {
     /// Opens (creating) `<state_dir>/tokens`: mode 0700 on Unix, an owner-only ACL on Windows.
     pub fn open(state_dir: &Path) -> io::Result<Self> {
         let dir = state_dir.join("tokens");
-        create_private_dir(&dir)?;
-        sweep_orphaned_temp_files(&dir);
+        crate::platform::private_dir(&dir)?;
+        crate::platform::sweep_temp_files(&dir);
         Ok(Self {
             dir,
             write_lock: Mutex::new(()),
@@ -272,27 +275,12 @@ impl TokenCache {
     }
 
     fn write_atomically(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
-        let tmp = self.dir.join(format!(
-            ".{}.tmp.{}.{}",
-            path.file_name()
-                .map(|n| n.to_string_lossy())
-                .unwrap_or_default(),
-            std::process::id(),
-            unix_now_nanos()
-        ));
-        let written = write_new_private(&tmp, bytes).and_then(|()| {
+        crate::platform::write_private_atomic_checked(path, bytes, || {
             if self.fail_next_write.swap(false, Ordering::SeqCst) {
                 return Err(io::Error::other("injected write failure (test)"));
             }
-            fs::rename(&tmp, path)
-        });
-        if written.is_err() {
-            let _ = fs::remove_file(&tmp);
-            return written;
-        }
-        // The rename is only durable once the directory entry is flushed.
-        let _ = File::open(&self.dir).and_then(|d| d.sync_all());
-        Ok(())
+            Ok(())
+        })
     }
 }
 
@@ -474,26 +462,6 @@ fn quarantine(path: &Path, upn: &str, reason: String) -> Load {
     Load::Quarantined { moved_to, reason }
 }
 
-/// Deletes temp files of writers that died mid-write (FLT-19): they may hold a refresh token.
-fn sweep_orphaned_temp_files(dir: &Path) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some((_, rest)) = name
-            .split_once(".json.tmp.")
-            .or_else(|| name.split_once(seal::KEY_TEMP_MARKER))
-        else {
-            continue;
-        };
-        let writer = rest.split('.').next().and_then(|p| p.parse::<u32>().ok());
-        if writer.is_some_and(|pid| pid != std::process::id() && !pid_alive(pid)) {
-            let _ = fs::remove_file(entry.path());
-        }
-    }
-}
-
 fn upn_in_file(path: &Path) -> Option<String> {
     let bytes = match read_checked(path) {
         Ok(Some(bytes)) => bytes,
@@ -530,42 +498,6 @@ pub fn file_stem(upn: &str) -> String {
     )
 }
 
-fn write_new_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
-fn create_private_dir(dir: &Path) -> io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)?;
-    crate::platform::restrict_dir_to_owner(dir);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt as _;
-        let meta = fs::symlink_metadata(dir)?;
-        if meta.file_type().is_symlink() {
-            return Err(io::Error::other(format!(
-                "{} is a symbolic link",
-                dir.display()
-            )));
-        }
-        if meta.permissions().mode() & 0o077 != 0 {
-            tracing::warn!(dir = %dir.display(), mode = format!("{:o}", meta.permissions().mode() & 0o777),
-                "token directory was accessible to other users: fixed to 0700");
-            fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
-        }
-    }
-    Ok(())
-}
-
 #[cfg(unix)]
 fn fix_permissions(path: &Path, file: &File, meta: &fs::Metadata) {
     use std::os::unix::fs::PermissionsExt as _;
@@ -597,13 +529,6 @@ pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-fn unix_now_nanos() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
         .unwrap_or(0)
 }
 
@@ -671,16 +596,6 @@ fn lock_is_stale(path: &Path) -> bool {
     match pid {
         None => age > Duration::from_millis(500), // a writer may be between create and write
         Some(pid) if pid == std::process::id() => true,
-        Some(pid) => !pid_alive(pid),
-    }
-}
-
-/// Linux: `/proc/<pid>` exists. Elsewhere we cannot tell without unsafe OS calls: assume alive and let
-/// the age rule take over after 5 s.
-fn pid_alive(pid: u32) -> bool {
-    if cfg!(target_os = "linux") {
-        Path::new(&format!("/proc/{pid}")).exists()
-    } else {
-        true
+        Some(pid) => !crate::platform::pid_alive(pid),
     }
 }

@@ -71,6 +71,22 @@ pub enum TokenError {
         /// What the IdP or the flow said.
         detail: String,
     },
+    /// The IdP refused the scope of one audience in a way retrying cannot fix (`invalid_scope`,
+    /// AADSTS650057, …): no further calls for this account and audience until the configuration is
+    /// reloaded or the account signs in again (issue 10 row 13).
+    #[error(
+        "the identity provider refuses {audience} for {upn} (scope {scope:?}): {detail}; fix the account's scope or the app registration, then reload the configuration or sign in again"
+    )]
+    Refused {
+        /// Account.
+        upn: String,
+        /// The audience refused.
+        audience: String,
+        /// The scope that was asked for.
+        scope: String,
+        /// What the IdP said.
+        detail: String,
+    },
     /// The account's configuration cannot work (missing certificate, bad key).
     #[error("account {upn} is misconfigured: {detail}")]
     Config {
@@ -114,7 +130,8 @@ impl From<TokenError> for ProxyError {
             TokenError::SignInRequired { upn, .. }
             | TokenError::SignInPending { upn, .. }
             | TokenError::SignInFailed { upn, .. }
-            | TokenError::Config { upn, .. } => ProxyError::SignInRequired {
+            | TokenError::Config { upn, .. }
+            | TokenError::Refused { upn, .. } => ProxyError::SignInRequired {
                 account: upn,
                 detail,
             },

@@ -5,8 +5,13 @@
 //! - A valid cached token is returned at once, even while the IdP is down (FLT-5); otherwise one token
 //!   call per (account, audience) is in flight no matter how many callers wait (LOAD-11), and no caller
 //!   waits longer than `request_wait` (15 s) before getting [`TokenError::Unavailable`] with a retry hint.
-//! - Background refreshers renew ahead of expiry (`schedule::refresh_at`) with backoff (FLT-6).
+//! - Background refreshers renew ahead of expiry (`schedule::refresh_at`) with backoff (FLT-6), for
+//!   audiences asked for within the account's `idle_renewal` (1 h); an idle audience is renewed by its
+//!   next request (issue 10 row 16).
 //! - `invalid_grant` parks the account in "sign-in required" until `login` (FLT-11).
+//! - A refusal of one audience's scope that retrying cannot fix (`invalid_scope`, AADSTS650057, …) is
+//!   final for that account and audience until the configuration changes or a new sign-in succeeds
+//!   (issue 10 row 13); the account's other audiences are not affected.
 //! - A delegated account without a token starts a device-code sign-in on demand; callers get
 //!   [`TokenError::SignInPending`] with the code and URL to show.
 //!
@@ -199,10 +204,11 @@ impl TokenManager {
     pub async fn token(&self, upn: &str, audience: &Audience) -> Result<AccessToken, TokenError> {
         let account = self.account(upn);
         let slot = account.slot(audience);
+        slot.touch(account.config().idle_renewal);
         if let Some(token) = slot.fresh(self.shared.settings.expiry_margin) {
             return Ok(token);
         }
-        if let Some(err) = account.phase_error() {
+        if let Some(err) = slot.refused().or_else(|| account.phase_error()) {
             return Err(err);
         }
         let config = account.config();
@@ -234,6 +240,7 @@ impl TokenManager {
     ) -> Result<AccessToken, TokenError> {
         let account = self.account(upn);
         let slot = account.slot(audience);
+        slot.touch(account.config().idle_renewal);
         slot.drop_if(rejected);
         if let Some(token) = slot.fresh(self.shared.settings.expiry_margin) {
             return Ok(token); // someone already replaced it

@@ -16,13 +16,8 @@ use base64::Engine as _;
 use super::ntlm::{NtSecret, NtlmClient, NtlmIdentity};
 use super::{ProxyAuthorization, ProxyCredentials};
 
-/// The schemes we speak, in order of preference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scheme {
-    Negotiate,
-    Ntlm,
-    Basic,
-}
+/// The schemes we speak, in order of preference (the type lives in the shared vocabulary, `target`).
+pub use crate::target::ProxyAuthScheme as Scheme;
 
 /// One connection-oriented handshake in progress.
 #[derive(Debug)]
@@ -111,31 +106,6 @@ pub fn offered_schemes(challenges: &[Challenge]) -> String {
     }
     let names: Vec<&str> = challenges.iter().map(|c| c.scheme.as_str()).collect();
     format!("offered: {}", names.join(", "))
-}
-
-// === impl Scheme ===
-
-impl Scheme {
-    /// The scheme name as it appears in headers.
-    pub fn name(self) -> &'static str {
-        match self {
-            Scheme::Negotiate => "Negotiate",
-            Scheme::Ntlm => "NTLM",
-            Scheme::Basic => "Basic",
-        }
-    }
-
-    /// Parses a config hint (`negotiate`, `ntlm`, `basic`), case-insensitively.
-    pub fn parse(name: &str) -> Option<Scheme> {
-        [Scheme::Negotiate, Scheme::Ntlm, Scheme::Basic]
-            .into_iter()
-            .find(|s| s.name().eq_ignore_ascii_case(name))
-    }
-
-    /// True for the schemes that authenticate a connection in several round trips.
-    pub fn is_handshake(self) -> bool {
-        !matches!(self, Scheme::Basic)
-    }
 }
 
 /// The best scheme the proxy offered that `credentials` allow and can serve; `None` when nothing fits.

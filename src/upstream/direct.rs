@@ -5,14 +5,14 @@
 //! socket is checked again, so a resolver that changes its mind between lookups gains nothing.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
 
 use super::{ConnectTo, HopError};
 use crate::error::ProxyError;
-use crate::target::Target;
+use crate::target::{Target, is_local_ip};
 
 /// What a dial may reach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,24 +234,6 @@ pub(crate) fn is_own_addr(addr: SocketAddr, own_addrs: &[SocketAddr]) -> bool {
     })
 }
 
-/// Loopback, link-local, unspecified (including IPv4-mapped IPv6 forms): addresses a remote target
-/// must never resolve to without an explicit rule.
-pub(crate) fn is_local_ip(ip: IpAddr) -> bool {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => is_local_v4(v4),
-        IpAddr::V6(v6) => is_local_v6(v6),
-    }
-}
-
-fn is_local_v4(ip: Ipv4Addr) -> bool {
-    ip.is_loopback() || ip.is_link_local() || ip.is_unspecified() || ip.octets()[0] == 0
-}
-
-fn is_local_v6(ip: Ipv6Addr) -> bool {
-    let link_local = (ip.segments()[0] & 0xffc0) == 0xfe80;
-    ip.is_loopback() || ip.is_unspecified() || link_local
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,25 +297,6 @@ mod tests {
             "a:1:b:2:3",
         ] {
             assert!(ConnectTo::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn local_addresses() {
-        for ip in [
-            "127.0.0.1",
-            "127.5.5.5",
-            "::1",
-            "::ffff:127.0.0.1",
-            "0.0.0.0",
-            "::",
-            "169.254.169.254",
-            "fe80::1",
-        ] {
-            assert!(is_local_ip(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["10.0.0.1", "192.168.1.1", "2001:db8::1", "52.96.0.1"] {
-            assert!(!is_local_ip(ip.parse().unwrap()), "{ip}");
         }
     }
 

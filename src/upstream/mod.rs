@@ -43,6 +43,9 @@ use self::failover::BadProxies;
 use crate::error::ProxyError;
 use crate::target::{Decision, Hop, ProxyEndpoint, Target};
 
+/// Part of this module's configuration; the type lives in the shared vocabulary (`target`).
+pub use crate::target::ProxyCredentials;
+
 /// `--connect-to HOST:PORT:ADDR:PORT`: requests for `host:port` dial `to` instead (curl semantics).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectTo {
@@ -53,26 +56,6 @@ pub struct ConnectTo {
     /// Address to dial instead: a host (name or IP) and port.
     pub to_host: String,
     pub to_port: u16,
-}
-
-/// Proxy credentials for Basic, NTLM and Negotiate; `Debug` never shows the password or hash.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct ProxyCredentials {
-    /// `user`, `DOMAIN\user` or `user@realm`; empty means "the signed-in Windows user" (Negotiate).
-    pub username: String,
-    pub password: zeroize::Zeroizing<String>,
-    /// NTLM domain; when `None`, taken from a `DOMAIN\user` user name.
-    pub domain: Option<String>,
-    /// The NT hash (MD4 of the UTF-16LE password) instead of the password: NTLM only, never Basic.
-    pub nt_hash: Option<zeroize::Zeroizing<[u8; 16]>>,
-    /// Schemes these credentials may be used with; empty means any (Negotiate → NTLM → Basic).
-    pub schemes: Vec<Scheme>,
-}
-
-impl std::fmt::Debug for ProxyCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ProxyCredentials({}, [redacted])", self.username)
-    }
 }
 
 /// Typed upstream configuration, built by `config::validate`.
@@ -569,11 +552,7 @@ fn refuse_local_literal(target: &Target, decision: &Decision) -> Result<(), Prox
     if decision.allow_local {
         return Ok(());
     }
-    let local = match &target.host {
-        crate::target::Host::Ip(ip) => direct::is_local_ip(*ip),
-        crate::target::Host::Name(n) => &**n == "localhost" || n.ends_with(".localhost"),
-    };
-    match local {
+    match target.host.is_local() {
         true => Err(ProxyError::ConnectDenied {
             target: target.to_string(),
             reason: "it is a local address; add an allow_local rule if this is intended".into(),

@@ -19,10 +19,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use exoproxy::client::OutboundClient;
 use exoproxy::handler::Proxy;
-use exoproxy::handler::intercept::InterceptState;
-use exoproxy::intercept::{LeafCache, LocalCa, upstream_client_config};
-use exoproxy::listener::{self, Limits};
+use exoproxy::intercept::{InterceptState, LeafCache, LocalCa};
+use exoproxy::limits::Limits;
+use exoproxy::listener;
 use exoproxy::route::{InterceptRule, RouteConfig, Router};
+use exoproxy::tls_client::upstream_client_config;
 use exoproxy::token::schedule::Jitter;
 use exoproxy::token::{
     AccountConfig, BoxFuture, ManagerSettings, SignInPrompt, TokenManager, Transport,

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use exoproxy::error::ProxyError;
 use exoproxy::handler::{BoxFuture, Proxy, Resolve};
-use exoproxy::listener::{self, Limits};
+use exoproxy::limits::Limits;
+use exoproxy::listener;
 use exoproxy::target::{Action, Decision, Hop, ProxyEndpoint, Target};
 use exoproxy::upstream::{ConnectTo, ProxyCredentials, Upstream, UpstreamConfig};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

@@ -13,7 +13,8 @@ use exoproxy::token::oauth::parse_form;
 use exoproxy::token::{BoxFuture, Transport, TransportError};
 use tokio::time::Instant;
 
-pub const AUTHORITY: &str = "https://login.test";
+/// An Entra ID cloud host, so the tenant layout applies (the fake answers it in memory).
+pub const AUTHORITY: &str = "https://login.microsoftonline.com";
 pub const UPN: &str = "Admin@Contoso.com";
 pub const EXO: &str = "https://outlook.office365.com";
 pub const SCC: &str = "https://ps.compliance.protection.outlook.com";

@@ -111,6 +111,14 @@ fn issue_for(
     } else {
         Scopes::parse_v2(&scope_text)?
     };
+    let refused = ctx.shared.with(|s| {
+        s.scope_errors
+            .get(&scopes.resource.trim_end_matches('/').to_ascii_lowercase())
+            .copied()
+    });
+    if let Some(code) = refused {
+        return Err(scope_error(code, &scopes.resource, &scope_text, form));
+    }
     Ok(Issue {
         scopes,
         claims: ClaimsRequest::parse(claims)?,
@@ -305,6 +313,37 @@ fn revoked(issued: SystemTime, valid_from: SystemTime) -> AadError {
             stamp(valid_from)
         ),
     )
+}
+
+/// A refusal of the requested resource in Entra's shapes (`/scope-error`).
+fn scope_error(code: u32, resource: &str, scope: &str, form: &Form) -> AadError {
+    let client = form
+        .get("client_id")
+        .map(String::as_str)
+        .unwrap_or_default();
+    match code {
+        650057 => AadError::new(
+            "invalid_client",
+            code,
+            format!(
+                "Invalid resource. The client has requested access to a resource which is not listed in the requested permissions in the client's application registration. Client app ID: {client}. Resource value from request: {resource}. Resource app ID: 00000002-0000-0ff1-ce00-000000000000. List of valid resources from app registration: 00000003-0000-0000-c000-000000000000."
+            ),
+        ),
+        500011 => AadError::new(
+            "invalid_resource",
+            code,
+            format!(
+                "The resource principal named {resource} was not found in the tenant named contoso. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant."
+            ),
+        ),
+        _ => AadError::new(
+            "invalid_scope",
+            code,
+            format!(
+                "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid. The scope {scope} is not valid."
+            ),
+        ),
+    }
 }
 
 /// The scenario switch: `invalid_grant` (or `interaction_required`) with a chosen AADSTS code.

@@ -58,7 +58,7 @@ impl Dialer {
                 .add(cert)
                 .map_err(|e| format!("exoproxy CA certificate: {e}"))?;
         }
-        let config = crate::intercept::client_config_with_roots(roots)
+        let config = crate::tls_client::client_config_with_roots(roots)
             .map_err(|e| format!("TLS client: {e}"))?;
         Ok(Dialer {
             proxy,

@@ -1,19 +1,18 @@
 //! The CA's two files: where they live, owner-only writing, reading, and parsing into an issuer.
 //!
-//! Contract: [`CaFiles::write_new`] writes the key first, each file through a sibling `.new` file in
-//! the same (0700) directory that is created 0600 and renamed into place, so a crash leaves either
-//! the old file or the new one, never a key in a shared temp dir. [`parse_ca`] checks everything a
+//! Contract: [`CaFiles::write_new`] creates the directory with `platform::private_dir` (owner-only,
+//! a symlink refused) and writes the key first, each file with `platform::write_private_atomic` (a
+//! 0600 temp file in the same directory, fsync, rename, fsync of the directory), so a crash leaves
+//! either the old file or the new one, never a key in a shared temp dir. [`parse_ca`] checks everything a
 //! loaded CA must satisfy before it is used: PEM/DER shape, CA basic constraints, validity now, and
 //! that the key's public half is the certificate's.
 //!
 //! The key file holds the PKCS#8 PEM as stored by the platform's [`KeyProtector`]: the PEM itself on
-//! Unix, its DPAPI blob for the current user on Windows (description "exoproxy local CA key"). On
-//! Windows the directory also gets an owner-only protected DACL when it is created. A stored key that
+//! Unix, its DPAPI blob for the current user on Windows (description "exoproxy local CA key"). A stored key that
 //! does not unprotect is [`CaError::Corrupt`] (regenerate), except a plain PEM written before the key
 //! was protected: it is used and rewritten protected, so an existing install keeps its trusted CA.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rcgen::{Issuer, KeyPair, PublicKeyData};
@@ -102,7 +101,8 @@ impl CaFiles {
         key_pem: &[u8],
         protector: &dyn KeyProtector,
     ) -> Result<(), CaError> {
-        create_private_dir(&self.dir).map_err(|e| io(&self.dir, e))?;
+        crate::platform::private_dir(&self.dir).map_err(|e| io(&self.dir, e))?;
+        crate::platform::sweep_temp_files(&self.dir);
         let stored = protector.protect(key_pem).map_err(|e| io(&self.key, e))?;
         write_atomic(&self.key, &stored)?;
         write_atomic(&self.cert, cert_pem)
@@ -279,60 +279,8 @@ fn io(path: &Path, source: std::io::Error) -> CaError {
     }
 }
 
-#[cfg(unix)]
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    // An existing directory keeps its mode from `create`: tighten it, the key lives here.
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-}
-
-#[cfg(not(unix))]
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    // Windows: an owner-only protected DACL (user, SYSTEM); when it cannot be set, the profile
-    // directory's inherited ACL remains, with a warning. The key itself is DPAPI-protected.
-    fs::create_dir_all(dir)?;
-    crate::platform::restrict_dir_to_owner(dir);
-    Ok(())
-}
-
 fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), CaError> {
-    let mut staging = path.as_os_str().to_owned();
-    staging.push(".new");
-    let staging = PathBuf::from(staging);
-    let _ = fs::remove_file(&staging); // a leftover from an interrupted run
-    let result = (|| {
-        let mut file = open_owner_only(&staging)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        fs::rename(&staging, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&staging);
-    }
-    result.map_err(|e| io(path, e))
-}
-
-#[cfg(unix)]
-fn open_owner_only(path: &Path) -> std::io::Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    // 0600 from the first byte: the key is never readable by anyone else, even briefly.
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-}
-
-#[cfg(not(unix))]
-fn open_owner_only(path: &Path) -> std::io::Result<fs::File> {
-    fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
+    crate::platform::write_private_atomic(path, contents).map_err(|e| io(path, e))
 }
 
 #[cfg(unix)]

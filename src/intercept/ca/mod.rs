@@ -335,7 +335,7 @@ impl LocalCa {
         // Only the trait that exposes `verify_server_cert` on rustls' standard, fully verifying
         // WebPki verifier; no custom (dangerous) verifier is involved (TLS-3).
         use rustls::client::danger::ServerCertVerifier as _;
-        let provider = crate::intercept::tls::ring_provider();
+        let provider = crate::tls_client::ring_provider();
         let verifier =
             rustls::client::WebPkiServerVerifier::builder_with_provider(roots.into(), provider)
                 .build()

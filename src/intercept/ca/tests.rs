@@ -37,7 +37,7 @@ fn ca1_key_is_owner_only_in_owner_only_dir() {
     let leftovers: Vec<_> = std::fs::read_dir(&ca.files().dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.ends_with(".new"))
+        .filter(|n| n.contains(".tmp."))
         .collect();
     assert!(
         leftovers.is_empty(),

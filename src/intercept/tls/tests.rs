@@ -58,17 +58,3 @@ fn kinds_have_stable_names_and_codes() {
         }
     ));
 }
-
-#[test]
-fn extra_roots_file_must_hold_a_certificate() {
-    let dir = tempfile::tempdir().unwrap();
-    let missing = dir.path().join("missing.pem");
-    assert!(matches!(
-        load_pem_certificates(&missing),
-        Err(TlsSetupError::ExtraRoots { .. })
-    ));
-    let empty = dir.path().join("empty.pem");
-    std::fs::write(&empty, "no certificates here\n").unwrap();
-    let err = upstream_client_config(Some(&empty)).unwrap_err();
-    assert!(err.to_string().contains("empty.pem"), "{err}");
-}

@@ -6,6 +6,8 @@
 //! we ask for `identity`), redirects to anything but http/https, https→http downgrades and more than
 //! [`MAX_REDIRECTS`] hops. The whole fetch, redirects included, must finish within the timeout (10 s by
 //! default, RELIABILITY PAC-8: a 1 byte/s server is cut off). The body must be UTF-8; a BOM is dropped.
+//! An https server is verified with the proxy's one outbound TLS configuration (`crate::tls_client`,
+//! roots loaded once per process, never per fetch).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -15,9 +17,12 @@ use http::{Request, StatusCode, Uri, header};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::{Bytes, Incoming};
 use hyper_util::rt::TokioIo;
-use rustls_pki_types::{CertificateDer, ServerName};
+use rustls::ClientConfig;
+use rustls_pki_types::ServerName;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
+
+use crate::tls_client;
 
 /// Redirect hops followed before giving up.
 pub const MAX_REDIRECTS: usize = 5;
@@ -27,8 +32,9 @@ pub const MAX_REDIRECTS: usize = 5;
 pub struct FetchLimits {
     pub timeout: Duration,
     pub max_bytes: usize,
-    /// Extra trust anchors for the PAC server (a corporate CA), on top of the OS roots.
-    pub extra_roots: Vec<CertificateDer<'static>>,
+    /// TLS for an https PAC server; `None` is the shared system-roots configuration. Either way the
+    /// roots were loaded once, not per fetch (`tls_client`).
+    pub tls: Option<Arc<ClientConfig>>,
 }
 
 /// Where the script comes from.
@@ -190,7 +196,7 @@ async fn get_once(uri: &Uri, limits: &FetchLimits) -> Result<hyper::Response<Inc
         .body(Empty::<Bytes>::new())
         .map_err(|e| format!("cannot build PAC request: {e}"))?;
     if https {
-        let tls = tls_connect(tcp, host, &limits.extra_roots).await?;
+        let tls = tls_connect(tcp, host, tls_config(limits)?).await?;
         send(TokioIo::new(tls), request).await
     } else {
         send(TokioIo::new(tcp), request).await
@@ -213,25 +219,22 @@ where
         .map_err(|e| format!("PAC request failed: {e}"))
 }
 
+/// The configuration for an https download: the injected one, else the shared system one.
+fn tls_config(limits: &FetchLimits) -> Result<Arc<ClientConfig>, String> {
+    match &limits.tls {
+        Some(config) => Ok(config.clone()),
+        None => tls_client::system_client_config().map_err(|e| format!("TLS setup: {e}")),
+    }
+}
+
 async fn tls_connect(
     tcp: TcpStream,
     host: &str,
-    extra_roots: &[CertificateDer<'static>],
+    config: Arc<ClientConfig>,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    roots.add_parsable_certificates(native.certs);
-    roots.add_parsable_certificates(extra_roots.iter().cloned());
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let name = ServerName::try_from(host.to_string())
         .map_err(|e| format!("invalid TLS name {host:?}: {e}"))?;
-    tokio_rustls::TlsConnector::from(Arc::new(config))
+    tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
         .map_err(|e| format!("TLS to PAC server {host} failed: {e}"))
@@ -275,7 +278,30 @@ async fn read_response(
 
 #[cfg(test)]
 mod tests {
-    use super::{decode_script, next_location};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{FetchLimits, decode_script, next_location, tls_config};
+
+    #[test]
+    fn every_fetch_shares_one_tls_config() {
+        let limits = FetchLimits {
+            timeout: Duration::from_secs(1),
+            max_bytes: 1,
+            tls: None,
+        };
+        // Without system roots (a bare container) there is no shared config to compare.
+        if let (Ok(first), Ok(second)) = (tls_config(&limits), tls_config(&limits)) {
+            assert!(Arc::ptr_eq(&first, &second), "roots reloaded per fetch");
+        }
+        let injected =
+            crate::tls_client::client_config_with_roots(rustls::RootCertStore::empty()).unwrap();
+        let limits = FetchLimits {
+            tls: Some(injected.clone()),
+            ..limits
+        };
+        assert!(Arc::ptr_eq(&tls_config(&limits).unwrap(), &injected));
+    }
 
     #[test]
     fn redirects_keep_to_http_without_downgrade() {

@@ -32,7 +32,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use rustls_pki_types::CertificateDer;
 use tokio::sync::watch;
 
 use crate::error::ProxyError;
@@ -83,8 +82,9 @@ pub struct PacConfig {
     pub workers: usize,
     /// The proxy's own listen addresses, for loop detection (BAD-30).
     pub own_addrs: Vec<SocketAddr>,
-    /// Extra trust anchors for an https PAC server.
-    pub extra_roots: Vec<CertificateDer<'static>>,
+    /// TLS for an https PAC server: the proxy's one outbound configuration (`tls_client`, wired by
+    /// `app`); `None` uses the shared system-roots configuration.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     /// DNS, local addresses, clock and alert sink.
     pub env: PacEnvironment,
 }
@@ -160,7 +160,7 @@ impl Default for PacConfig {
             cache_entries: 8192,
             workers: 2,
             own_addrs: Vec::new(),
-            extra_roots: Vec::new(),
+            tls: None,
             env: PacEnvironment::default(),
         }
     }
@@ -353,7 +353,7 @@ impl Inner {
         let limits = FetchLimits {
             timeout: self.config.fetch_timeout,
             max_bytes: self.config.max_script_bytes,
-            extra_roots: self.config.extra_roots.clone(),
+            tls: self.config.tls.clone(),
         };
         let text = fetch_script(&self.config.source, &limits).await?;
         let script = Arc::new(Script::new(text));

@@ -1,5 +1,5 @@
-//! IP ranges and the text helpers shared by the host matchers: CIDR parsing, the "local destination"
-//! test (BAD-22, BAD-23) and `*` wildcard matching.
+//! IP ranges and the text helpers shared by the host matchers: CIDR parsing and `*` wildcard matching.
+//! (The "local destination" test is shared with `upstream`, so it lives in `crate::target`.)
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -106,27 +106,6 @@ impl fmt::Debug for IpNet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{self}")
     }
-}
-
-// === local destinations ===
-
-/// True for addresses that reach this machine or its link rather than the network: loopback,
-/// unspecified (`0.0.0.0` and `::` connect to the local host on Linux), `0.0.0.0/8`, link-local
-/// (`169.254.0.0/16` holds the cloud metadata endpoints, `fe80::/10`), also when IPv4-mapped (BAD-22,
-/// BAD-23).
-pub fn is_local_ip(ip: IpAddr) -> bool {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => v4.is_loopback() || v4.octets()[0] == 0 || v4.is_link_local(),
-        IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xffc0) == 0xfe80
-        }
-    }
-}
-
-/// True for `localhost` and names below it: RFC 6761 §6.3 reserves them for loopback, and resolvers
-/// answer them without asking DNS.
-pub fn is_local_name(name: &str) -> bool {
-    name == "localhost" || name.ends_with(".localhost")
 }
 
 // === wildcards ===

@@ -3,6 +3,23 @@
 use super::*;
 use crate::target::{Host, ProxyEndpoint};
 
+/// The product's decision ([`Router::decide`]) where no lookup is needed (rules, fixed hops): it
+/// must be ready on the first poll, since the rules never wait.
+trait DecideNow {
+    fn decide_now(&self, target: &Target) -> Decision;
+}
+
+impl DecideNow for Router {
+    fn decide_now(&self, target: &Target) -> Decision {
+        let mut decision = std::pin::pin!(self.decide(target));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::future::Future::poll(decision.as_mut(), &mut cx) {
+            std::task::Poll::Ready(result) => result.unwrap(),
+            std::task::Poll::Pending => panic!("a decision without a lookup waited for I/O"),
+        }
+    }
+}
+
 fn connect(authority: &str) -> Target {
     Target::parse_connect(authority).unwrap()
 }
@@ -86,11 +103,11 @@ fn default_config_goes_direct_and_allows_only_443() {
     assert!(!config.fallback_direct);
     let r = router(config);
     assert_eq!(
-        r.decide(&connect("example.com:443")),
+        r.decide_now(&connect("example.com:443")),
         tunnel(vec![Hop::Direct], false, "no upstream configured")
     );
     assert_eq!(
-        r.decide(&http("example.com")),
+        r.decide_now(&http("example.com")),
         tunnel(vec![Hop::Direct], false, "no upstream configured")
     );
 }
@@ -102,7 +119,7 @@ fn static_upstream_hops_in_order() {
         ..RouteConfig::default()
     });
     assert_eq!(
-        r.decide(&connect("example.com:443")),
+        r.decide_now(&connect("example.com:443")),
         tunnel(
             via(&["a.corp:8080", "[2001:db8::1]:3128"]),
             false,
@@ -121,13 +138,13 @@ fn fallback_direct_appends_direct_after_the_proxies() {
     let mut hops = via(&["a.corp:8080"]);
     hops.push(Hop::Direct);
     assert_eq!(
-        r.decide(&connect("example.com:443")),
+        r.decide_now(&connect("example.com:443")),
         tunnel(hops, false, "static upstream, then DIRECT")
     );
 }
 
 #[tokio::test]
-async fn resolve_agrees_with_decide() {
+async fn decide_is_ready_at_once_without_a_lookup() {
     let r = router(corporate());
     for t in [
         connect("example.com:443"),
@@ -135,7 +152,7 @@ async fn resolve_agrees_with_decide() {
         connect("localhost:443"),
         http("intranet"),
     ] {
-        assert_eq!(r.resolve(&t).await.unwrap(), r.decide(&t), "{t:?}");
+        assert_eq!(r.decide(&t).await.unwrap(), r.decide_now(&t), "{t:?}");
     }
 }
 
@@ -195,11 +212,11 @@ fn block_rules_come_first() {
     config.block = vec!["*.outlook.office365.com".into(), "sts.contoso.test".into()];
     let r = router(config);
     for t in ["nam1.outlook.office365.com:443", "sts.contoso.test:443"] {
-        let d = r.decide(&connect(t));
+        let d = r.decide_now(&connect(t));
         assert!(block_reason(&d).starts_with("block rule \""), "{d}");
         assert!(d.hops.is_empty());
     }
-    let d = r.decide(&connect("nam1.outlook.office365.com:443"));
+    let d = r.decide_now(&connect("nam1.outlook.office365.com:443"));
     assert_eq!(block_reason(&d), "block rule \"*.outlook.office365.com\"");
     assert_eq!(&*d.why, "block rule \"*.outlook.office365.com\"");
 }
@@ -210,8 +227,11 @@ fn block_rules_on_ip_ranges() {
         block: vec!["203.0.113.0/24".into()],
         ..RouteConfig::default()
     });
-    block_reason(&r.decide(&connect("203.0.113.9:443")));
-    assert_eq!(r.decide(&connect("203.0.114.9:443")).action, Action::Tunnel);
+    block_reason(&r.decide_now(&connect("203.0.113.9:443")));
+    assert_eq!(
+        r.decide_now(&connect("203.0.114.9:443")).action,
+        Action::Tunnel
+    );
 }
 
 #[test]
@@ -222,7 +242,7 @@ fn direct_hosts_beat_intercept_and_are_never_proxied() {
         .push("login.outlook.office365.com".into());
     let r = router(config);
     assert_eq!(
-        r.decide(&connect("login.outlook.office365.com:443")),
+        r.decide_now(&connect("login.outlook.office365.com:443")),
         tunnel(
             vec![Hop::Direct],
             false,
@@ -230,11 +250,11 @@ fn direct_hosts_beat_intercept_and_are_never_proxied() {
         )
     );
     assert_eq!(
-        r.decide(&connect("sts.contoso.test:443")),
+        r.decide_now(&connect("sts.contoso.test:443")),
         tunnel(vec![Hop::Direct], false, "direct host \"sts.contoso.test\"")
     );
     assert_eq!(
-        r.decide(&http("x.adfs.contoso.test")),
+        r.decide_now(&http("x.adfs.contoso.test")),
         tunnel(
             vec![Hop::Direct],
             false,
@@ -247,7 +267,7 @@ fn direct_hosts_beat_intercept_and_are_never_proxied() {
 fn intercept_uses_the_default_hops_and_names_profile_and_rule() {
     let r = router(corporate());
     assert_eq!(
-        r.decide(&connect("outlook.office365.com:443")),
+        r.decide_now(&connect("outlook.office365.com:443")),
         intercept(
             "exo",
             via(&["proxy.corp.example:8080"]),
@@ -255,7 +275,7 @@ fn intercept_uses_the_default_hops_and_names_profile_and_rule() {
         )
     );
     assert_eq!(
-        r.decide(&connect("NAM12.Outlook.Office365.COM.:443")),
+        r.decide_now(&connect("NAM12.Outlook.Office365.COM.:443")),
         intercept(
             "exo",
             via(&["proxy.corp.example:8080"]),
@@ -263,7 +283,7 @@ fn intercept_uses_the_default_hops_and_names_profile_and_rule() {
         )
     );
     assert_eq!(
-        r.decide(&connect("eur.ps.compliance.protection.outlook.com:443")),
+        r.decide_now(&connect("eur.ps.compliance.protection.outlook.com:443")),
         intercept(
             "scc",
             via(&["proxy.corp.example:8080"]),
@@ -284,7 +304,7 @@ fn first_intercept_rule_wins() {
         ],
         ..RouteConfig::default()
     });
-    let d = r.decide(&connect("outlook.office365.com:443"));
+    let d = r.decide_now(&connect("outlook.office365.com:443"));
     assert_eq!(
         d.action,
         Action::Intercept {
@@ -297,7 +317,7 @@ fn first_intercept_rule_wins() {
 fn intercept_beats_bypass() {
     let mut config = corporate();
     config.bypass.push("*.office365.com".into());
-    let d = router(config).decide(&connect("outlook.office365.com:443"));
+    let d = router(config).decide_now(&connect("outlook.office365.com:443"));
     assert_eq!(
         d.action,
         Action::Intercept {
@@ -310,7 +330,7 @@ fn intercept_beats_bypass() {
 fn plain_http_to_an_intercepted_host_is_refused_bad_34() {
     let r = router(corporate());
     for t in ["outlook.office365.com", "nam1.outlook.office365.com:80"] {
-        let d = r.decide(&http(t));
+        let d = r.decide_now(&http(t));
         let reason = block_reason(&d);
         assert!(reason.contains("use https://"), "{reason}");
         assert!(reason.contains("outlook.office365.com"), "{reason}");
@@ -322,7 +342,7 @@ fn without_intercept_rules_exchange_is_tunnelled_blind_bad_33() {
     let mut config = corporate();
     config.intercept.clear();
     assert_eq!(
-        router(config).decide(&connect("outlook.office365.com:443")),
+        router(config).decide_now(&connect("outlook.office365.com:443")),
         tunnel(via(&["proxy.corp.example:8080"]), false, "static upstream")
     );
 }
@@ -336,12 +356,12 @@ fn look_alikes_are_not_intercepted_bad_27() {
         "outlook.office365.comx:443",
     ] {
         assert_eq!(
-            r.decide(&connect(evil)),
+            r.decide_now(&connect(evil)),
             tunnel(via(&["proxy.corp.example:8080"]), false, "static upstream"),
             "{evil}"
         );
     }
-    let d = r.decide(&connect("OUTLOOK.Office365.COM:443"));
+    let d = r.decide_now(&connect("OUTLOOK.Office365.COM:443"));
     assert_eq!(
         d.action,
         Action::Intercept {
@@ -354,24 +374,24 @@ fn look_alikes_are_not_intercepted_bad_27() {
 fn bypass_goes_direct_and_says_which_entry() {
     let r = router(corporate());
     assert_eq!(
-        r.decide(&connect("wiki.corp.example:443")),
+        r.decide_now(&connect("wiki.corp.example:443")),
         tunnel(vec![Hop::Direct], false, "bypass rule \"*.corp.example\"")
     );
     assert_eq!(
-        r.decide(&http("intranet")),
+        r.decide_now(&http("intranet")),
         tunnel(vec![Hop::Direct], false, "bypass rule \"<local>\"")
     );
     assert_eq!(
-        r.decide(&connect("10.1.2.3:443")),
+        r.decide_now(&connect("10.1.2.3:443")),
         tunnel(vec![Hop::Direct], false, "bypass rule \"10.*\"")
     );
     // Not bypassed: the name has a dot, and a CIDR-free wildcard on text does not see `11.`.
     assert_eq!(
-        r.decide(&connect("11.1.2.3:443")).hops,
+        r.decide_now(&connect("11.1.2.3:443")).hops,
         via(&["proxy.corp.example:8080"])
     );
     assert_eq!(
-        r.decide(&connect("corp.example:443")).hops,
+        r.decide_now(&connect("corp.example:443")).hops,
         via(&["proxy.corp.example:8080"])
     );
 }
@@ -383,10 +403,13 @@ fn bypass_cidr_matches_literals_not_names() {
         bypass: vec!["192.168.0.0/16 [fd00::]/8".into()],
         ..RouteConfig::default()
     });
-    assert_eq!(r.decide(&connect("192.168.3.4:443")).hops, [Hop::Direct]);
-    assert_eq!(r.decide(&connect("[fd00::7]:443")).hops, [Hop::Direct]);
     assert_eq!(
-        r.decide(&connect("printer.lan:443")).hops,
+        r.decide_now(&connect("192.168.3.4:443")).hops,
+        [Hop::Direct]
+    );
+    assert_eq!(r.decide_now(&connect("[fd00::7]:443")).hops, [Hop::Direct]);
+    assert_eq!(
+        r.decide_now(&connect("printer.lan:443")).hops,
         via(&["p.corp:8080"])
     );
 }
@@ -397,7 +420,7 @@ fn bypass_cidr_matches_literals_not_names() {
 fn connect_to_ports_outside_the_list_is_refused_bad_25() {
     let r = router(corporate());
     for port in [22, 25, 3389, 445, 6379, 9200, 80] {
-        let d = r.decide(&connect(&format!("outlook.office365.com:{port}")));
+        let d = r.decide_now(&connect(&format!("outlook.office365.com:{port}")));
         assert_eq!(
             block_reason(&d),
             format!(
@@ -414,20 +437,23 @@ fn connect_ports_can_be_widened_and_do_not_limit_plain_http() {
         ..RouteConfig::default()
     });
     assert_eq!(
-        r.decide(&connect("example.com:8443")).action,
+        r.decide_now(&connect("example.com:8443")).action,
         Action::Tunnel
     );
-    let reason = r.decide(&connect("example.com:22"));
+    let reason = r.decide_now(&connect("example.com:22"));
     assert!(
         block_reason(&reason).contains("(allowed: 443, 8443)"),
         "{reason}"
     );
-    assert_eq!(r.decide(&http("example.com:8080")).action, Action::Tunnel);
+    assert_eq!(
+        r.decide_now(&http("example.com:8080")).action,
+        Action::Tunnel
+    );
 }
 
 #[test]
 fn port_check_precedes_direct_hosts() {
-    let d = router(corporate()).decide(&connect("sts.contoso.test:22"));
+    let d = router(corporate()).decide_now(&connect("sts.contoso.test:22"));
     assert!(block_reason(&d).contains("port 22"), "{d}");
 }
 
@@ -449,15 +475,15 @@ fn local_destinations_are_refused_bad_22_bad_23() {
         "169.254.169.254:443",
         "[fe80::1]:443",
     ] {
-        let d = r.decide(&connect(t));
+        let d = r.decide_now(&connect(t));
         assert!(
             block_reason(&d).contains("add it to allow_local"),
             "{t}: {d}"
         );
     }
     // Plain http too (BAD-28: the admin API through the proxy).
-    block_reason(&r.decide(&http("127.0.0.1:9000")));
-    block_reason(&r.decide(&http("169.254.169.254")));
+    block_reason(&r.decide_now(&http("127.0.0.1:9000")));
+    block_reason(&r.decide_now(&http("169.254.169.254")));
 }
 
 #[test]
@@ -480,20 +506,20 @@ fn allowed_local_destinations_go_direct_even_with_an_upstream() {
     config.bypass = vec!["*.corp.example".into()];
     let r = router(config);
     assert_eq!(
-        r.decide(&connect("localhost:443")),
+        r.decide_now(&connect("localhost:443")),
         tunnel(vec![Hop::Direct], true, "allow_local rule \"localhost\"")
     );
     assert_eq!(
-        r.decide(&http("127.0.0.1:9000")),
+        r.decide_now(&http("127.0.0.1:9000")),
         tunnel(vec![Hop::Direct], true, "allow_local rule \"127.0.0.0/8\"")
     );
     assert_eq!(
-        r.decide(&connect("[::1]:443")),
+        r.decide_now(&connect("[::1]:443")),
         tunnel(vec![Hop::Direct], true, "allow_local rule \"[::1]:443\"")
     );
     // Not covered by the rules: still refused.
-    block_reason(&r.decide(&connect("foo.localhost:443")));
-    block_reason(&r.decide(&connect("[::]:443")));
+    block_reason(&r.decide_now(&connect("foo.localhost:443")));
+    block_reason(&r.decide_now(&connect("[::]:443")));
 }
 
 #[test]
@@ -503,9 +529,9 @@ fn allow_local_does_not_bypass_ports_or_block_rules() {
     config.block = vec!["localhost:8443".into()];
     config.connect_ports = vec![443, 8443];
     let r = router(config);
-    assert!(block_reason(&r.decide(&connect("localhost:22"))).contains("port 22"));
+    assert!(block_reason(&r.decide_now(&connect("localhost:22"))).contains("port 22"));
     assert_eq!(
-        block_reason(&r.decide(&connect("localhost:8443"))),
+        block_reason(&r.decide_now(&connect("localhost:8443"))),
         "block rule \"localhost:8443\""
     );
 }
@@ -523,12 +549,15 @@ fn allow_local_on_a_name_keeps_the_normal_route_and_sets_the_flag() {
         "intercept rule \"outlook.office365.com\" (profile \"exo\")",
     );
     expected.allow_local = true;
-    assert_eq!(r.decide(&connect("outlook.office365.com:443")), expected);
     assert_eq!(
-        r.decide(&connect("sts.contoso.test:443")),
+        r.decide_now(&connect("outlook.office365.com:443")),
+        expected
+    );
+    assert_eq!(
+        r.decide_now(&connect("sts.contoso.test:443")),
         tunnel(vec![Hop::Direct], true, "direct host \"sts.contoso.test\"")
     );
-    assert!(!r.decide(&connect("example.com:443")).allow_local);
+    assert!(!r.decide_now(&connect("example.com:443")).allow_local);
 }
 
 #[test]
@@ -547,7 +576,7 @@ fn an_allowed_local_intercepted_host_is_intercepted_direct() {
         "intercept rule \"exo.localhost\" (profile \"sim\")",
     );
     expected.allow_local = true;
-    assert_eq!(r.decide(&connect("exo.localhost:443")), expected);
+    assert_eq!(r.decide_now(&connect("exo.localhost:443")), expected);
 }
 
 #[test]
@@ -567,17 +596,17 @@ fn ipv6_targets_through_every_rule_kind() {
         bypass: vec!["2001:db8:1::/48".into()],
         ..RouteConfig::default()
     });
-    block_reason(&r.decide(&connect("[2001:db8:bad::1]:443")));
+    block_reason(&r.decide_now(&connect("[2001:db8:bad::1]:443")));
     assert_eq!(
-        r.decide(&connect("[2001:db8:5::5]:443")),
+        r.decide_now(&connect("[2001:db8:5::5]:443")),
         tunnel(vec![Hop::Direct], false, "direct host \"[2001:db8:5::5]\"")
     );
     assert_eq!(
-        r.decide(&connect("[2001:db8:1::9]:443")),
+        r.decide_now(&connect("[2001:db8:1::9]:443")),
         tunnel(vec![Hop::Direct], false, "bypass rule \"2001:db8:1::/48\"")
     );
     assert_eq!(
-        r.decide(&connect("[2001:db8:2::9]:443")),
+        r.decide_now(&connect("[2001:db8:2::9]:443")),
         tunnel(via(&["[2001:db8::100]:3128"]), false, "static upstream")
     );
 }
@@ -588,11 +617,12 @@ fn ipv6_targets_through_every_rule_kind() {
 fn display_of_decisions_reads_well() {
     let r = router(corporate());
     assert_eq!(
-        r.decide(&connect("wiki.corp.example:443")).to_string(),
+        r.decide_now(&connect("wiki.corp.example:443")).to_string(),
         "TUNNEL via DIRECT (bypass rule \"*.corp.example\")"
     );
     assert_eq!(
-        r.decide(&connect("outlook.office365.com:443")).to_string(),
+        r.decide_now(&connect("outlook.office365.com:443"))
+            .to_string(),
         "INTERCEPT [exo] via PROXY proxy.corp.example:8080 (intercept rule \"outlook.office365.com\" (profile \"exo\"))"
     );
     let target = Target {
@@ -601,7 +631,7 @@ fn display_of_decisions_reads_well() {
         scheme: Scheme::Connect,
     };
     assert_eq!(
-        r.decide(&target).to_string(),
+        r.decide_now(&target).to_string(),
         "TUNNEL via PROXY proxy.corp.example:8080 (static upstream)"
     );
 }

@@ -34,7 +34,7 @@ async fn router_with(upstream: UpstreamSource) -> Router {
 }
 
 #[tokio::test]
-async fn pac_default_route_needs_resolve() {
+async fn pac_default_route_is_looked_up() {
     let pac = PacConfig {
         source: PacSource::Inline(
             "function FindProxyForURL(u, h) { return \"PROXY p.corp:8080; DIRECT\"; }".into(),
@@ -44,16 +44,14 @@ async fn pac_default_route_needs_resolve() {
     let spec = SourceSpec::Pac(Box::new(pac));
     let upstream = start(&spec, &UpstreamSource::Direct, false, &[]).await;
     let router = router_with(upstream).await;
-    let d = router.decide(&connect("www.example.com"));
-    assert!(matches!(d.action, Action::Block { .. }), "{d}");
-    let d = router.resolve(&connect("www.example.com")).await.unwrap();
+    let d = router.decide(&connect("www.example.com")).await.unwrap();
     assert_eq!(
         d.to_string(),
         "TUNNEL via PROXY p.corp:8080, DIRECT (PAC (inline script))"
     );
     // An intercepted host travels the PAC route too, explained by its rule.
     let d = router
-        .resolve(&connect("outlook.office365.com"))
+        .decide(&connect("outlook.office365.com"))
         .await
         .unwrap();
     assert!(matches!(d.action, Action::Intercept { .. }));
@@ -70,17 +68,17 @@ async fn system_proxies_per_scheme_with_their_bypass() {
         ..SystemProxy::default()
     });
     let router = router_with(system_source(fixed(selected), PacConfig::default(), false)).await;
-    let d = router.resolve(&connect("www.example.com")).await.unwrap();
+    let d = router.decide(&connect("www.example.com")).await.unwrap();
     assert_eq!(
         d.to_string(),
         "TUNNEL via PROXY s.corp:8443 (ie proxy settings)"
     );
-    let d = router.resolve(&http("www.example.com")).await.unwrap();
+    let d = router.decide(&http("www.example.com")).await.unwrap();
     assert_eq!(
         d.to_string(),
         "TUNNEL via PROXY h.corp:80 (ie proxy settings)"
     );
-    let d = router.resolve(&connect("wiki.corp.example")).await.unwrap();
+    let d = router.decide(&connect("wiki.corp.example")).await.unwrap();
     assert_eq!(d.hops, vec![Hop::Direct]);
     assert!(d.why.contains("*.corp.example"), "{d}");
 }
@@ -94,7 +92,7 @@ async fn wpad_from_settings_fails_closed() {
     ))
     .await;
     let err = router
-        .resolve(&connect("www.example.com"))
+        .decide(&connect("www.example.com"))
         .await
         .unwrap_err();
     assert!(
@@ -123,16 +121,36 @@ async fn discovered_sts_is_direct_at_step_4() {
         })
         .await
         .unwrap();
-    let d = router.resolve(&connect("sts.contoso.test")).await.unwrap();
+    let d = router.decide(&connect("sts.contoso.test")).await.unwrap();
     assert_eq!(
         d.to_string(),
         "TUNNEL via DIRECT (federation STS for contoso.test, discovered)"
     );
-    let d = router.decide(&connect("sts.explicit.test"));
+    let d = router.decide(&connect("sts.explicit.test")).await.unwrap();
     assert_eq!(d.hops, vec![Hop::Direct]);
-    let d = router.decide(&connect("other.contoso.test"));
+    let d = router.decide(&connect("other.contoso.test")).await.unwrap();
     assert_eq!(
         d.to_string(),
         "TUNNEL via PROXY p.corp:8080 (static upstream)"
     );
+}
+
+#[test]
+fn pac_downloads_get_the_injected_tls_config() {
+    let tls = crate::tls_client::client_config_with_roots(rustls::RootCertStore::empty()).unwrap();
+    let mut pac = SourceSpec::Pac(Box::default());
+    pac.set_pac_tls(tls.clone());
+    let SourceSpec::Pac(config) = &pac else {
+        unreachable!()
+    };
+    assert!(Arc::ptr_eq(config.tls.as_ref().unwrap(), &tls));
+    let mut system = SourceSpec::System {
+        live: LiveConfig::default(),
+        pac: Box::default(),
+    };
+    system.set_pac_tls(tls.clone());
+    let SourceSpec::System { pac, .. } = &system else {
+        unreachable!()
+    };
+    assert!(Arc::ptr_eq(pac.tls.as_ref().unwrap(), &tls));
 }

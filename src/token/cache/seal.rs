@@ -6,9 +6,9 @@
 //!   blob of the key (current user, `CRYPTPROTECT_UI_FORBIDDEN`, fixed description and entropy "exoproxy
 //!   token cache key"), read back with `CryptUnprotectData`. A key file that does not unprotect (another
 //!   user's, a copied profile, a raw key from before DPAPI) is an unusable key: moved aside on the next
-//!   save, and the files sealed under it are quarantined when read. Creation is atomic: the stored form
-//!   is written and fsynced to a temp file, then hard-linked into place (the link fails if another
-//!   writer won the race, and then that writer's key is used). A reader never sees half a key.
+//!   save, and the files sealed under it are quarantined when read. Creation is atomic and never
+//!   replaces a key (`platform::create_private_atomic`: a temp file hard-linked into place); when
+//!   another writer won the race, that writer's key is used. A reader never sees half a key.
 //! - A sealed value is `base64url(nonce ‖ ciphertext ‖ tag)` with a fresh random 96-bit nonce per seal.
 //!   The associated data binds the value to the account (normalised UPN) and to its field, so a file or a
 //!   value copied onto another account or field does not open.
@@ -18,7 +18,7 @@
 //!   Windows, ask DPAPI to unprotect it) too. On Windows DPAPI also keeps the key from another account
 //!   that copies the file, and from a copy of the profile on another machine.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -28,13 +28,11 @@ use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundK
 use ring::rand::{SecureRandom as _, SystemRandom};
 use zeroize::Zeroizing;
 
-use super::{ReadProblem, read_checked, unix_now, unix_now_nanos, write_new_private};
+use super::{ReadProblem, read_checked, unix_now};
 use crate::platform::KeyProtector;
 
 /// Name of the key file inside `tokens/`.
 pub(crate) const KEY_FILE: &str = ".cache-key";
-/// Marker in the names of key temp files (swept when their writer died).
-pub(crate) const KEY_TEMP_MARKER: &str = ".cache-key.tmp.";
 /// ChaCha20-Poly1305 key length.
 const KEY_LEN: usize = 32;
 
@@ -172,29 +170,14 @@ fn create_key(dir: &Path, protector: &dyn KeyProtector) -> io::Result<SealKey> {
         .fill(&mut *key)
         .map_err(|_| io::Error::other("no system randomness for the token cache key"))?;
     let stored = protector.protect(&*key)?;
-    let path = key_path(dir);
-    let tmp = dir.join(format!(
-        "{KEY_TEMP_MARKER}{}.{}",
-        std::process::id(),
-        unix_now_nanos()
-    ));
-    write_new_private(&tmp, &stored)?;
-    let linked = fs::hard_link(&tmp, &path);
-    let _ = fs::remove_file(&tmp);
-    match linked {
+    match crate::platform::create_private_atomic(&key_path(dir), &stored) {
         Ok(()) => {
-            let _ = File::open(dir).and_then(|d| d.sync_all());
             tracing::debug!(dir = %dir.display(), "token cache key created");
             accept(&key)
         }
         // Another writer created the key first: use theirs.
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => read_existing(dir, protector),
-        // No hard links on this file system: fall back to an exclusive create of the key itself.
-        Err(_) => match write_new_private(&path, &stored) {
-            Ok(()) => accept(&key),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => read_existing(dir, protector),
-            Err(e) => Err(e),
-        },
+        Err(e) => Err(e),
     }
 }
 

@@ -111,7 +111,7 @@ async fn acquire(
 ) -> Result<AccessToken, TokenError> {
     let generation = account.generation();
     let _grant = account.grant_lock.lock().await;
-    if let Some(err) = account.phase_error() {
+    if let Some(err) = slot.refused().or_else(|| account.phase_error()) {
         return Err(err);
     }
     let config = account.config();
@@ -147,6 +147,7 @@ async fn acquire(
     }
     match response {
         Ok(tokens) => Ok(store(account, slot, tokens)),
+        Err(CallFailure::OAuth(e)) if e.refuses_the_scope() => Err(refuse(account, slot, &e)),
         Err(failure) => Err(record_failure(account, failure)),
     }
 }
@@ -237,7 +238,8 @@ pub(crate) async fn send(
     .map_err(CallFailure::Transport)
 }
 
-/// OIDC discovery once per account (cached), or the Entra layout when discovery is off.
+/// OIDC discovery once per account (cached): the configured `discovery_url`, else where the authority's
+/// kind puts it (`oauth::discovery_url`); the Entra layout when discovery is off.
 pub(crate) async fn endpoints(account: &Account) -> Result<Endpoints, CallFailure> {
     let config = account.config();
     if !account.shared.settings.discovery {
@@ -250,7 +252,10 @@ pub(crate) async fn endpoints(account: &Account) -> Result<Endpoints, CallFailur
     if let Some(endpoints) = cached.as_ref() {
         return Ok(endpoints.clone());
     }
-    let request = oauth::discovery_request(&config.authority(), &config.tenant());
+    let request = match &config.discovery_url {
+        Some(url) => oauth::discovery_request_at(url),
+        None => oauth::discovery_request(&config.authority(), &config.tenant()),
+    };
     let response = send(account, request).await?;
     let endpoints = oauth::parse_discovery(&response).map_err(CallFailure::oauth)?;
     *cached = Some(endpoints.clone());
@@ -324,6 +329,24 @@ fn record_failure(account: &Account, failure: CallFailure) -> TokenError {
         detail,
         retry_after: Some(delay),
     }
+}
+
+/// Marks the slot's audience as finally refused: no backoff (the account's other audiences keep
+/// working), no further calls for it until [`Account::clear_refusals`].
+fn refuse(account: &Account, slot: &Slot, error: &OAuthError) -> TokenError {
+    let upn = account.upn();
+    let scope = account.config().scope_for(&slot.audience);
+    let refusal = TokenError::Refused {
+        upn: upn.clone(),
+        audience: slot.audience.to_string(),
+        scope,
+        detail: error.to_string(),
+    };
+    tracing::warn!(account = %upn, audience = %slot.audience, error = %refusal,
+        "the identity provider refused this audience: no further token calls for it until the configuration changes or a new sign-in");
+    account.state().last_error = Some(refusal.to_string());
+    slot.set_refused(Some(refusal.clone()));
+    refusal
 }
 
 fn mark_sign_in_required(account: &Account, failure: &CallFailure, detail: String) -> TokenError {
@@ -418,19 +441,23 @@ async fn run_refresher(account: Weak<Account>, slot: Arc<Slot>) {
     }
 }
 
-/// When the slot needs a call: its refresh time, pushed back by a running backoff; `None` to idle.
+/// When the slot needs a call: its refresh time, pushed back by a running backoff; `None` to idle (also
+/// when the audience was not asked for within `idle_renewal` before that time, or is refused).
 /// Only slots holding a token refresh in the background: one prober per audience in use, and a
 /// token-less audience is fetched by its first caller (a half-open trial once the backoff has elapsed).
 fn next_wake(account: &Account, slot: &Slot) -> Option<Instant> {
     let now = Instant::now();
     let state = account.state();
-    if !matches!(state.phase, Phase::Ready) {
+    if !matches!(state.phase, Phase::Ready) || slot.refused().is_some() {
         return None;
     }
     if account.config().flow.is_delegated() && state.refresh_token.is_none() {
         return None;
     }
     let due = slot.refresh_due(now)?;
+    if due > slot.last_used() + account.config().idle_renewal {
+        return None; // idle: the next request renews on demand (`touch` wakes us)
+    }
     let backoff_until = state.next_attempt.filter(|_| state.backoff.failures() > 0);
     Some(backoff_until.map_or(due, |until| until.max(due)))
 }

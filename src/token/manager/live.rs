@@ -82,6 +82,10 @@ pub(crate) struct Slot {
     flight: Mutex<Option<watch::Receiver<FlightResult>>>,
     pub(crate) wake: Notify,
     refresher: Mutex<Option<AbortHandle>>,
+    /// A refusal retrying cannot fix (issue 10 row 13): returned without a call until cleared.
+    refused: Mutex<Option<TokenError>>,
+    /// When a caller last asked for this audience: idle audiences are not renewed in the background.
+    last_used: Mutex<Instant>,
 }
 
 /// An access token with its validity on both clocks (FLT-17): the monotonic clock is immune to wall-clock
@@ -131,9 +135,11 @@ impl Account {
         lock(&self.config).clone()
     }
 
-    /// Replaces the configuration; cached endpoints are dropped since the authority may have changed.
+    /// Replaces the configuration; cached endpoints are dropped since the authority may have changed, and
+    /// final refusals are forgotten since the scope may have.
     pub(crate) fn set_config(&self, config: AccountConfig) {
         *lock(&self.config) = config;
+        self.clear_refusals();
         if let Ok(mut endpoints) = self.endpoints.try_lock() {
             *endpoints = None;
         }
@@ -164,6 +170,13 @@ impl Account {
         drop(slots);
         super::flight::spawn_refresher(self, &slot);
         slot
+    }
+
+    /// Forgets every audience's final refusal (a new configuration or sign-in may fix it).
+    pub(crate) fn clear_refusals(&self) {
+        for slot in self.slots() {
+            slot.set_refused(None);
+        }
     }
 
     pub(crate) fn slots(&self) -> Vec<Arc<Slot>> {
@@ -355,6 +368,8 @@ impl Slot {
             flight: Mutex::new(None),
             wake: Notify::new(),
             refresher: Mutex::new(None),
+            refused: Mutex::new(None),
+            last_used: Mutex::new(Instant::now()),
         }
     }
 
@@ -376,6 +391,31 @@ impl Slot {
         let now = Instant::now();
         (live.effective_expiry(now).saturating_duration_since(now) > margin)
             .then(|| live.token.clone())
+    }
+
+    /// Records a use; a refresher parked because the audience was idle (longer than `idle`) is woken.
+    pub(crate) fn touch(&self, idle: Duration) {
+        let now = Instant::now();
+        let before = std::mem::replace(&mut *lock(&self.last_used), now);
+        if now.saturating_duration_since(before) >= idle {
+            self.wake.notify_one();
+        }
+    }
+
+    /// When a caller last asked for this audience.
+    pub(crate) fn last_used(&self) -> Instant {
+        *lock(&self.last_used)
+    }
+
+    /// The final refusal of this audience, if any.
+    pub(crate) fn refused(&self) -> Option<TokenError> {
+        lock(&self.refused).clone()
+    }
+
+    /// Marks (or clears) this audience as finally refused.
+    pub(crate) fn set_refused(&self, refusal: Option<TokenError>) {
+        *lock(&self.refused) = refusal;
+        self.wake.notify_one();
     }
 
     /// Drops the token if it is the one the resource rejected.

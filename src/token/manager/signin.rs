@@ -334,6 +334,7 @@ pub(crate) fn finish(
         let mut state = account.state();
         state.phase = Phase::Ready;
     }
+    account.clear_refusals();
     let slot = account.slot(audience);
     store(account, &slot, tokens);
     tracing::info!(account = %requested, "signed in");

@@ -142,6 +142,18 @@ impl OAuthError {
         )
     }
 
+    /// True when the IdP refuses what was asked for (the scope or resource), so retrying the same request
+    /// cannot succeed until the configuration or the app registration changes: `invalid_scope`,
+    /// `invalid_resource`, and the AADSTS codes of that kind whatever `error` they come with (70011 invalid
+    /// scope, 650057 resource not in the app's permissions, 500011 resource not in the tenant).
+    /// Final for one audience only: other audiences of the account keep working (docs/PROTOCOL.md §2.4).
+    pub fn refuses_the_scope(&self) -> bool {
+        matches!(self.error.as_str(), "invalid_scope" | "invalid_resource")
+            || self
+                .aadsts
+                .is_some_and(|code| AUDIENCE_FINAL_CODES.contains(&code))
+    }
+
     /// True when trying again later may succeed.
     pub fn is_transient(&self) -> bool {
         self.kind == ErrorKind::Transient
@@ -160,6 +172,9 @@ impl OAuthError {
         format!("{} (HTTP {}{code}){desc}", self.error, self.status)
     }
 }
+
+/// AADSTS codes that refuse the requested scope or resource (see [`OAuthError::refuses_the_scope`]).
+const AUDIENCE_FINAL_CODES: &[u32] = &[70011, 650057, 500011];
 
 /// `AADSTS70016: OAuth 2.0 device flow error…` → 70016.
 fn aadsts_prefix(description: &str) -> Option<u32> {

@@ -21,6 +21,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+use crate::token::account::is_entra_authority;
 use crate::token::secret::{
     AccessToken, AuthorizationCode, ClientSecret, IdToken, PkceVerifier, RefreshToken,
 };
@@ -112,13 +113,27 @@ struct DiscoveryBody {
 
 // === discovery ===
 
-/// `GET {authority}/{tenant}/v2.0/.well-known/openid-configuration`.
+/// `GET` the OpenID configuration of `authority` (see [`discovery_url`]).
 pub fn discovery_request(authority: &str, tenant: &str) -> http::Request<Bytes> {
-    let uri = format!(
-        "{}/{tenant}/v2.0/.well-known/openid-configuration",
-        authority.trim_end_matches('/')
-    );
-    get(&uri)
+    get(&discovery_url(authority, tenant))
+}
+
+/// `GET` an explicitly configured OpenID configuration URL (`discovery_url` of an account).
+pub fn discovery_request_at(url: &str) -> http::Request<Bytes> {
+    get(url)
+}
+
+/// Where the OpenID configuration of `authority` is: Entra ID cloud hosts keep their tenant layout
+/// `{authority}/{tenant}/v2.0/.well-known/openid-configuration` (PROTOCOL.md §2.2); any other authority
+/// is an issuer, discovered at `{issuer}/.well-known/openid-configuration` (OpenID Connect Discovery
+/// 1.0 §4, the form RFC 8414 §5 keeps for OpenID providers).
+pub fn discovery_url(authority: &str, tenant: &str) -> String {
+    let base = authority.trim_end_matches('/');
+    if is_entra_authority(base) {
+        format!("{base}/{tenant}/v2.0/.well-known/openid-configuration")
+    } else {
+        format!("{base}/.well-known/openid-configuration")
+    }
 }
 
 /// Reads the endpoints out of an OIDC configuration document.

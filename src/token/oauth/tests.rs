@@ -28,6 +28,27 @@ fn field(form: &[(String, String)], key: &str) -> Option<String> {
     form.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone())
 }
 
+/// Issue 10 row 12: only Entra ID cloud hosts have the tenant layout; any other authority is an issuer.
+#[test]
+fn discovery_follows_the_issuer_unless_the_authority_is_entra() {
+    assert_eq!(
+        discovery_url("https://login.microsoftonline.us", "contoso.com"),
+        "https://login.microsoftonline.us/contoso.com/v2.0/.well-known/openid-configuration"
+    );
+    assert_eq!(
+        discovery_url("https://idp.example/realms/corp/", "contoso.com"),
+        "https://idp.example/realms/corp/.well-known/openid-configuration"
+    );
+    assert_eq!(
+        discovery_url("https://127.0.0.1:8443", "contoso.com"),
+        "https://127.0.0.1:8443/.well-known/openid-configuration"
+    );
+    assert_eq!(
+        discovery_request_at("https://idp.example/odd/openid.json").uri(),
+        "https://idp.example/odd/openid.json"
+    );
+}
+
 #[test]
 fn discovery_request_and_parse() {
     let req = discovery_request("https://login.microsoftonline.com/", "contoso.com");

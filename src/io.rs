@@ -1,7 +1,13 @@
-//! Small I/O adapters of the request path: [`Rewind`] replays bytes the head guard already read, and
-//! [`IdleIo`] fails a stream that saw no traffic for a while.
+//! The byte-stream adapters of the request path: [`Rewind`] replays bytes already read from a
+//! stream, and [`IdleIo`] fails a stream that saw no traffic for a while.
 //!
-//! Contract: both are transparent otherwise; they require `Unpin` inner streams (sockets are).
+//! Contract:
+//! - [`Rewind`] yields exactly its prefix, then the rest of the inner stream; writes (vectored ones
+//!   too) go straight through. The handler uses it for the bytes its head guard read before hyper,
+//!   interception for the bytes it peeked to recognise a TLS ClientHello.
+//! - [`IdleIo`] fails the next read with `TimedOut` once `idle` passed without a read or a write
+//!   completing; otherwise it is transparent.
+//! - Both require `Unpin` inner streams (sockets, TLS streams and upgraded connections are).
 
 use std::future::Future as _;
 use std::io;
@@ -16,6 +22,7 @@ use tokio::time::{Instant, Sleep};
 /// A stream with some bytes pushed back in front of it.
 #[derive(Debug)]
 pub struct Rewind<T> {
+    /// The bytes not yet replayed; emptied (and its buffer released) once replayed.
     prefix: Bytes,
     inner: T,
 }
@@ -25,14 +32,29 @@ pub struct Rewind<T> {
 pub struct IdleIo<T> {
     inner: T,
     idle: Duration,
+    /// One timer per stream, re-armed on traffic (not a new timer per read).
     timer: Pin<Box<Sleep>>,
 }
 
 // === impl Rewind ===
 
 impl<T> Rewind<T> {
-    pub fn new(prefix: Bytes, inner: T) -> Rewind<T> {
-        Rewind { prefix, inner }
+    /// A stream that yields `prefix` before reading `inner`.
+    pub fn new(prefix: impl Into<Bytes>, inner: T) -> Rewind<T> {
+        Rewind {
+            prefix: prefix.into(),
+            inner,
+        }
+    }
+
+    /// The bytes not yet replayed.
+    pub fn pending_prefix(&self) -> &[u8] {
+        &self.prefix
+    }
+
+    /// The bytes not yet replayed and the inner stream.
+    pub fn into_parts(self) -> (Bytes, T) {
+        (self.prefix, self.inner)
     }
 }
 
@@ -46,6 +68,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
             let n = self.prefix.len().min(buf.remaining());
             buf.put_slice(&self.prefix[..n]);
             self.prefix.advance(n);
+            if self.prefix.is_empty() {
+                // Release the buffer (up to a whole request head) for the rest of the connection.
+                self.prefix = Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.inner).poll_read(cx, buf)
@@ -67,6 +93,18 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }
 
@@ -130,3 +168,6 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,64 @@
+//! The proxy's own limits on the client side: connection count, request head size, and the idle
+//! and drain timeouts.
+//!
+//! Contract: one plain value, built in `app.rs` (defaults plus configured overrides) and read by the
+//! [`listener`](crate::listener) (connection count, drain), the [`handler`](crate::handler) (head
+//! guard, idle limits of forwarded requests and tunnels) and interception. It holds no state.
+
+use std::time::Duration;
+
+/// Limits of the client side (RELIABILITY.md §4.0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Concurrent client connections (1,024); more get a 503.
+    pub max_connections: usize,
+    /// Request head size including the request line (64 KiB); larger → 431.
+    pub max_head_bytes: usize,
+    /// Header fields per request (100); more → 431.
+    pub max_headers: usize,
+    /// Request line length (16 KiB); longer → 414.
+    pub max_request_line: usize,
+    /// Time to receive a whole request head once its first byte arrived (15 s, slowloris guard).
+    pub header_read_timeout: Duration,
+    /// Time a fresh client connection may stay silent before its first request (90 s).
+    pub client_idle: Duration,
+    /// No traffic on a forwarded request/response for this long ends it (5 min).
+    pub stream_idle: Duration,
+    /// No traffic in either direction of a tunnel for this long closes it (1 h).
+    pub tunnel_idle: Duration,
+    /// Time connections in flight get to finish after shutdown (10 s).
+    pub drain_timeout: Duration,
+}
+
+// === impl Limits ===
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 1024,
+            max_head_bytes: 64 * 1024,
+            max_headers: 100,
+            max_request_line: 16 * 1024,
+            header_read_timeout: Duration::from_secs(15),
+            client_idle: Duration::from_secs(90),
+            stream_idle: Duration::from_secs(300),
+            tunnel_idle: Duration::from_secs(3600),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A WS-Man Receive long-polls for up to 180 s with no byte in either direction (PROTOCOL.md,
+    /// WS-Man timeouts): neither the per-request idle limit nor the tunnel's may cut it.
+    #[test]
+    fn default_idle_limits_outlast_a_wsman_long_poll() {
+        let limits = Limits::default();
+        let long_poll = Duration::from_secs(180);
+        assert!(limits.stream_idle >= long_poll + Duration::from_secs(60));
+        assert!(limits.tunnel_idle >= limits.stream_idle);
+    }
+}
