@@ -1,5 +1,5 @@
 //! The README's Exchange Online recipes, taken from README.md itself so the text cannot drift from
-//! what is tested (docs/TESTING.md, "README recipes"):
+//! what is tested (README.md, "What was verified where"):
 //! - recipe B (`<!-- readme-recipe:rest -->`): the `Invoke-RestMethod` request, framed as PowerShell 7
 //!   sends it (method, path, the script's headers, `-ContentType`, the JSON body; no Authorization),
 //!   goes through exoproxy's interception to exosim, and `@odata.nextLink` is followed until the last
@@ -136,8 +136,15 @@ fn the_rest_recipe_is_what_the_readme_says() {
     let names: Vec<&str> = r.headers.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["X-AnchorMailbox", "X-ResponseFormat", "Prefer"]);
     assert_eq!(r.headers[0].1, format!("UPN:{ADMIN}"));
-    assert!(!names.iter().any(|n| n.eq_ignore_ascii_case("authorization")));
-    assert_eq!(r.proxy, "http://127.0.0.1:8765", "exoproxy's default listener");
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.eq_ignore_ascii_case("authorization"))
+    );
+    assert_eq!(
+        r.proxy, "http://127.0.0.1:8765",
+        "exoproxy's default listener"
+    );
     let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(body["CmdletInput"]["CmdletName"], "Get-Mailbox");
 }
@@ -172,7 +179,10 @@ async fn the_rest_recipe_pages_through_every_mailbox() {
         }
         assert!(pages < 100, "nextLink never ends");
     }
-    assert!(pages > 1, "the emulator's page size must make the loop page");
+    assert!(
+        pages > 1,
+        "the emulator's page size must make the loop page"
+    );
     assert_eq!(mailboxes.len(), expected);
     let mut addresses: Vec<&str> = mailboxes
         .iter()
@@ -264,10 +274,7 @@ async fn the_token_recipe_gives_an_exchange_token_that_exchange_accepts() {
     );
     let headers = req.headers_mut();
     headers.insert("authorization", format!("Bearer {jwt}").parse().unwrap());
-    headers.insert(
-        "x-anchormailbox",
-        format!("UPN:{ADMIN}").parse().unwrap(),
-    );
+    headers.insert("x-anchormailbox", format!("UPN:{ADMIN}").parse().unwrap());
     let (status, _, body) = send(&mut sender, req).await;
     assert_eq!(status, 200, "{body}");
 }
