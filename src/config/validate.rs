@@ -367,6 +367,15 @@ fn route_config(
             }
         }
     }
+    if let Some(ports) = &r.http_ports {
+        cfg.http_ports.clear();
+        for p in ports {
+            match u16::try_from(*p) {
+                Ok(port) if port > 0 => cfg.http_ports.push(port),
+                _ => errors.push("routing.http_ports", format!("{p} is not a port")),
+            }
+        }
+    }
     cfg.upstream = upstream_source(file, o, env, &mut cfg.bypass, errors);
     cfg.source = source_spec(file, o, errors);
     cfg.sts.discover = r.discover_sts.unwrap_or(true);
