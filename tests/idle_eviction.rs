@@ -2,6 +2,8 @@
 //! connection still waiting for its request head is closed to admit a new one; connections with a
 //! request in flight or a tunnel are never closed for that, and when all are busy a new one gets 503.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::time::Duration;

@@ -2,6 +2,8 @@
 //! a silent upstream proxy fails over like a CONNECT does (FLT-2), a malformed chunked body never
 //! opens an upstream connection (BAD-5), plain-http ports are allow-listed (BAD-25).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
