@@ -7,6 +7,7 @@
 //! `EXOPROXY_IDLE_TUNNELS` sets N (default 2 000, the CI-sized form; BENCHMARKS.md has the 10 000
 //! run, which needs `ulimit -n 65536`: four descriptors per tunnel).
 
+#![cfg(target_os = "linux")] // reads /proc/self/status
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
