@@ -177,6 +177,8 @@ pub struct RoutingSection {
     pub block: Option<Vec<String>>,
     /// Ports a CONNECT may target (default `[443]`).
     pub connect_ports: Option<Vec<i64>>,
+    /// Ports a plain `http://` request may target (default `route::DEFAULT_HTTP_PORTS`).
+    pub http_ports: Option<Vec<i64>>,
     /// Hosts or CIDRs that may resolve to loopback or link-local addresses.
     pub allow_local: Option<Vec<String>>,
     /// Ask Entra ID for the federation STS of each account domain and send it DIRECT (default true).

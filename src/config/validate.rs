@@ -454,13 +454,10 @@ fn route_config(
         cfg.bypass = split_list(bypass);
     }
     if let Some(ports) = &r.connect_ports {
-        cfg.connect_ports.clear();
-        for p in ports {
-            match u16::try_from(*p) {
-                Ok(port) if port > 0 => cfg.connect_ports.push(port),
-                _ => errors.push("routing.connect_ports", format!("{p} is not a port")),
-            }
-        }
+        cfg.connect_ports = port_list(ports, "routing.connect_ports", errors);
+    }
+    if let Some(ports) = &r.http_ports {
+        cfg.http_ports = port_list(ports, "routing.http_ports", errors);
     }
     cfg.bypass.extend(chosen.env_bypass);
     cfg.upstream = chosen.route;
@@ -613,6 +610,18 @@ fn pac_config(file: &FileConfig, errors: &mut Errors) -> PacConfig {
         PacSource::Inline(_) => {}
     }
     pac
+}
+
+/// The valid ports of a configured port list; each entry that is no port is an error at `key`.
+fn port_list(ports: &[i64], key: &str, errors: &mut Errors) -> Vec<u16> {
+    let mut valid = Vec::with_capacity(ports.len());
+    for p in ports {
+        match u16::try_from(*p) {
+            Ok(port) if port > 0 => valid.push(port),
+            _ => errors.push(key, format!("{p} is not a port")),
+        }
+    }
+    valid
 }
 
 /// Splits a bypass list written with `,`, `;` or whitespace.
