@@ -37,7 +37,11 @@ fn load_and_round_trip(text: &str) -> Option<String> {
     let rewritten = toml::to_string(&table).expect("a TOML table can be written");
     let again = load_text(&rewritten)
         .unwrap_or_else(|e| panic!("rewritten {rewritten:?} of {text:?} refused: {e:?}"));
-    assert_eq!(format!("{again:?}"), shown, "round trip through {rewritten:?}");
+    assert_eq!(
+        format!("{again:?}"),
+        shown,
+        "round trip through {rewritten:?}"
+    );
     Some(shown)
 }
 
@@ -76,16 +80,26 @@ struct Spelling {
 }
 
 fn spelling() -> impl Strategy<Value = Spelling> {
-    (0u8..3, any::<bool>(), 0u8..3, any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
-        |(layout, literal_strings, int_style, multi_line_arrays, comments, reverse_keys)| Spelling {
-            layout,
-            literal_strings,
-            int_style,
-            multi_line_arrays,
-            comments,
-            reverse_keys,
-        },
+    (
+        0u8..3,
+        any::<bool>(),
+        0u8..3,
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
     )
+        .prop_map(
+            |(layout, literal_strings, int_style, multi_line_arrays, comments, reverse_keys)| {
+                Spelling {
+                    layout,
+                    literal_strings,
+                    int_style,
+                    multi_line_arrays,
+                    comments,
+                    reverse_keys,
+                }
+            },
+        )
 }
 
 fn write_value(out: &mut String, v: &V, s: &Spelling) {
@@ -139,7 +153,14 @@ fn write_model(m: &Model, s: &Spelling) -> String {
                         out.push_str(", ");
                     }
                     write!(out, "{key} = ").unwrap();
-                    write_value(&mut out, v, &Spelling { multi_line_arrays: false, ..s.clone() });
+                    write_value(
+                        &mut out,
+                        v,
+                        &Spelling {
+                            multi_line_arrays: false,
+                            ..s.clone()
+                        },
+                    );
                 }
                 out.push_str(" }\n");
             }
@@ -204,7 +225,10 @@ fn listen_section() -> impl Strategy<Value = (Section, Option<Vec<SocketAddr>>, 
             let mut valid = true;
             let listen = addrs.map(|list| {
                 valid &= list.iter().all(|(_, a)| a.is_some());
-                keys.push(("addresses", V::List(list.iter().map(|(t, _)| V::Str(t.clone())).collect())));
+                keys.push((
+                    "addresses",
+                    V::List(list.iter().map(|(t, _)| V::Str(t.clone())).collect()),
+                ));
                 list.iter().filter_map(|(_, a)| *a).collect::<Vec<_>>()
             });
             if let Some(n) = max {
@@ -219,17 +243,24 @@ fn routing_section() -> impl Strategy<Value = Section> {
     (
         prop::collection::vec(host_pattern(), 0..3),
         prop::collection::vec(host_pattern(), 0..3),
-        prop::collection::vec(prop_oneof![4 => 1i64..=65535, 1 => -5i64..=0, 1 => 65536i64..100_000], 0..3),
+        prop::collection::vec(
+            prop_oneof![4 => 1i64..=65535, 1 => -5i64..=0, 1 => 65536i64..100_000],
+            0..3,
+        ),
         any::<bool>(),
     )
         .prop_map(|(direct, block, ports, discover)| {
             let valid = direct.iter().chain(&block).all(|(_, ok)| *ok)
                 && ports.iter().all(|p| (1..=65535).contains(p));
-            let list = |l: &[(String, bool)]| V::List(l.iter().map(|(t, _)| V::Str(t.clone())).collect());
+            let list =
+                |l: &[(String, bool)]| V::List(l.iter().map(|(t, _)| V::Str(t.clone())).collect());
             let keys = vec![
                 ("direct_hosts", list(&direct)),
                 ("block", list(&block)),
-                ("connect_ports", V::List(ports.into_iter().map(V::Int).collect())),
+                (
+                    "connect_ports",
+                    V::List(ports.into_iter().map(V::Int).collect()),
+                ),
                 ("discover_sts", V::Bool(discover)),
             ];
             ("routing", keys, valid)
@@ -247,7 +278,9 @@ fn upstream_section() -> impl Strategy<Value = Section> {
             let mut keys = vec![("fallback_direct", V::Bool(fallback))];
             if !proxies.is_empty() {
                 keys.push(("source", V::Str("static".into())));
-                let urls = proxies.iter().map(|(a, b, p)| V::Str(format!("http://{a}.{b}.example:{p}")));
+                let urls = proxies
+                    .iter()
+                    .map(|(a, b, p)| V::Str(format!("http://{a}.{b}.example:{p}")));
                 keys.push(("proxies", V::List(urls.collect())));
             }
             let mut bypass: Vec<V> = bypass.into_iter().map(|(t, _)| V::Str(t)).collect();
@@ -276,25 +309,43 @@ fn model() -> impl Strategy<Value = Model> {
         prop::option::of(routing_section()),
         prop::option::of(upstream_section()),
         prop::option::of(timeouts_section()),
-        prop::option::of(prop_oneof![Just("info"), Just("debug"), Just("exoproxy=debug,warn")]),
-        prop::collection::vec((word(), word()).prop_map(|(u, d)| format!("{u}@{d}.example")), 0..2),
+        prop::option::of(prop_oneof![
+            Just("info"),
+            Just("debug"),
+            Just("exoproxy=debug,warn")
+        ]),
+        prop::collection::vec(
+            (word(), word()).prop_map(|(u, d)| format!("{u}@{d}.example")),
+            0..2,
+        ),
     )
-        .prop_map(|((listen, addrs, max), routing, upstream, timeouts, level, accounts)| {
-            let mut valid = true;
-            let mut sections = Vec::new();
-            for (name, keys, ok) in [Some(listen), routing, upstream, timeouts].into_iter().flatten() {
-                valid &= ok;
-                if !keys.is_empty() {
-                    sections.push((name, keys));
+        .prop_map(
+            |((listen, addrs, max), routing, upstream, timeouts, level, accounts)| {
+                let mut valid = true;
+                let mut sections = Vec::new();
+                for (name, keys, ok) in [Some(listen), routing, upstream, timeouts]
+                    .into_iter()
+                    .flatten()
+                {
+                    valid &= ok;
+                    if !keys.is_empty() {
+                        sections.push((name, keys));
+                    }
                 }
-            }
-            if let Some(level) = level {
-                sections.push(("log", vec![("level", V::Str(level.into()))]));
-            }
-            // More than one account and no default_account is the loader's call too.
-            let accounts_ok = accounts.len() <= 1;
-            Model { sections, accounts, valid: valid && accounts_ok, listen: addrs, max_connections: max }
-        })
+                if let Some(level) = level {
+                    sections.push(("log", vec![("level", V::Str(level.into()))]));
+                }
+                // More than one account and no default_account is the loader's call too.
+                let accounts_ok = accounts.len() <= 1;
+                Model {
+                    sections,
+                    accounts,
+                    valid: valid && accounts_ok,
+                    listen: addrs,
+                    max_connections: max,
+                }
+            },
+        )
 }
 
 /// A valid file to mutate.
@@ -304,7 +355,9 @@ fn base_without_secrets() -> String {
     // The example's credentials name an environment variable; leave them out so the loader's
     // verdict does not depend on the environment.
     let start = BASE.find("[[upstream.credentials]]").unwrap_or(BASE.len());
-    let end = BASE[start..].find("\n[routing]").map_or(BASE.len(), |i| start + i);
+    let end = BASE[start..]
+        .find("\n[routing]")
+        .map_or(BASE.len(), |i| start + i);
     format!("{}{}", &BASE[..start], &BASE[end..])
 }
 

@@ -267,13 +267,19 @@ proptest! {
 
 /// A head the guard accepts: CONNECT or absolute-form, a few ordinary fields, maybe a body framing.
 fn valid_head() -> impl Strategy<Value = Vec<u8>> {
-    let connect = (host(), 1u16..)
-        .prop_filter_map("a valid CONNECT target", |(h, p)| {
-            let t = Target::parse_connect(&format!("{h}:{p}")).ok()?;
-            Some((format!("CONNECT {t} HTTP/1.1\r\nHost: {t}\r\n"), false))
-        });
+    let connect = (host(), 1u16..).prop_filter_map("a valid CONNECT target", |(h, p)| {
+        let t = Target::parse_connect(&format!("{h}:{p}")).ok()?;
+        Some((format!("CONNECT {t} HTTP/1.1\r\nHost: {t}\r\n"), false))
+    });
     let absolute = (
-        prop_oneof![Just("GET"), Just("POST"), Just("PUT"), Just("DELETE"), Just("PATCH"), Just("M-SEARCH")],
+        prop_oneof![
+            Just("GET"),
+            Just("POST"),
+            Just("PUT"),
+            Just("DELETE"),
+            Just("PATCH"),
+            Just("M-SEARCH")
+        ],
         prop::collection::vec(label(), 1..3),
         prop::option::of(1u16..),
         "(/[a-zA-Z0-9._~-]{0,8}){0,3}(\\?[a-z]=[a-z0-9]{0,4})?",
@@ -282,8 +288,13 @@ fn valid_head() -> impl Strategy<Value = Vec<u8>> {
         .prop_map(|(m, labels, port, path, version)| {
             let host = labels.join(".");
             let authority = port.map_or(host.clone(), |p| format!("{host}:{p}"));
-            let path = if path.is_empty() { "/".to_string() } else { path };
-            let line = format!("{m} http://{authority}{path} HTTP/1.{version}\r\nHost: {authority}\r\n");
+            let path = if path.is_empty() {
+                "/".to_string()
+            } else {
+                path
+            };
+            let line =
+                format!("{m} http://{authority}{path} HTTP/1.{version}\r\nHost: {authority}\r\n");
             (line, version == 1)
         });
     let fields = prop::collection::vec(("[A-Za-z][A-Za-z0-9-]{0,12}", "[ -~]{0,24}"), 0..6);
@@ -292,19 +303,21 @@ fn valid_head() -> impl Strategy<Value = Vec<u8>> {
         (0u64..100_000).prop_map(|n| format!("Content-Length: {n}\r\n")),
         Just("Transfer-Encoding: chunked\r\n".to_string()),
     ];
-    (prop_oneof![connect, absolute], fields, framing).prop_map(|((line, chunked_ok), fields, framing)| {
-        let mut head = line;
-        for (name, value) in fields {
-            head.push_str(&format!("X-{name}: {}\r\n", value.trim()));
-        }
-        let connect = head.starts_with("CONNECT");
-        let chunked = framing.starts_with("Transfer");
-        if !connect && (chunked_ok || !chunked) {
-            head.push_str(&framing);
-        }
-        head.push_str("\r\n");
-        head.into_bytes()
-    })
+    (prop_oneof![connect, absolute], fields, framing).prop_map(
+        |((line, chunked_ok), fields, framing)| {
+            let mut head = line;
+            for (name, value) in fields {
+                head.push_str(&format!("X-{name}: {}\r\n", value.trim()));
+            }
+            let connect = head.starts_with("CONNECT");
+            let chunked = framing.starts_with("Transfer");
+            if !connect && (chunked_ok || !chunked) {
+                head.push_str(&framing);
+            }
+            head.push_str("\r\n");
+            head.into_bytes()
+        },
+    )
 }
 
 /// What the guard promises about a head it accepted, and that it is stable: rebuilt from the parsed
@@ -317,18 +330,43 @@ fn assert_accepted_head(buf: &[u8], head: &RequestHead, limits: &Limits) {
     if head.is_connect() {
         assert!(Target::parse_connect(&head.target).is_ok(), "{head:?}");
     } else {
-        let admin = head.method == "GET" && ["/proxy.pac", "/exoproxy-ca.crl"].contains(&head.target.as_str());
+        let admin = head.method == "GET"
+            && ["/proxy.pac", "/exoproxy-ca.crl"].contains(&head.target.as_str());
         let absolute = head.target.len() >= 7 && head.target[..7].eq_ignore_ascii_case("http://");
         assert!(admin || absolute, "{head:?}");
     }
-    let line_end = buf.iter().position(|&b| b == b'\n').expect("a complete head has a line") + 1;
-    let mut rebuilt =
-        format!("{} {} HTTP/1.{}\r\n", head.method, head.target, head.version).into_bytes();
+    let line_end = buf
+        .iter()
+        .position(|&b| b == b'\n')
+        .expect("a complete head has a line")
+        + 1;
+    let mut rebuilt = format!(
+        "{} {} HTTP/1.{}\r\n",
+        head.method, head.target, head.version
+    )
+    .into_bytes();
     rebuilt.extend_from_slice(&buf[line_end..head.head_len]);
-    assert_eq!(check_head(&rebuilt, limits), Ok(Some(head.clone())), "rebuilt {:?}", String::from_utf8_lossy(&rebuilt));
-    for cut in [0, 1, line_end - 1, line_end, head.head_len / 2, head.head_len - 2, head.head_len - 1] {
+    assert_eq!(
+        check_head(&rebuilt, limits),
+        Ok(Some(head.clone())),
+        "rebuilt {:?}",
+        String::from_utf8_lossy(&rebuilt)
+    );
+    for cut in [
+        0,
+        1,
+        line_end - 1,
+        line_end,
+        head.head_len / 2,
+        head.head_len - 2,
+        head.head_len - 1,
+    ] {
         let cut = cut.min(head.head_len - 1);
-        assert_eq!(check_head(&buf[..cut], limits), Ok(None), "prefix of {cut} bytes");
+        assert_eq!(
+            check_head(&buf[..cut], limits),
+            Ok(None),
+            "prefix of {cut} bytes"
+        );
     }
 }
 
