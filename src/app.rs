@@ -29,6 +29,7 @@ use crate::upstream::Upstream;
 
 pub mod accounts;
 pub mod demo;
+pub mod desktop;
 pub mod log;
 mod services;
 

@@ -50,9 +50,12 @@ pub fn current_values(desktop: Option<&dyn Desktop>) -> io::Result<Vec<Option<Re
 /// Reads `install.json`; `None` when it does not exist.
 pub fn read_state(path: &std::path::Path) -> io::Result<Option<InstallState>> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))),
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
@@ -60,7 +63,12 @@ pub fn read_state(path: &std::path::Path) -> io::Result<Option<InstallState>> {
 
 /// Carries out `actions` in order, printing each to `out` before it is made (so the line about the
 /// Root store's confirmation dialog appears before the dialog). Stops at the first failure.
-pub fn apply(actions: &[Action], desktop: &mut dyn Desktop, state_path: &std::path::Path, out: &mut dyn Write) -> io::Result<()> {
+pub fn apply(
+    actions: &[Action],
+    desktop: &mut dyn Desktop,
+    state_path: &std::path::Path,
+    out: &mut dyn Write,
+) -> io::Result<()> {
     for action in actions {
         writeln!(out, "{action}")?;
         out.flush()?;

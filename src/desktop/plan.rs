@@ -22,7 +22,12 @@ pub const RUN_VALUE: &str = "exoproxy";
 /// The user's Internet Settings (under HKCU): what WinINet, WinRM's `IEConfig` and .NET read.
 pub const INET_KEY: &str = r"Software\Microsoft\Windows\CurrentVersion\Internet Settings";
 /// The Internet Settings values install saves before it changes any of them.
-pub const SAVED_VALUES: [&str; 4] = ["ProxyEnable", "ProxyServer", "ProxyOverride", "AutoConfigURL"];
+pub const SAVED_VALUES: [&str; 4] = [
+    "ProxyEnable",
+    "ProxyServer",
+    "ProxyOverride",
+    "AutoConfigURL",
+];
 
 /// `REG_SZ`.
 pub const REG_SZ: u32 = 1;
@@ -70,7 +75,11 @@ pub enum Action {
     /// Write a configuration file that does not exist yet.
     WriteConfig { path: String, text: String },
     /// Set a value under HKCU.
-    Set { key: String, name: String, data: RegData },
+    Set {
+        key: String,
+        name: String,
+        data: RegData,
+    },
     /// Delete a value under HKCU (absent is fine).
     Delete { key: String, name: String },
     /// Add the CA to `CurrentUser\Root` (Windows asks the user to confirm).
@@ -112,7 +121,10 @@ pub enum PlanError {
 // === install ===
 
 /// The install actions, given the current value of each of [`SAVED_VALUES`] (same order).
-pub fn install(input: &InstallInput, current: &[Option<RegData>]) -> Result<Vec<Action>, PlanError> {
+pub fn install(
+    input: &InstallInput,
+    current: &[Option<RegData>],
+) -> Result<Vec<Action>, PlanError> {
     if input.state_exists {
         return Err(PlanError::AlreadyInstalled(input.state_path.clone()));
     }
@@ -163,13 +175,20 @@ pub fn upstream_toml(saved: &[SavedValue], our_pac: &str) -> String {
             .find(|s| s.key == INET_KEY && s.name == name)
             .and_then(|s| s.data.as_ref())
     };
-    let text = |name: &str| value(name).and_then(RegData::as_string).filter(|s| !s.is_empty());
+    let text = |name: &str| {
+        value(name)
+            .and_then(RegData::as_string)
+            .filter(|s| !s.is_empty())
+    };
     let header = "# Written by `exoproxy install` from the Internet Settings it replaced; removed by uninstall.\n[upstream]\n";
     if let Some(pac) = text("AutoConfigURL").filter(|p| p != our_pac) {
         return format!("{header}source = \"pac\"\npac = {}\n", quote(&pac));
     }
     let enabled = value("ProxyEnable").and_then(RegData::as_dword) == Some(1);
-    match text("ProxyServer").filter(|_| enabled).and_then(|s| https_proxy(&s)) {
+    match text("ProxyServer")
+        .filter(|_| enabled)
+        .and_then(|s| https_proxy(&s))
+    {
         Some(proxy) => {
             let bypass: Vec<String> = text("ProxyOverride")
                 .unwrap_or_default()
@@ -248,7 +267,11 @@ fn set(key: &str, name: &str, data: RegData) -> Action {
 
 /// A `REG_SZ` value: UTF-16LE with its terminating NUL, as the registry stores it.
 pub fn string(s: &str) -> RegData {
-    let bytes = s.encode_utf16().chain([0]).flat_map(u16::to_le_bytes).collect();
+    let bytes = s
+        .encode_utf16()
+        .chain([0])
+        .flat_map(u16::to_le_bytes)
+        .collect();
     RegData {
         kind: REG_SZ,
         bytes,
@@ -309,7 +332,10 @@ impl std::fmt::Display for Action {
                 Ok(())
             }
             Action::WriteConfig { path, text } => {
-                write!(f, "write {path} (exoproxy's own upstream, from the saved values):")?;
+                write!(
+                    f,
+                    "write {path} (exoproxy's own upstream, from the saved values):"
+                )?;
                 text.lines().try_for_each(|l| write!(f, "\n    {l}"))
             }
             Action::Set { key, name, data } => write!(f, "set HKCU\\{key}\\{name} = {data:?}"),

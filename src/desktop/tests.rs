@@ -51,10 +51,19 @@ fn input(dir: &std::path::Path) -> InstallInput {
 
 fn corporate() -> Fake {
     let mut fake = Fake::default();
-    fake.write(plan::INET_KEY, "ProxyEnable", &dword(1)).unwrap();
-    fake.write(plan::INET_KEY, "ProxyServer", &string("http=p.corp:8080;https=s.corp:8443")).unwrap();
+    fake.write(plan::INET_KEY, "ProxyEnable", &dword(1))
+        .unwrap();
+    fake.write(
+        plan::INET_KEY,
+        "ProxyServer",
+        &string("http=p.corp:8080;https=s.corp:8443"),
+    )
+    .unwrap();
     // An odd type and trailing bytes: restored byte for byte all the same.
-    let odd = RegData { kind: 2, bytes: vec![b'<', 0, b'l', 0, 0, 0, 0xAA] };
+    let odd = RegData {
+        kind: 2,
+        bytes: vec![b'<', 0, b'l', 0, 0, 0, 0xAA],
+    };
     fake.write(plan::INET_KEY, "ProxyOverride", &odd).unwrap();
     fake.write("Other", "Untouched", &dword(7)).unwrap();
     fake
@@ -73,13 +82,27 @@ fn install_then_uninstall_restores_every_value_byte_for_byte() {
     let mut fake = corporate();
     let before = fake.clone();
     run_install(&mut fake, dir.path());
-    assert_eq!(fake.read(plan::INET_KEY, "AutoConfigURL").unwrap(), Some(string(PAC)));
-    assert_eq!(fake.read(plan::INET_KEY, "ProxyEnable").unwrap(), Some(dword(0)));
+    assert_eq!(
+        fake.read(plan::INET_KEY, "AutoConfigURL").unwrap(),
+        Some(string(PAC))
+    );
+    assert_eq!(
+        fake.read(plan::INET_KEY, "ProxyEnable").unwrap(),
+        Some(dword(0))
+    );
     let run = fake.read(plan::RUN_KEY, plan::RUN_VALUE).unwrap().unwrap();
-    assert!(run.as_string().unwrap().starts_with("conhost.exe --headless \"C:\\Users"), "{run:?}");
+    assert!(
+        run.as_string()
+            .unwrap()
+            .starts_with("conhost.exe --headless \"C:\\Users"),
+        "{run:?}"
+    );
     assert_eq!(fake.roots, vec![vec![0x30, 1, 2, 3]]);
     let config = std::fs::read_to_string(dir.path().join("exoproxy.toml")).unwrap();
-    assert!(config.contains("proxies = [\"http://s.corp:8443\"]"), "{config}");
+    assert!(
+        config.contains("proxies = [\"http://s.corp:8443\"]"),
+        "{config}"
+    );
 
     let state = read_state(&dir.path().join("install.json")).unwrap();
     let path = dir.path().join("install.json");
@@ -96,19 +119,38 @@ fn an_existing_config_is_kept_and_a_second_install_is_refused() {
     std::fs::write(dir.path().join("exoproxy.toml"), "# mine\n").unwrap();
     let mut fake = Fake::default();
     let actions = run_install(&mut fake, dir.path());
-    assert!(!actions.iter().any(|a| matches!(a, Action::WriteConfig { .. })));
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::WriteConfig { .. }))
+    );
     let again = plan::install(&input(dir.path()), &[]);
-    assert!(matches!(again, Err(PlanError::AlreadyInstalled(_))), "{again:?}");
+    assert!(
+        matches!(again, Err(PlanError::AlreadyInstalled(_))),
+        "{again:?}"
+    );
     let state = read_state(&dir.path().join("install.json")).unwrap();
     let path = dir.path().join("install.json");
-    apply(&plan::uninstall(state.as_ref(), "x").unwrap(), &mut fake, &path, &mut Vec::new()).unwrap();
+    apply(
+        &plan::uninstall(state.as_ref(), "x").unwrap(),
+        &mut fake,
+        &path,
+        &mut Vec::new(),
+    )
+    .unwrap();
     assert_eq!(fake, Fake::default());
-    assert_eq!(std::fs::read_to_string(dir.path().join("exoproxy.toml")).unwrap(), "# mine\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("exoproxy.toml")).unwrap(),
+        "# mine\n"
+    );
 }
 
 #[test]
 fn uninstall_without_state_is_refused() {
-    assert!(matches!(plan::uninstall(None, "s"), Err(PlanError::NotInstalled(_))));
+    assert!(matches!(
+        plan::uninstall(None, "s"),
+        Err(PlanError::NotInstalled(_))
+    ));
 }
 
 #[test]
@@ -128,11 +170,18 @@ fn the_upstream_comes_from_the_replaced_settings_never_from_our_pac() {
     let saved = |values: &[(&str, RegData)]| -> Vec<plan::SavedValue> {
         values
             .iter()
-            .map(|(n, d)| plan::SavedValue { key: plan::INET_KEY.into(), name: (*n).into(), data: Some(d.clone()) })
+            .map(|(n, d)| plan::SavedValue {
+                key: plan::INET_KEY.into(),
+                name: (*n).into(),
+                data: Some(d.clone()),
+            })
             .collect()
     };
     let pac = saved(&[("AutoConfigURL", string("http://wpad.corp/p.pac"))]);
-    assert!(plan::upstream_toml(&pac, PAC).contains("source = \"pac\"\npac = \"http://wpad.corp/p.pac\""));
+    assert!(
+        plan::upstream_toml(&pac, PAC)
+            .contains("source = \"pac\"\npac = \"http://wpad.corp/p.pac\"")
+    );
     let ours = saved(&[("AutoConfigURL", string(PAC)), ("ProxyEnable", dword(0))]);
     assert!(plan::upstream_toml(&ours, PAC).contains("source = \"direct\""));
     let manual = saved(&[
@@ -141,8 +190,14 @@ fn the_upstream_comes_from_the_replaced_settings_never_from_our_pac() {
         ("ProxyOverride", string("<local>;*.corp")),
     ]);
     let text = plan::upstream_toml(&manual, PAC);
-    assert!(text.contains("proxies = [\"http://p.corp:8080\"]\nbypass = [\"<local>\", \"*.corp\"]"), "{text}");
-    let disabled = saved(&[("ProxyEnable", dword(0)), ("ProxyServer", string("p.corp:8080"))]);
+    assert!(
+        text.contains("proxies = [\"http://p.corp:8080\"]\nbypass = [\"<local>\", \"*.corp\"]"),
+        "{text}"
+    );
+    let disabled = saved(&[
+        ("ProxyEnable", dword(0)),
+        ("ProxyServer", string("p.corp:8080")),
+    ]);
     assert!(plan::upstream_toml(&disabled, PAC).contains("source = \"direct\""));
 }
 
@@ -151,7 +206,11 @@ fn state_round_trips_through_json() {
     let dir = tempfile::tempdir().unwrap();
     let mut fake = corporate();
     let actions = run_install(&mut fake, dir.path());
-    let Action::SaveState(written) = &actions[0] else { panic!("{actions:?}") };
-    let read = read_state(&dir.path().join("install.json")).unwrap().unwrap();
+    let Action::SaveState(written) = &actions[0] else {
+        panic!("{actions:?}")
+    };
+    let read = read_state(&dir.path().join("install.json"))
+        .unwrap()
+        .unwrap();
     assert_eq!(&read, written);
 }
