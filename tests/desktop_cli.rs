@@ -11,7 +11,14 @@ fn exoproxy(state: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_exoproxy"));
     cmd.arg("--state-dir").arg(state);
     cmd.env_remove("EXOPROXY_LOG").env_remove("EXOPROXY_CONFIG");
-    for var in ["HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy", "NO_PROXY", "no_proxy"] {
+    for var in [
+        "HTTPS_PROXY",
+        "HTTP_PROXY",
+        "https_proxy",
+        "http_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ] {
         cmd.env_remove(var);
     }
     cmd
@@ -21,12 +28,28 @@ fn exoproxy(state: &std::path::Path) -> Command {
 fn install_dry_run_prints_the_plan_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let out = exoproxy(&state).args(["install", "--dry-run"]).output().unwrap();
+    let out = exoproxy(&state)
+        .args(["install", "--dry-run"])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("Internet Settings\\ProxyServer (absent)"), "{text}");
-    assert!(text.contains("AutoConfigURL = REG_SZ \"http://127.0.0.1:8765/proxy.pac\""), "{text}");
-    assert!(text.contains("CurrentVersion\\Run\\exoproxy = REG_SZ \"conhost.exe --headless"), "{text}");
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("Internet Settings\\ProxyServer (absent)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("AutoConfigURL = REG_SZ \"http://127.0.0.1:8765/proxy.pac\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("CurrentVersion\\Run\\exoproxy = REG_SZ \"conhost.exe --headless"),
+        "{text}"
+    );
     assert!(text.contains("Windows asks you to confirm"), "{text}");
     assert!(text.contains("source = \"direct\""), "{text}");
     assert!(!state.join("install.json").exists() && !state.join("exoproxy.toml").exists());
@@ -39,9 +62,15 @@ fn install_and_uninstall_for_real_need_windows() {
         let out = exoproxy(dir.path()).arg(command).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{err}");
-        assert!(err.contains("runs only on Windows") && err.contains("--dry-run"), "{err}");
+        assert!(
+            err.contains("runs only on Windows") && err.contains("--dry-run"),
+            "{err}"
+        );
     }
-    let out = exoproxy(dir.path()).args(["uninstall", "--dry-run"]).output().unwrap();
+    let out = exoproxy(dir.path())
+        .args(["uninstall", "--dry-run"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not installed"));
 }
@@ -56,7 +85,11 @@ impl Drop for Running {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// An echo server on loopback: answers each connection's bytes with the same bytes.
@@ -110,8 +143,13 @@ fn https_proxy_naming_our_own_port_is_reported_and_requests_go_direct() {
             Err(e) => panic!("exoproxy did not listen: {e}"),
         }
     };
-    conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(conn, "CONNECT 127.0.0.1:{echo} HTTP/1.1\r\nHost: 127.0.0.1:{echo}\r\n\r\n").unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        conn,
+        "CONNECT 127.0.0.1:{echo} HTTP/1.1\r\nHost: 127.0.0.1:{echo}\r\n\r\n"
+    )
+    .unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap() == 1 {

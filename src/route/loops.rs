@@ -24,15 +24,22 @@ pub fn names_this_proxy(proxy: &ProxyEndpoint, own: &[SocketAddr]) -> bool {
     own.iter().filter(|a| a.port() == proxy.port).any(|a| {
         let ours_local = a.ip().is_loopback() || a.ip().is_unspecified();
         match &proxy.host {
-            Host::Ip(ip) => *ip == a.ip() || (ours_local && (ip.is_loopback() || ip.is_unspecified())),
-            Host::Name(name) => ours_local && (&**name == "localhost" || name.ends_with(".localhost")),
+            Host::Ip(ip) => {
+                *ip == a.ip() || (ours_local && (ip.is_loopback() || ip.is_unspecified()))
+            }
+            Host::Name(name) => {
+                ours_local && (&**name == "localhost" || name.ends_with(".localhost"))
+            }
         }
     })
 }
 
 /// True when `url` is a PAC served by us (`http://127.0.0.1:8765/proxy.pac` and its spellings).
 pub fn pac_url_is_ours(url: &str, own: &[SocketAddr]) -> bool {
-    let Some(rest) = url.strip_prefix("http://").or_else(|| url.strip_prefix("HTTP://")) else {
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("HTTP://"))
+    else {
         return false;
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
@@ -44,7 +51,9 @@ pub fn split_own(
     list: &[ProxyEndpoint],
     own: &[SocketAddr],
 ) -> (Vec<ProxyEndpoint>, Vec<ProxyEndpoint>) {
-    list.iter().cloned().partition(|p| !names_this_proxy(p, own))
+    list.iter()
+        .cloned()
+        .partition(|p| !names_this_proxy(p, own))
 }
 
 /// One upstream setting that names exoproxy itself, with the fix.
@@ -87,11 +96,18 @@ impl fmt::Display for SelfReference {
 }
 
 /// The findings for a proxy list from `source`, given what remains after [`split_own`].
-pub fn findings(source: &str, ours: &[ProxyEndpoint], kept: &[ProxyEndpoint]) -> Vec<SelfReference> {
+pub fn findings(
+    source: &str,
+    ours: &[ProxyEndpoint],
+    kept: &[ProxyEndpoint],
+) -> Vec<SelfReference> {
     let instead = if kept.is_empty() {
         "DIRECT".to_string()
     } else {
-        kept.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+        kept.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     ours.iter()
         .map(|p| SelfReference {
@@ -108,16 +124,30 @@ mod tests {
     use super::*;
 
     fn own() -> Vec<SocketAddr> {
-        vec!["127.0.0.1:8765".parse().unwrap(), "[::1]:8765".parse().unwrap()]
+        vec![
+            "127.0.0.1:8765".parse().unwrap(),
+            "[::1]:8765".parse().unwrap(),
+        ]
     }
 
     #[test]
     fn every_spelling_of_our_listener_is_us_and_other_ports_are_not() {
-        for s in ["127.0.0.1:8765", "localhost:8765", "[::1]:8765", "127.0.0.2:8765"] {
-            assert!(names_this_proxy(&ProxyEndpoint::parse(s).unwrap(), &own()), "{s}");
+        for s in [
+            "127.0.0.1:8765",
+            "localhost:8765",
+            "[::1]:8765",
+            "127.0.0.2:8765",
+        ] {
+            assert!(
+                names_this_proxy(&ProxyEndpoint::parse(s).unwrap(), &own()),
+                "{s}"
+            );
         }
         for s in ["127.0.0.1:8766", "proxy.corp:8765", "10.0.0.1:8765"] {
-            assert!(!names_this_proxy(&ProxyEndpoint::parse(s).unwrap(), &own()), "{s}");
+            assert!(
+                !names_this_proxy(&ProxyEndpoint::parse(s).unwrap(), &own()),
+                "{s}"
+            );
         }
         assert!(pac_url_is_ours("http://127.0.0.1:8765/proxy.pac", &own()));
         assert!(pac_url_is_ours("http://localhost:8765/proxy.pac", &own()));
@@ -135,11 +165,17 @@ mod tests {
         assert_eq!(kept, vec![list[0].clone(), list[2].clone()]);
         let found = findings("winhttp", &ours, &kept);
         let text = found[0].to_string();
-        assert!(text.contains("WinHTTP proxy is 127.0.0.1:8765, exoproxy itself"), "{text}");
+        assert!(
+            text.contains("WinHTTP proxy is 127.0.0.1:8765, exoproxy itself"),
+            "{text}"
+        );
         assert!(text.contains("netsh winhttp reset proxy"), "{text}");
         assert!(text.contains("instead"), "{text}");
         let (kept, ours) = split_own(&list[1..2], &own());
         let text = findings("env", &ours, &kept)[0].to_string();
-        assert!(text.contains("using DIRECT instead") && text.contains("HTTPS_PROXY"), "{text}");
+        assert!(
+            text.contains("using DIRECT instead") && text.contains("HTTPS_PROXY"),
+            "{text}"
+        );
     }
 }

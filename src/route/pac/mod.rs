@@ -35,7 +35,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 use crate::error::ProxyError;
-use crate::target::{Hop, Host, ProxyEndpoint, Target};
+use crate::target::{Hop, Target};
 
 use cache::ResultCache;
 use engine::EvalError;
