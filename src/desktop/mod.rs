@@ -28,11 +28,15 @@ pub trait Desktop {
     fn untrust(&mut self, der: &[u8]) -> io::Result<()>;
 }
 
-/// The Windows implementation, or `None` on other systems.
+/// The Windows implementation.
+#[cfg(windows)]
 pub fn system() -> Option<Box<dyn Desktop>> {
-    #[cfg(windows)]
-    return Some(Box::new(windows::Registry));
-    #[cfg(not(windows))]
+    Some(Box::new(windows::Registry))
+}
+
+/// None on other systems: only `--dry-run` works there.
+#[cfg(not(windows))]
+pub fn system() -> Option<Box<dyn Desktop>> {
     None
 }
 

@@ -155,7 +155,7 @@ impl Desktop for Registry {
                     ENCODING,
                     0,
                     CERT_FIND_EXISTING,
-                    cert.cast(),
+                    cert.cast_const().cast(),
                     ptr::null(),
                 );
                 if !found.is_null() && CertDeleteCertificateFromStore(found) == 0 {
