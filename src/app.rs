@@ -34,6 +34,7 @@ use crate::upstream::Upstream;
 pub mod accounts;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod desktop;
 pub mod log;
 mod services;
 pub mod signals;

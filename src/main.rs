@@ -61,6 +61,8 @@ fn main() -> ExitCode {
         }
         Some(Command::Ca(CaCommand::Export { file })) => accounts::ca_export(&config, file),
         Some(Command::Ca(CaCommand::Regenerate)) => accounts::ca_regenerate(&config),
+        Some(Command::Install(args)) => app::desktop::install(&config, args.dry_run),
+        Some(Command::Uninstall(args)) => app::desktop::uninstall(&config, args.dry_run),
         Some(Command::Run(_)) | None => app::block_on(app::run(config)),
     }
 }

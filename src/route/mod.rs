@@ -45,6 +45,7 @@
 //! costs one small `Vec` of hops and a few reference-count increments (only the port and local
 //! refusals format a message).
 
+pub mod loops;
 pub mod pac;
 pub mod rules;
 pub mod source;
@@ -368,6 +369,19 @@ impl Router {
             own_addrs,
         )
         .await;
+        if let UpstreamSource::Static(list) = &config.upstream {
+            let (kept, ours) = loops::split_own(list, own_addrs);
+            for finding in loops::findings("static", &ours, &kept) {
+                tracing::warn!("{finding}");
+            }
+            if !ours.is_empty() {
+                config.upstream = if kept.is_empty() {
+                    UpstreamSource::Direct
+                } else {
+                    UpstreamSource::Static(kept)
+                };
+            }
+        }
         let sts = sts_directory(&config)?;
         Ok(Router::new(config)?
             .with_sts(Arc::new(sts))
