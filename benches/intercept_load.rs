@@ -1,6 +1,6 @@
 //! Intercepted keep-alive load: requests/s and latency of REST `InvokeCommand` requests sent to an
 //! in-process exosim (`exosim::Sim::start`) directly, and through one or more running exoproxies,
-//! measured in ONE run, interleaved round by round. Targets (issue 4): interception ≥ 0.7× direct
+//! measured in ONE run, interleaved round by round. Targets (BENCHMARKS.md): interception ≥ 0.7× direct
 //! requests/s, and the latency the proxy adds at p99 ≤ 1 ms with 64 concurrent clients.
 //!
 //! How the paths differ, and nothing else:

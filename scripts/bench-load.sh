@@ -8,7 +8,7 @@
 #   3. intercept: keep-alive requests direct to exosim vs a blind tunnel through exoproxy vs
 #      exoproxy's interception, in ONE run (benches/intercept_load.rs): saturated, paced, 1 client;
 #      then direct vs interception again with the harness on CPU 0 and exoproxy on CPU 1 (taskset).
-#   3d. guard: the performance guard of issue 10: exoproxy's interception vs nginx as a TLS-terminating
+#   3d. guard: the performance guard: exoproxy's interception vs nginx as a TLS-terminating
 #      reverse proxy doing the same job (sets Authorization, relays over a pooled, verified TLS
 #      upstream), in ONE pinned run: each proxy's own CPU per request (utime+stime from /proc/<pid>/stat)
 #      and the p99 each adds at 100 requests/s; with section 1's tunnel bulk ratios beside them.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Windows build, run for real under Wine (issue 12; README "Windows: what is checked on Wine").
+# The Windows build, run for real under Wine (README "Windows: what is checked on Wine").
 # Builds the x86_64-pc-windows-gnu release exe, the ProcessPrng stub (windows/wine-stub, Wine 8 has no
 # bcryptprimitives.dll) and the Windows test client (windows/testclient) with mingw, creates a
 # throwaway WINEPREFIX, and checks with Windows clients against native peers on loopback (an echo

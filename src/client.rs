@@ -9,7 +9,7 @@
 //! [`MAX_BODY`]; nothing here logs request or response bodies, which carry refresh tokens and client
 //! secrets.
 //!
-//! Connections are kept alive between calls (issue 10 row 15: short-lived tokens through a corporate
+//! Connections are kept alive between calls (short-lived tokens through a corporate
 //! proxy must not open a CONNECT per token call): a small pool keyed by scheme, target and route (the
 //! decision's hops), at most [`POOL_MAX_IDLE`] idle connections, each dropped after [`POOL_IDLE`]. A
 //! pooled connection found dead before the request left (hyper hands the unsent request back) is

@@ -2,7 +2,8 @@
 //! and how it is written ([`apply`]); whether an answer rejected it ([`challenge`]). The built-in
 //! cloud [`profiles`] say which hosts are intercepted and which token audience each host takes.
 //!
-//! Contract (PROTOCOL.md §1.2, §1.9; DESIGN.md security model):
+//! Contract (docs/PROTOCOL.md#basic-to-oauth, docs/PROTOCOL.md#rest-adminapi,
+//! docs/ARCHITECTURE.md#security-model):
 //! - Only injection paths get a token: WS-Man (`/powershell-liveid`, `/PowerShell`, any case) and REST
 //!   (`/adminapi/…`). Everything else on an intercepted host passes through untouched.
 //! - Browser-marked requests (`Origin`, any `Sec-Fetch-*`) never get a token (SEC-15): PowerShell sends
@@ -44,7 +45,7 @@ pub struct AccountChoice {
     pub upn: String,
     /// How the account was chosen, for logs and error messages.
     pub source: &'static str,
-    /// The client's Basic user name, kept verbatim on WS-Man (routing/affinity key, PROTOCOL.md §1.2).
+    /// The client's Basic user name, kept verbatim on WS-Man (routing/affinity key, docs/PROTOCOL.md#basic-to-oauth).
     pub basic_username: Option<String>,
 }
 
@@ -187,7 +188,7 @@ pub fn apply(
 
 // === Profiles ===
 
-/// The built-in cloud profiles (PROTOCOL.md §1.1, §1.9, §2.2).
+/// The built-in cloud profiles (docs/PROTOCOL.md#exchange-hosts).
 pub fn profiles() -> Vec<Profile> {
     let p = |name: &str, authority: &str, hosts: &[(&str, &str)]| Profile {
         name: name.into(),

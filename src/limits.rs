@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-/// Limits of the client side (RELIABILITY.md §4.0).
+/// Limits of the client side (docs/TESTING.md#limits).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Concurrent client connections (1,024); more get a 503.
@@ -52,8 +52,8 @@ impl Default for Limits {
 mod tests {
     use super::*;
 
-    /// A WS-Man Receive long-polls for up to 180 s with no byte in either direction (PROTOCOL.md,
-    /// WS-Man timeouts): neither the per-request idle limit nor the tunnel's may cut it.
+    /// A WS-Man Receive long-polls for up to 180 s with no byte in either direction
+    /// (docs/PROTOCOL.md#wsman-timeouts): neither the per-request idle limit nor the tunnel's may cut it.
     #[test]
     fn default_idle_limits_outlast_a_wsman_long_poll() {
         let limits = Limits::default();

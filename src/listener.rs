@@ -5,7 +5,7 @@
 //! flight. At most [`Limits::max_connections`] connections are served at once. At the limit, the
 //! oldest *idle* connection (accepted, still waiting for its request head: no request in flight, no
 //! tunnel) is closed to admit the new one, so a client holding many idle keep-alive connections
-//! cannot lock everyone else out (issue 10 row 9; docs/TESTING.md#load-5). When every connection is
+//! cannot lock everyone else out (docs/TESTING.md#load-5). When every connection is
 //! busy, the new one gets a quick 503 `overloaded` and is closed, so overload never crashes or
 //! queues without bound.
 

@@ -6,7 +6,7 @@
 //!
 //! Host names are kept normalised (lower case, no trailing dot, IDNA A-label) so that every matcher can
 //! compare bytes. Parsing is strict: a CONNECT authority that is ambiguous is an error, never a guess
-//! (RELIABILITY.md BAD-20, BAD-21).
+//! (docs/TESTING.md#bad-20, docs/TESTING.md#bad-21).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -82,7 +82,7 @@ pub enum Action {
 }
 
 /// The routing decision for one target: a value, produced by `route`, consumed by the handler and
-/// `upstream`. `hops` are tried left to right on connect-level errors only (PROTOCOL.md §4.3).
+/// `upstream`. `hops` are tried left to right on connect-level errors only (docs/PROTOCOL.md#pac-failover).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
     pub action: Action,
@@ -232,8 +232,9 @@ impl Target {
         })
     }
 
-    /// The URL a PAC script is shown for this target: `https://host/` for tunnels (no path or query
-    /// ever leaves the proxy, PAC-13), `http://host:port/path` for plain HTTP is built by the caller.
+    /// The URL a PAC script is shown for this target: `https://host[:port]/` for tunnels (no path or
+    /// query ever leaves the proxy, docs/TESTING.md#pac-13), `http://host[:port]/` for plain HTTP (the
+    /// default port left out; the path is not passed either, docs/PROTOCOL.md#pac-arguments).
     pub fn pac_url(&self) -> String {
         match (self.scheme, self.port) {
             (Scheme::Connect, 443) => format!("https://{}/", self.host),

@@ -6,7 +6,7 @@
 //!
 //! Speed (BENCHMARKS.md §1, §4): an active direction reads into a heap buffer that holds one TLS
 //! record and doubles, up to 128 KiB, whenever a read fills it, so bulk transfers move large chunks
-//! per system call. Memory (issue 10 row 10, docs/TESTING.md#load-3): a quiet direction holds no
+//! per system call. Memory (docs/TESTING.md#load-3): a quiet direction holds no
 //! heap buffer. It waits with a 512-byte read into the task itself (`PROBE`); a read that fills it
 //! (a burst) takes a buffer, small exchanges never do, and after 2 s without traffic (`QUIET`) both
 //! buffers are released, so thousands of idle tunnels cost about 10 KiB each (BENCHMARKS.md §5). The deadline is one timer per tunnel, re-armed only when it fires

@@ -1,4 +1,4 @@
-//! Bad inputs sent raw over TCP (RELIABILITY.md §4.3). Every case asserts the status, the stable
+//! Bad inputs sent raw over TCP (docs/TESTING.md#bad). Every case asserts the status, the stable
 //! `X-LocalProxy-Error` code, `Connection: close` and a closed connection, and that the upstream stub
 //! and the origin saw **nothing**. Each case runs with a DIRECT route and through the stub.
 

@@ -314,3 +314,33 @@ fn v_beats_exoproxy_log_and_piped_logs_have_no_colour_codes() {
     );
     assert!(!log.contains('\u{1b}'), "no ANSI codes on a pipe:\n{log}");
 }
+
+#[test]
+fn route_names_the_environment_as_the_source_of_an_env_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("exoproxy.toml");
+    std::fs::write(
+        &config,
+        "[upstream]\nsource = \"env\"\n[routing]\ndiscover_sts = false\n",
+    )
+    .unwrap();
+    let mut cmd = exoproxy(dir.path());
+    for var in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"] {
+        cmd.env_remove(var);
+    }
+    for var in ["NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"] {
+        cmd.env_remove(var);
+    }
+    let (out, report, stderr) = run(cmd
+        .env("HTTPS_PROXY", "http://proxy.env.test:3128")
+        .arg("--config")
+        .arg(&config)
+        .args(["route", "a.test"]));
+    assert!(out.status.success(), "{report}{stderr}");
+    assert!(report.contains("proxy.env.test:3128"), "{report}");
+    assert!(
+        report.contains("environment (HTTPS_PROXY/HTTP_PROXY)"),
+        "{report}"
+    );
+    assert!(!report.contains("static upstream"), "{report}");
+}

@@ -1,7 +1,7 @@
 //! The proxy's own outbound client against exosim: OpenID discovery and a whole device-code sign-in
 //! through `OutboundClient` (the real `token::Transport`), routed by the Router/Upstream with a
 //! `connect_to` mapping, TLS verified against the emulator's CA; and the client's connection pool
-//! through an upstream proxy (issue 10 row 15).
+//! through an upstream proxy.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;

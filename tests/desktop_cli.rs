@@ -1,5 +1,5 @@
 //! `exoproxy install` / `uninstall` on a non-Windows machine, and "never a loop" through the real
-//! binary (issue 12; README "Install on Windows", "Never a loop").
+//! binary (README "Install on Windows", "Never a loop").
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};

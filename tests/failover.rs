@@ -1,4 +1,4 @@
-//! Upstream faults (RELIABILITY.md §4.2 FLT-1…FLT-4) and malformed CONNECT replies (BAD-18), with the
+//! Upstream faults (docs/TESTING.md#flt: FLT-1…FLT-4) and malformed CONNECT replies (BAD-18), with the
 //! stub counting every connection so that "not tried" and "tried once" are facts, not hopes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -1,4 +1,4 @@
-//! The connection limit against idle connections (issue 10 row 9, LOAD-5): at the limit, the oldest
+//! The connection limit against idle connections (docs/TESTING.md#load-5): at the limit, the oldest
 //! connection still waiting for its request head is closed to admit a new one; connections with a
 //! request in flight or a tunnel are never closed for that, and when all are busy a new one gets 503.
 

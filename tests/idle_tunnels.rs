@@ -1,4 +1,4 @@
-//! Memory of idle tunnels (issue 10 row 10, LOAD-3): N tunnels through the proxy to a loopback echo
+//! Memory of idle tunnels (docs/TESTING.md#load-3): N tunnels through the proxy to a loopback echo
 //! server, each used once and then left idle, cost ≤ 16 KiB of RSS each; after they close, RSS is
 //! back within 2× of the baseline before they opened.
 //!

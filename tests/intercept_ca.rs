@@ -1,5 +1,5 @@
 //! The local CA and the interception TLS configs on real loopback sockets, checked by rustls,
-//! OpenSSL and curl (CA-1, CA-3, CA-4, BAD-15, TLS-7, FLT-8, CRL for PROTOCOL.md §7 item 4).
+//! OpenSSL and curl (CA-1, CA-3, CA-4, BAD-15, TLS-7, FLT-8, CRL for docs/PROTOCOL.md#winrm-revocation).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write as _;

@@ -1,5 +1,5 @@
 //! One log line per request or tunnel, with target, decision, hop, status and bytes, and never a
-//! credential (RELIABILITY.md §4.0, common rules).
+//! credential (docs/TESTING.md#error-contract, docs/TESTING.md#sec-19).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

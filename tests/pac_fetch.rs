@@ -1,4 +1,4 @@
-//! PAC downloads against in-process loopback servers (RELIABILITY.md PAC-8): size caps, endless and slow
+//! PAC downloads against in-process loopback servers (docs/TESTING.md#pac-8): size caps, endless and slow
 //! bodies, refused redirects, encodings; a good download with a BOM loads.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

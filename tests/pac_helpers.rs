@@ -1,4 +1,4 @@
-//! The PAC helper functions, one expression at a time (PROTOCOL.md §4.4), with a fixed clock
+//! The PAC helper functions, one expression at a time (docs/PROTOCOL.md#pac-helpers), with a fixed clock
 //! (Wednesday 2026-11-25 10:30:00 UTC), fixed local addresses and a table resolver.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

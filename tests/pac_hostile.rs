@@ -1,4 +1,4 @@
-//! Hostile and broken PAC scripts (RELIABILITY.md PAC-1…PAC-7, PAC-9, PAC-11…PAC-13, BAD-30): each is a
+//! Hostile and broken PAC scripts (docs/TESTING.md#pac: PAC-1…PAC-7, PAC-9, PAC-11…PAC-13, BAD-30): each is a
 //! bounded error, and evaluations of other scripts stay fast meanwhile.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -1,4 +1,4 @@
-//! Plain `http://` forwarding against misbehaving upstreams and clients (issue 10 rows 3, 7 and 8):
+//! Plain `http://` forwarding against misbehaving upstreams and clients:
 //! a silent upstream proxy fails over like a CONNECT does (FLT-2), a malformed chunked body never
 //! opens an upstream connection (BAD-5), plain-http ports are allow-listed (BAD-25).
 

@@ -75,7 +75,8 @@ async fn eval_all(script: &str, urls: &[&str]) -> Vec<String> {
     .await;
     let mut out = Vec::new();
     for url in urls {
-        let host = exoproxy::route::pac::host_from_url(url).unwrap();
+        let target = exoproxy::app::target_of_url(url).unwrap();
+        let (_, host) = exoproxy::route::pac::script_args(&target);
         out.push(resolver.eval(url, &host).await.unwrap());
     }
     out

@@ -1,4 +1,4 @@
-//! Client-side and origin-side time limits (RELIABILITY.md §4.0) and misbehaving origins (BAD-5,
+//! Client-side and origin-side time limits (docs/TESTING.md#limits) and misbehaving origins (BAD-5,
 //! BAD-17), with short configured limits so that nothing waits real seconds.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]

@@ -14,7 +14,7 @@
 //! - `control`: the [`Control`] handle and its HTTP mirror on the control host.
 //! - `state`: mutable state behind one lock. `config`: [`SimConfig`] and its defaults;
 //!   `config_file`: the binary's optional TOML additions.
-//! - `exchange/`: the Exchange Online side (owned by the sim-exo helper).
+//! - `exchange/`: the Exchange Online side.
 
 mod ca;
 pub mod config;

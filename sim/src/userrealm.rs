@@ -1,4 +1,4 @@
-//! Home-realm discovery on the authority hosts (PROTOCOL.md §2.6): `GET /common/userrealm/{upn}`
+//! Home-realm discovery on the authority hosts (docs/PROTOCOL.md#home-realm): `GET /common/userrealm/{upn}`
 //! (api-version 1.0 shape, or 2.1 with `?user=`) and the legacy `GET /getuserrealm.srf?login=..&json=1`.
 //! A federated domain points at its STS host (AuthURL, metadata and active-auth URLs); the client
 //! under test learns from these which hosts to send DIRECT.

@@ -1,5 +1,4 @@
-//! The `exosim` binary: starts on a free port, writes its CA, prints its endpoints, and answers curl
-//! (the acceptance check of the emulator issue, automated).
+//! The `exosim` binary: starts on a free port, writes its CA, prints its endpoints, and answers curl.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};

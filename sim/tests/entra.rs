@@ -1,4 +1,4 @@
-//! The Entra ID side of exosim over real TLS on loopback (PROTOCOL.md §6 items 1-7): discovery, device
+//! The Entra ID side of exosim over real TLS on loopback (docs/PROTOCOL.md#emulator): discovery, device
 //! code, refresh rotation and revocation, client credentials, authorization code + PKCE, v1, errors.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -187,7 +187,7 @@ pub struct RoutingSection {
     pub sts_domains: Option<Vec<String>>,
 }
 
-/// Timeouts in seconds; defaults from RELIABILITY.md §4.0.
+/// Timeouts in seconds; defaults in docs/TESTING.md#limits.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimeoutsSection {

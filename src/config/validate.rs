@@ -18,11 +18,11 @@ use crate::route::pac::{OnFailure, PacConfig, PacSource};
 use crate::route::source::SourceSpec;
 use crate::route::system::env::from_env;
 use crate::route::system::{LiveConfig, SettingsInputs, Source};
-use crate::route::{RouteConfig, UpstreamSource};
+use crate::route::{RouteConfig, StaticOrigin, UpstreamSource};
 use crate::target::{Host, ProxyEndpoint, ProxyUrl, UserInfo};
 use crate::upstream::{ConnectTo, ProxyCredentials, UpstreamConfig};
 
-/// Default listen port (issue 2; documented in the README).
+/// Default listen port (documented in the README).
 pub const DEFAULT_PORT: u16 = 8765;
 
 /// Collects errors and warnings while building the typed config.
@@ -103,7 +103,7 @@ pub fn validate(
         super::intercept::intercept_config(&file, overrides.upstream_ca.as_ref(), env, &mut errors);
     route.intercept = intercept.rules();
     if file.routing.sts_domains.is_none() {
-        // Discover the federation STS of every configured account's domain (issue 5 §3).
+        // Discover the federation STS of every configured account's domain (docs/PROTOCOL.md#home-realm).
         route.sts.domains = intercept.accounts.iter().map(|a| a.upn.clone()).collect();
     }
     let state_dir = overrides
@@ -461,6 +461,7 @@ fn route_config(
     }
     cfg.bypass.extend(chosen.env_bypass);
     cfg.upstream = chosen.route;
+    cfg.static_origin = chosen.static_origin;
     cfg.source = chosen.spec;
     cfg.sts.discover = r.discover_sts.unwrap_or(true);
     cfg.sts.domains = r.sts_domains.clone().unwrap_or_default();
@@ -477,6 +478,7 @@ fn route_config(
 struct Chosen {
     route: UpstreamSource,
     spec: SourceSpec,
+    static_origin: StaticOrigin,
     env_bypass: Vec<String>,
     env_credentials: Vec<(ProxyEndpoint, UserInfo)>,
 }
@@ -513,6 +515,7 @@ fn upstream_source(
     let mut chosen = Chosen {
         route: UpstreamSource::Direct,
         spec: SourceSpec::Ready,
+        static_origin: StaticOrigin::Config,
         env_bypass: Vec::new(),
         env_credentials: Vec::new(),
     };
@@ -540,6 +543,7 @@ fn upstream_source(
                         .unwrap_or_default();
                     if !list.is_empty() {
                         chosen.route = UpstreamSource::Static(list);
+                        chosen.static_origin = StaticOrigin::Environment;
                     }
                     chosen.env_bypass = settings.bypass;
                     chosen.env_credentials = settings.credentials;

@@ -1,7 +1,7 @@
 //! The request-head guard: reads and checks the request head *before* hyper sees it, so that every
 //! rejection is one of our responses (status, `X-LocalProxy-Error`, a body) and nothing is forwarded.
 //!
-//! Contract: [`check_head`] is sans-IO and strict (RELIABILITY.md BAD-1…BAD-8, BAD-12, BAD-13, BAD-19,
+//! Contract: [`check_head`] is sans-IO and strict (docs/TESTING.md#bad: BAD-1…BAD-8, BAD-12, BAD-13, BAD-19,
 //! BAD-20, BAD-21, BAD-29). It accepts only what a proxy client legitimately sends: CONNECT with a
 //! valid `host:port`, or an absolute-form `http://` request. Framing is stricter than RFC 9112 allows
 //! on purpose, because a proxy must never disagree with the next hop about where a request ends:

@@ -2,7 +2,8 @@
 //! serve the decrypted HTTP/1.1 connection, and forward each request over one verified TLS
 //! connection to the real host ([`Origin`]), with a fresh token on every request that needs one.
 //!
-//! Contract (DESIGN.md request flow, security model; PROTOCOL.md §1):
+//! Contract (docs/ARCHITECTURE.md#request-flow, docs/ARCHITECTURE.md#security-model,
+//! docs/PROTOCOL.md#basic-to-oauth):
 //! - The upstream was dialled before the 200 (the handler's job). Inside the tunnel the first bytes
 //!   must be a TLS ClientHello, else the tunnel is closed with a log line. The client-side certificate
 //!   is always the CONNECT host's (BAD-15); ALPN is `http/1.1` only.

@@ -1,6 +1,6 @@
 //! The single table that turns a [`crate::error::ProxyError`] into a response the user can act on.
 //!
-//! Contract (RELIABILITY.md §4.0): every proxy-generated response carries `X-LocalProxy-Error:
+//! Contract (docs/TESTING.md#error-contract): every proxy-generated response carries `X-LocalProxy-Error:
 //! <stable-code>`, `Connection: close`, and a short text/plain body saying what failed and what to do.
 //! Codes are stable: scripts and docs match on them. Nothing secret is ever part of a message.
 

@@ -1,4 +1,4 @@
-//! Never loop, never surprise (issue 12; BAD-30 in docs/TESTING.md): finds the upstream settings that
+//! Never loop, never surprise (docs/TESTING.md#bad-30): finds the upstream settings that
 //! name exoproxy's own listener, says what to run to fix each, and drops those hops.
 //!
 //! Contract:

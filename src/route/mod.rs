@@ -41,7 +41,7 @@
 //! Every non-Block decision carries `allow_local = true` when an `allow_local` rule matches the
 //! target, so `upstream` may connect to a local address it resolves to (BAD-26 otherwise).
 //! `why` names the rule or source (`bypass rule "*.corp.example"`, `direct host "sts.contoso.test"`,
-//! `static upstream`, `no upstream configured`); explanations are built at compile time, so a decision
+//! `static upstream`, `environment (HTTPS_PROXY/HTTP_PROXY)`, `no upstream configured`); explanations are built at compile time, so a decision
 //! costs one small `Vec` of hops and a few reference-count increments (only the port and local
 //! refusals format a message).
 
@@ -122,6 +122,9 @@ pub struct InterceptRule {
 pub struct RouteConfig {
     /// Default upstream for targets no rule sends elsewhere. Default: DIRECT.
     pub upstream: UpstreamSource,
+    /// Where a [`UpstreamSource::Static`] list came from; names it in every decision's `why`.
+    /// Default: the config file.
+    pub static_origin: StaticOrigin,
     /// With a static upstream, also try DIRECT after every proxy failed (`PROXY a; DIRECT`).
     /// Default: false (fail closed: a dead corporate proxy is an error, not a silent bypass).
     pub fallback_direct: bool,
@@ -146,6 +149,31 @@ pub struct RouteConfig {
     pub source: SourceSpec,
     /// Federation STS discovery. Default: on, no domains.
     pub sts: StsConfig,
+}
+
+/// Where a static list of upstream proxies came from (`upstream.source`), so `exoproxy route` and
+/// the logs name the real source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StaticOrigin {
+    /// `upstream.proxies` or `--upstream`.
+    #[default]
+    Config,
+    /// `HTTPS_PROXY`/`HTTP_PROXY` of the proxy's own process (`upstream.source = "env"`).
+    Environment,
+}
+
+impl StaticOrigin {
+    /// The decision's `why` for this origin, with or without the DIRECT fallback.
+    fn why(self, fallback_direct: bool) -> &'static str {
+        match (self, fallback_direct) {
+            (StaticOrigin::Config, false) => "static upstream",
+            (StaticOrigin::Config, true) => "static upstream, then DIRECT",
+            (StaticOrigin::Environment, false) => "environment (HTTPS_PROXY/HTTP_PROXY)",
+            (StaticOrigin::Environment, true) => {
+                "environment (HTTPS_PROXY/HTTP_PROXY), then DIRECT"
+            }
+        }
+    }
 }
 
 /// Compiled routing policy. Cheap to share behind an `Arc`; immutable once built.
@@ -236,6 +264,7 @@ impl Default for RouteConfig {
     fn default() -> RouteConfig {
         RouteConfig {
             upstream: UpstreamSource::Direct,
+            static_origin: StaticOrigin::Config,
             fallback_direct: false,
             bypass: Vec::new(),
             direct_hosts: Vec::new(),
@@ -692,15 +721,12 @@ fn compile_default_route(config: &RouteConfig, errors: &mut Vec<String>) -> Defa
                 );
             }
             let mut hops: Vec<Hop> = proxies.iter().cloned().map(Hop::Proxy).collect();
-            let why = if config.fallback_direct {
+            if config.fallback_direct {
                 hops.push(Hop::Direct);
-                "static upstream, then DIRECT"
-            } else {
-                "static upstream"
-            };
+            }
             DefaultRoute::Fixed {
                 hops,
-                why: why.into(),
+                why: config.static_origin.why(config.fallback_direct).into(),
             }
         }
     }

@@ -1,11 +1,11 @@
 //! Federation discovery: hosts of the company STS that must be reached DIRECT.
 //!
 //! Why: when a federated tenant's sign-in page reaches the company's ADFS (or other STS) through a
-//! proxy, Windows Integrated Authentication breaks and the sign-in window stays blank (DESIGN.md).
+//! proxy, Windows Integrated Authentication breaks and the sign-in window stays blank (docs/PROTOCOL.md#home-realm).
 //! So the STS hosts are tunnelled DIRECT and never intercepted.
 //!
 //! Contract:
-//! - Sans-IO parsing of the home-realm answers (PROTOCOL.md §2.6): MSAL's
+//! - Sans-IO parsing of the home-realm answers (docs/PROTOCOL.md#home-realm): MSAL's
 //!   `/common/userrealm/{upn}?api-version=1.0` (`account_type`, `federation_protocol`,
 //!   `federation_metadata_url`, `federation_active_auth_url`) and the legacy
 //!   `/getuserrealm.srf?login={upn}&json=1` (`NameSpaceType`, `AuthURL`, …) → [`UserRealm`]

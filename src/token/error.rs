@@ -73,7 +73,7 @@ pub enum TokenError {
     },
     /// The IdP refused the scope of one audience in a way retrying cannot fix (`invalid_scope`,
     /// AADSTS650057, …): no further calls for this account and audience until the configuration is
-    /// reloaded or the account signs in again (issue 10 row 13).
+    /// reloaded or the account signs in again.
     #[error(
         "the identity provider refuses {audience} for {upn} (scope {scope:?}): {detail}; fix the account's scope or the app registration, then reload the configuration or sign in again"
     )]

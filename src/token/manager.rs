@@ -7,11 +7,11 @@
 //!   waits longer than `request_wait` (15 s) before getting [`TokenError::Unavailable`] with a retry hint.
 //! - Background refreshers renew ahead of expiry (`schedule::refresh_at`) with backoff (FLT-6), for
 //!   audiences asked for within the account's `idle_renewal` (1 h); an idle audience is renewed by its
-//!   next request (issue 10 row 16).
+//!   next request.
 //! - `invalid_grant` parks the account in "sign-in required" until `login` (FLT-11).
 //! - A refusal of one audience's scope that retrying cannot fix (`invalid_scope`, AADSTS650057, …) is
-//!   final for that account and audience until the configuration changes or a new sign-in succeeds
-//!   (issue 10 row 13); the account's other audiences are not affected.
+//!   final for that account and audience until the configuration changes or a new sign-in succeeds;
+//!   the account's other audiences are not affected.
 //! - A delegated account without a token starts a device-code sign-in on demand; callers get
 //!   [`TokenError::SignInPending`] with the code and URL to show.
 //!

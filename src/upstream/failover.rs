@@ -1,4 +1,4 @@
-//! Bad-proxy memory and hop ordering (PROTOCOL.md §4.3, Chromium semantics).
+//! Bad-proxy memory and hop ordering (docs/PROTOCOL.md#pac-failover, Chromium semantics).
 //!
 //! Contract: a proxy that failed at connect level is remembered as bad for `ttl`, measured on tokio's
 //! clock (so tests can pause time). Bad proxies are not removed: they move to the end of the list, in

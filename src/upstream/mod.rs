@@ -140,7 +140,7 @@ enum Learned {
     NoAuth(Instant),
 }
 
-/// How one hop failed: only connect-level failures move on to the next hop (PROTOCOL.md §4.3).
+/// How one hop failed: only connect-level failures move on to the next hop (docs/PROTOCOL.md#pac-failover).
 #[derive(Debug)]
 pub(crate) enum HopError {
     /// Refused, reset, timed out, unresolvable: try the next hop and remember the proxy as bad.

@@ -1,6 +1,6 @@
 // A standards-conformant OpenID provider (panva's oidc-provider, certified by the OpenID Foundation) for
 // tests/oidc_provider.rs: exoproxy must discover it at {issuer}/.well-known/openid-configuration and
-// get a token by client credentials (issue 10 row 12, docs/TESTING.md).
+// get a token by client credentials (docs/TESTING.md).
 //
 // Environment: OIDC_ISSUER (e.g. https://idp.oidc.test), OIDC_CERT / OIDC_KEY (PEM files of the TLS
 // server certificate), OIDC_CLIENT_ID / OIDC_CLIENT_SECRET (the client registered for

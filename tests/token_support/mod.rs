@@ -1,6 +1,6 @@
 //! A scripted fake Entra ID: an in-memory `Transport` that answers discovery itself and hands every
 //! other request to the test's closure, recording each call with its tokio-clock time. Response shapes
-//! follow PROTOCOL.md §2.3/2.4.
+//! follow docs/PROTOCOL.md#device-code and docs/PROTOCOL.md#token-responses.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::{Arc, Mutex};

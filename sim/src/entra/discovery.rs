@@ -1,4 +1,4 @@
-//! OpenID Connect discovery, the JWKS, and MSAL's instance discovery (PROTOCOL.md §2.2, §6 items 1-2).
+//! OpenID Connect discovery, the JWKS, and MSAL's instance discovery (docs/PROTOCOL.md#entra-endpoints, docs/PROTOCOL.md#emulator).
 
 use bytes::Bytes;
 use http::{Response, StatusCode};

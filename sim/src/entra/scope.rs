@@ -1,5 +1,5 @@
 //! What a token request asks for: the resource (the access token's `aud`), the delegated permissions,
-//! the OpenID Connect extras (`openid`, `offline_access`), and a `claims` request (CAE, PROTOCOL.md §2.5).
+//! the OpenID Connect extras (`openid`, `offline_access`), and a `claims` request (CAE, docs/PROTOCOL.md#cae-claims).
 //!
 //! v2 names the resource inside `scope` (`https://outlook.office365.com/.default` → aud
 //! `https://outlook.office365.com`); v1 names it in `resource=`.
@@ -140,7 +140,7 @@ fn split_scope(word: &str) -> Result<(String, String), AadError> {
 // === impl ClaimsRequest ===
 
 impl ClaimsRequest {
-    /// Parse the `claims` parameter (a JSON object; PROTOCOL.md §2.5).
+    /// Parse the `claims` parameter (a JSON object; docs/PROTOCOL.md#cae-claims).
     pub(crate) fn parse(claims: Option<&str>) -> Result<ClaimsRequest, AadError> {
         let Some(text) = claims.filter(|c| !c.trim().is_empty()) else {
             return Ok(ClaimsRequest::default());

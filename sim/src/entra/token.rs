@@ -1,5 +1,5 @@
 //! The token endpoint (v2 `/oauth2/v2.0/token`, v1 `/oauth2/token`): one function per grant type
-//! (PROTOCOL.md §2.3-2.4, §2.8, §6 item 4). Each grant resolves *who* (a [`Subject`]) and *what*
+//! (docs/PROTOCOL.md#token-responses, docs/PROTOCOL.md#emulator). Each grant resolves *who* (a [`Subject`]) and *what*
 //! (an [`Issue`]); [`issue::token_response`] mints the answer.
 
 use std::collections::HashMap;
@@ -358,7 +358,7 @@ fn forced_refresh_error(code: u32) -> AadError {
     }
 }
 
-// --- client_credentials (app-only, PROTOCOL.md §2.8) ---
+// --- client_credentials (app-only, docs/PROTOCOL.md#client-assertion) ---
 
 fn client_credentials(
     ctx: &Ctx<'_>,

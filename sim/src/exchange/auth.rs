@@ -2,7 +2,7 @@
 //!
 //! - RPS (WS-Man): the query must carry `BasicAuthToOAuthConversion=true`; the `Authorization: Basic`
 //!   password is the literal `Bearer <jwt>`; the Basic user must be the token's UPN (case-insensitive)
-//!   or, for app-only tokens, `OAuthUser@<tenant>` (PROTOCOL.md §1.2).
+//!   or, for app-only tokens, `OAuthUser@<tenant>` (docs/PROTOCOL.md#basic-to-oauth).
 //! - REST: `Authorization: Bearer <jwt>` (§1.9).
 //! - Refusals are 401 with `WWW-Authenticate: Bearer ... error="invalid_token"` and `x-ms-diagnostics`
 //!   (plus `Basic realm` on RPS), or the CAE `insufficient_claims` challenge (§1.6). The exact headers of
@@ -157,7 +157,7 @@ fn user_matches(user: &str, claims: &TokenClaims) -> bool {
 
 // === refusals ===
 
-/// The 401 for `failure`, shaped per PROTOCOL.md §1.6.
+/// The 401 for `failure`, shaped per docs/PROTOCOL.md#token-rejection.
 pub(crate) fn unauthorized(failure: &AuthFailure, scheme: Scheme) -> Response<Bytes> {
     let mut resp = Response::new(Bytes::from_static(b""));
     *resp.status_mut() = StatusCode::UNAUTHORIZED;

@@ -1,11 +1,11 @@
 //! Exchange Online side of the emulator: the retired RPS endpoint (WS-Man `/PowerShell-LiveID`) and the
 //! REST "adminapi" endpoint, on the Exchange and Security & Compliance hosts.
 //!
-//! Contract (the seam with the server half of exosim, see `briefs/sim-interface.md`):
+//! Contract (the seam with the server half of exosim):
 //! - the server terminates TLS, buffers the body and calls [`Exchange::handle`] for every request whose
 //!   host [`Exchange::serves`]; this module never touches sockets;
 //! - tokens are verified by the caller's [`TokenCheck`] (signature, `exp`/`nbf`, `aud`); this module
-//!   decides which audience a host demands and how a refusal looks on the wire (PROTOCOL.md §1.6);
+//!   decides which audience a host demands and how a refusal looks on the wire (docs/PROTOCOL.md#token-rejection);
 //! - runtime knobs live in [`ExchangeSettings`], changed through [`Exchange::update`].
 //!
 //! # Layout
@@ -51,7 +51,7 @@ pub struct TokenClaims {
     pub claims_satisfied: bool,
 }
 
-/// Why a token was refused (drives 401 headers per PROTOCOL.md §1.6).
+/// Why a token was refused (drives 401 headers per docs/PROTOCOL.md#token-rejection).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenRejection {
     /// Not a JWT, or unreadable claims.

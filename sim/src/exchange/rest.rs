@@ -1,5 +1,5 @@
 //! The REST ("V3 module") endpoint: `POST /adminapi/{beta,v1.0}/{tenant}/InvokeCommand` with a
-//! `CmdletInput` JSON body (PROTOCOL.md §1.9, §6 item 10).
+//! `CmdletInput` JSON body (docs/PROTOCOL.md#rest-adminapi, docs/PROTOCOL.md#emulator).
 //!
 //! Order of checks: Bearer authentication (401) → throttle mode (429 + Retry-After + Rate-Limit-*) →
 //! front door 302 to the tenant host (same path and query; clients re-POST), except that the Exchange

@@ -16,7 +16,7 @@
 //!   root→intermediate scheme (root key destroyed after setup) would also need a CRL distribution
 //!   point on the intermediate signed by a root whose key no longer exists, and a fixed CRL URL
 //!   (port) baked in at setup time; for a per-user, name-constrained root on loopback the second
-//!   level buys little and adds a revocation failure mode for WinRM (PROTOCOL.md §7 item 4).
+//!   level buys little and adds a revocation failure mode for WinRM (docs/PROTOCOL.md#winrm-revocation).
 //! - The key file is owner-only: on Unix 0600 inside a 0700 directory, written through a sibling
 //!   file in that same directory (never the system temp dir) and renamed into place; a key file
 //!   that group or others can read, or that another user owns (Linux), is refused on load. On

@@ -5,7 +5,7 @@
 //! a body above the size cap (whether announced or streamed), any `Content-Encoding` (no gzip bombs:
 //! we ask for `identity`), redirects to anything but http/https, https→http downgrades and more than
 //! [`MAX_REDIRECTS`] hops. The whole fetch, redirects included, must finish within the timeout (10 s by
-//! default, RELIABILITY PAC-8: a 1 byte/s server is cut off). The body must be UTF-8; a BOM is dropped.
+//! default, docs/TESTING.md#pac-8: a 1 byte/s server is cut off). The body must be UTF-8; a BOM is dropped.
 //! An https server is verified with the proxy's one outbound TLS configuration (`crate::tls_client`,
 //! roots loaded once per process, never per fetch).
 

@@ -1,4 +1,5 @@
-//! PAC engine: fetch, sandboxed evaluation, strict result grammar, per-host cache (PROTOCOL.md §4).
+//! PAC engine: fetch, sandboxed evaluation, strict result grammar, per-host cache (docs/PROTOCOL.md#pac-arguments,
+//! docs/PROTOCOL.md#pac-result, docs/PROTOCOL.md#pac-helpers, docs/PROTOCOL.md#pac-download).
 //!
 //! Contract:
 //! - [`PacResolver::start`] returns at once and loads the script in the background (fetch → compile in
@@ -66,7 +67,7 @@ pub struct PacConfig {
     pub limits: SandboxLimits,
     /// DNS per call (2 s), per evaluation (4 s) and number of uncached lookups per evaluation.
     pub dns_budget: DnsBudget,
-    /// Whole download, redirects included (10 s; RELIABILITY PAC-8).
+    /// Whole download, redirects included (10 s; docs/TESTING.md#pac-8).
     pub fetch_timeout: Duration,
     /// Largest script accepted (1 MiB).
     pub max_script_bytes: usize,
@@ -99,7 +100,7 @@ pub struct PacEnvironment {
     pub alert: Option<AlertSink>,
 }
 
-/// Where the loader is, for the admin page and `exoproxy status`.
+/// Where the loader is, as [`PacResolver::status`] reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PacState {
     Loading,
@@ -266,7 +267,7 @@ impl PacResolver {
         )
     }
 
-    /// Health snapshot for the admin page.
+    /// Health snapshot: `exoproxy route` names the PAC's source and failure policy from it.
     pub fn status(&self) -> PacStatus {
         match self.inner.status.lock() {
             Ok(status) => status.clone(),
@@ -445,21 +446,6 @@ async fn load_forever(inner: Arc<Inner>) {
 /// `exoproxy pac eval`, so the command shows what the running proxy would get.
 pub fn script_args(target: &Target) -> (String, String) {
     (target.pac_url(), target.host.as_str_for_lookup())
-}
-
-/// The host a browser passes as `FindProxyForURL`'s second argument: the URL's host without port or
-/// IPv6 brackets, lower-cased (for `exoproxy pac eval <url>`, which prints like pactester).
-pub fn host_from_url(url: &str) -> Option<String> {
-    let rest = url.split_once("://")?.1;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-    let authority = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, hostport)| hostport);
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split_once(']')?.0,
-        None => authority.split(':').next().unwrap_or(authority),
-    };
-    (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
 fn clip(s: &str) -> String {

@@ -3,9 +3,9 @@ use std::sync::Arc;
 
 use super::directive::{MAX_ENTRIES, parse_directives};
 use super::engine::{is_in_net_ex, join_v6_first, my_ip_address, sort_ip_address_list};
-use super::host_from_url;
+use super::script_args;
 use crate::route::loops::names_this_proxy;
-use crate::target::{Hop, ProxyEndpoint};
+use crate::target::{Hop, ProxyEndpoint, Target};
 
 fn proxy(s: &str) -> Hop {
     Hop::Proxy(ProxyEndpoint::parse(s).unwrap())
@@ -103,24 +103,14 @@ fn loop_detection_knows_our_own_spellings() {
 }
 
 #[test]
-fn host_from_url_is_what_browsers_pass() {
-    let host = |u: &str| host_from_url(u);
+fn script_args_host_is_what_browsers_pass() {
+    // The host argument: lower-cased, without port or IPv6 brackets.
+    let host = |t: Target| script_args(&t).1;
+    let connect = |a: &str| Target::parse_connect(a).unwrap();
+    assert_eq!(host(connect("WWW.Example.com:443")), "www.example.com");
     assert_eq!(
-        host("https://WWW.Example.com/").as_deref(),
-        Some("www.example.com")
+        host(Target::from_http_authority("a.example:8080").unwrap()),
+        "a.example"
     );
-    assert_eq!(
-        host("http://a.example:8080/x?y#z").as_deref(),
-        Some("a.example")
-    );
-    assert_eq!(
-        host("https://[2001:db8::1]:8443/").as_deref(),
-        Some("2001:db8::1")
-    );
-    assert_eq!(
-        host("http://user:pw@h.example/").as_deref(),
-        Some("h.example")
-    );
-    assert_eq!(host("no-scheme"), None);
-    assert_eq!(host("http:///path"), None);
+    assert_eq!(host(connect("[2001:db8::1]:8443")), "2001:db8::1");
 }

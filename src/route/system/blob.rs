@@ -1,5 +1,5 @@
 //! The binary connection-settings blob: `WinHttpSettings` (HKLM, machine WinHTTP) and
-//! `DefaultConnectionSettings` (HKCU, the authoritative IE copy) share one layout (PROTOCOL.md §3.2):
+//! `DefaultConnectionSettings` (HKCU, the authoritative IE copy) share one layout (docs/PROTOCOL.md#winhttp-settings):
 //!
 //! ```text
 //! u32 version (ignored) · u32 change counter · u32 flags

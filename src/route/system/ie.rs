@@ -1,5 +1,5 @@
 //! The WinINet ("IE") per-user values under
-//! `HKCU\Software\Microsoft\Windows\CurrentVersion\Internet Settings` (PROTOCOL.md §3.1):
+//! `HKCU\Software\Microsoft\Windows\CurrentVersion\Internet Settings` (docs/PROTOCOL.md#wininet-settings):
 //! `ProxyEnable` (DWORD), `ProxyServer`, `ProxyOverride`, `AutoConfigURL` (strings), `AutoDetect`
 //! (DWORD), read from a [`RegValues`] map that a `.reg` export or the live registry filled.
 //!

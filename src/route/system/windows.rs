@@ -4,7 +4,7 @@
 //!
 //! - IE: the values under `HKCU\…\Internet Settings` plus the authoritative
 //!   `Connections\DefaultConnectionSettings` blob; from `HKLM` instead when the policy
-//!   `ProxySettingsPerUser = 0` makes the settings machine-wide (PROTOCOL.md §3.1).
+//!   `ProxySettingsPerUser = 0` makes the settings machine-wide (docs/PROTOCOL.md#wininet-settings).
 //! - WinHTTP: `HKLM\…\Internet Settings\Connections\WinHttpSettings`; a missing value is "Direct access".
 //! - Addresses: `GetIpAddrTable` (IPv4; enough to notice a VPN or Wi-Fi switch, and needs no extra
 //!   windows-sys features).

@@ -82,7 +82,7 @@ pub(crate) struct Slot {
     flight: Mutex<Option<watch::Receiver<FlightResult>>>,
     pub(crate) wake: Notify,
     refresher: Mutex<Option<AbortHandle>>,
-    /// A refusal retrying cannot fix (issue 10 row 13): returned without a call until cleared.
+    /// A refusal retrying cannot fix: returned without a call until cleared.
     refused: Mutex<Option<TokenError>>,
     /// When a caller last asked for this audience: idle audiences are not renewed in the background.
     last_used: Mutex<Instant>,

@@ -1,4 +1,4 @@
-//! RFC 7523 client assertion for certificate-based client credentials (PROTOCOL.md §2.8).
+//! RFC 7523 client assertion for certificate-based client credentials (docs/PROTOCOL.md#client-assertion).
 //!
 //! Contract: header `{"alg":"RS256"|"ES256","typ":"JWT","x5t":…,"x5t#S256":…}` (base64url SHA-1 and
 //! SHA-256 thumbprints of the DER certificate); claims `aud` = token endpoint, `iss` = `sub` = client id,

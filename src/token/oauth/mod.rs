@@ -3,7 +3,7 @@
 //!
 //! Covered: OIDC discovery, device authorization (RFC 8628), refresh with rotation (RFC 6749 §6),
 //! client credentials with a secret or an RFC 7523 assertion, authorization code + PKCE (RFC 7636), and
-//! the `claims` parameter of a CAE challenge (PROTOCOL.md §2.5). Errors parse into [`OAuthError`].
+//! the `claims` parameter of a CAE challenge (docs/PROTOCOL.md#cae-claims). Errors parse into [`OAuthError`].
 
 // OAuthError is ~130 bytes; it is returned once per token call, never on a hot path.
 #![allow(clippy::result_large_err)]
@@ -124,7 +124,7 @@ pub fn discovery_request_at(url: &str) -> http::Request<Bytes> {
 }
 
 /// Where the OpenID configuration of `authority` is: Entra ID cloud hosts keep their tenant layout
-/// `{authority}/{tenant}/v2.0/.well-known/openid-configuration` (PROTOCOL.md §2.2); any other authority
+/// `{authority}/{tenant}/v2.0/.well-known/openid-configuration` (docs/PROTOCOL.md#entra-endpoints); any other authority
 /// is an issuer, discovered at `{issuer}/.well-known/openid-configuration` (OpenID Connect Discovery
 /// 1.0 §4, the form RFC 8414 §5 keeps for OpenID providers).
 pub fn discovery_url(authority: &str, tenant: &str) -> String {
@@ -168,7 +168,7 @@ pub fn entra_endpoints(authority: &str, tenant: &str) -> Endpoints {
 
 // === token grants ===
 
-/// RFC 6749 §6: refresh; `claims` carries a CAE challenge (PROTOCOL.md §2.5).
+/// RFC 6749 §6: refresh; `claims` carries a CAE challenge (docs/PROTOCOL.md#cae-claims).
 pub fn refresh_request(
     token_endpoint: &str,
     client_id: &str,

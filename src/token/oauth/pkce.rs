@@ -20,7 +20,7 @@ pub struct Pkce {
     pub challenge: String,
 }
 
-/// The parameters of an authorize request (RFC 6749 §4.1.1, PROTOCOL.md §2.7).
+/// The parameters of an authorize request (RFC 6749 §4.1.1, docs/PROTOCOL.md#authorize).
 #[derive(Debug, Clone)]
 pub struct AuthorizeUrl<'a> {
     /// `authorization_endpoint`.

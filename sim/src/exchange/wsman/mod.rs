@@ -1,4 +1,6 @@
-//! The RPS endpoint: WS-Man over HTTPS at `/PowerShell-LiveID` (PROTOCOL.md §1.2-1.7, §5, §6 items 8-9).
+//! The RPS endpoint: WS-Man over HTTPS at `/PowerShell-LiveID` (docs/PROTOCOL.md#basic-to-oauth,
+//! docs/PROTOCOL.md#redirects, docs/PROTOCOL.md#affinity-cookie, docs/PROTOCOL.md#wsman-framing,
+//! docs/PROTOCOL.md#wsman-timeouts, docs/PROTOCOL.md#token-rejection, docs/PROTOCOL.md#rps-limits).
 //!
 //! Order of checks, as a client meets them:
 //! 1. authentication (`auth::authenticate_rps`) → 401 on any failure, also on front doors;

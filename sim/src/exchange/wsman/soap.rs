@@ -1,6 +1,6 @@
 //! Just enough SOAP for WS-Man: pull named elements out of a request by local name (prefixes differ
 //! between WinRM, which writes `s:`/`a:`/`w:`, and pypsrp, which registers its own), and write
-//! responses and faults the way WinRM does (PROTOCOL.md §5.2; pypsrp `wsman.py` reads them).
+//! responses and faults the way WinRM does (docs/PROTOCOL.md#wsman-soap; pypsrp `wsman.py` reads them).
 //!
 //! This is string scanning, not an XML parser: it trusts well-formed input from WS-Man clients and
 //! never needs namespaces, since WS-Man's element names are unambiguous inside one envelope.
