@@ -56,16 +56,6 @@ impl TlsFailureKind {
             Self::Handshake => "handshake",
         }
     }
-
-    /// The `X-LocalProxy-Error` code, `upstream_tls_<kind>`.
-    pub fn error_code(self) -> &'static str {
-        match self {
-            Self::Expired => "upstream_tls_expired",
-            Self::WrongHost => "upstream_tls_wrong_host",
-            Self::Untrusted => "upstream_tls_untrusted",
-            Self::Handshake => "upstream_tls_handshake",
-        }
-    }
 }
 
 // === impl ConnectHostResolver ===

@@ -171,6 +171,21 @@ fn upstream_rows() {
         "upstream_tls_expired",
         &["cert expired"],
     );
+    // Every TLS failure kind has its stable `X-LocalProxy-Error` code, `upstream_tls_<kind>`.
+    use crate::intercept::TlsFailureKind as K;
+    for (kind, name) in [
+        (K::Expired, "expired"),
+        (K::WrongHost, "wrong_host"),
+        (K::Untrusted, "untrusted"),
+        (K::Handshake, "handshake"),
+    ] {
+        let err = ProxyError::UpstreamTls {
+            host: s("h"),
+            kind: kind.as_str(),
+            detail: s("d"),
+        };
+        row(err, 502, &format!("upstream_tls_{name}"), &[]);
+    }
 }
 
 #[test]

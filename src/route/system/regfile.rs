@@ -119,11 +119,6 @@ impl RegFile {
             })
             .map(|(_, v)| v)
     }
-
-    /// Key paths in file order.
-    pub fn key_paths(&self) -> impl Iterator<Item = &str> {
-        self.keys.iter().map(|(p, _)| p.as_str())
-    }
 }
 
 /// IE settings from an export of `HKCU\…\Internet Settings` (with or without its `Connections`
