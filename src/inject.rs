@@ -45,7 +45,8 @@ pub struct AccountChoice {
     pub upn: String,
     /// How the account was chosen, for logs and error messages.
     pub source: &'static str,
-    /// The client's Basic user name, kept verbatim on WS-Man (routing/affinity key, docs/PROTOCOL.md#basic-to-oauth).
+    /// The client's Basic user name, kept verbatim on WS-Man (routing/affinity key,
+    /// docs/PROTOCOL.md#basic-to-oauth).
     pub basic_username: Option<String>,
 }
 

@@ -1,5 +1,6 @@
 //! Same-OS-user check: before a token is injected, the connecting socket must belong to the OS user
-//! that runs the proxy (docs/ARCHITECTURE.md#security-model, docs/TESTING.md#sec-3). Other local users get a 403, never a token.
+//! that runs the proxy (docs/ARCHITECTURE.md#security-model, docs/TESTING.md#sec-3). Other local users
+//! get a 403, never a token.
 //!
 //! How the owner is found:
 //! - Linux: an exact lookup of the client's socket through netlink sock_diag (`peer/diag.rs`,

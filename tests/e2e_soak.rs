@@ -1,4 +1,5 @@
-//! Soak (docs/TESTING.md#load-6, CI-sized): a WS-Man client (pypsrp, one whole session per run: 302, MS-WSMAN cookie, shell,
+//! Soak (docs/TESTING.md#load-6, CI-sized): a WS-Man client (pypsrp, one whole session per run: 302,
+//! MS-WSMAN cookie, shell,
 //! command, delete) and a REST client (one keep-alive connection plus periodic front-door 302 checks)
 //! run together for `EXOPROXY_SOAK_SECS` (default 60) with 5-second tokens. Pass: 0 failed requests;
 //! token calls equal the rollovers (one refresh per token generation, never two close together),

@@ -1,4 +1,5 @@
-//! NTLM to upstream proxies (docs/PROTOCOL.md#proxy-auth; FLT-3, FLT-12, PAC-14, TLS-4): a scripted NTLM proxy that
+//! NTLM to upstream proxies (docs/PROTOCOL.md#proxy-auth; FLT-3, FLT-12, PAC-14, TLS-4): a scripted NTLM
+//! proxy that
 //! issues a real Type 2 and verifies the Type 3 with the NTLMv2 math (pinned by MS-NLMP §4.2.4 in the
 //! unit tests and by pyspnego below), one that closes between Type 2 and Type 3, and pyspnego itself
 //! as the acceptor.

@@ -1,5 +1,6 @@
 //! System proxy settings: every parser fed with fixtures built from the documented layouts
-//! (docs/PROTOCOL.md#wininet-settings, docs/PROTOCOL.md#winhttp-settings), source selection, and the settings watcher on tokio's paused clock (FLT-13).
+//! (docs/PROTOCOL.md#wininet-settings, docs/PROTOCOL.md#winhttp-settings), source selection, and the
+//! settings watcher on tokio's paused clock (FLT-13).
 //! Nothing here reads the real environment or registry (TLS-8).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -1,7 +1,8 @@
 //! Whether a response rejects the token we injected, and the claims it asks for.
 //!
 //! Contract: a rejection is a 401, or a `WWW-Authenticate` challenge with `insufficient_claims`
-//! (a Continuous Access Evaluation challenge, docs/PROTOCOL.md#cae-claims), whatever its status. The challenge's
+//! (a Continuous Access Evaluation challenge, docs/PROTOCOL.md#cae-claims), whatever its status. The
+//! challenge's
 //! `claims="<base64>"` parameter is decoded (standard or URL-safe base64) into the claims JSON the
 //! token manager sends with its next token request; claims that cannot be decoded leave a rejection
 //! without claims. Only the status and the challenges are read, never the body.

@@ -166,11 +166,6 @@ impl SystemSource {
         Arc::ptr_eq(&self.inner, &other.inner)
     }
 
-    /// The snapshot in use now (for `exoproxy status` and the served PAC).
-    pub fn snapshot(&self) -> Arc<SettingsSnapshot> {
-        self.inner.snapshots.borrow().clone()
-    }
-
     /// The PAC resolver of the current snapshot, if the settings name a PAC.
     pub async fn pac(&self) -> Option<Arc<PacResolver>> {
         match &self.current().await.route {

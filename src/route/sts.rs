@@ -1,7 +1,8 @@
 //! Federation discovery: hosts of the company STS that must be reached DIRECT.
 //!
 //! Why: when a federated tenant's sign-in page reaches the company's ADFS (or other STS) through a
-//! proxy, Windows Integrated Authentication breaks and the sign-in window stays blank (docs/PROTOCOL.md#home-realm).
+//! proxy, Windows Integrated Authentication breaks and the sign-in window stays blank
+//! (docs/PROTOCOL.md#home-realm).
 //! So the STS hosts are tunnelled DIRECT and never intercepted.
 //!
 //! Contract:

@@ -2,14 +2,16 @@
 //!
 //! Contract: an account is keyed by its UPN (case-insensitive); tokens are kept per (account, audience),
 //! so a token minted for the Exchange host is never sent to the S&C host (TOK-11, TOK-15). Defaults follow
-//! docs/PROTOCOL.md#client-ids, docs/PROTOCOL.md#entra-endpoints: the tenant comes from the UPN's domain, the authority from the cloud.
+//! docs/PROTOCOL.md#client-ids, docs/PROTOCOL.md#entra-endpoints: the tenant comes from the UPN's
+//! domain, the authority from the cloud.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::token::secret::{ClientSecret, PrivateKeyPem};
 
-/// `a0c73c16-…`: "Microsoft Exchange Online Remote PowerShell" (RPS over WS-Man), docs/PROTOCOL.md#client-ids.
+/// `a0c73c16-…`: "Microsoft Exchange Online Remote PowerShell" (RPS over WS-Man),
+/// docs/PROTOCOL.md#client-ids.
 pub const CLIENT_ID_WSMAN: &str = "a0c73c16-a7e3-4564-9a95-2bdf47383716";
 /// `fb78d390-…`: "Microsoft Exchange REST API Based Powershell" (V2/V3 module), docs/PROTOCOL.md#client-ids.
 pub const CLIENT_ID_REST: &str = "fb78d390-0c51-40cd-8e17-fdbfab77341b";
@@ -17,7 +19,8 @@ pub const CLIENT_ID_REST: &str = "fb78d390-0c51-40cd-8e17-fdbfab77341b";
 /// How long an audience keeps being renewed in the background after its last use.
 pub const DEFAULT_IDLE_RENEWAL: Duration = Duration::from_secs(3600);
 
-/// The Entra ID authority hosts of every cloud (docs/PROTOCOL.md#entra-endpoints), current and retired (`.de`): an
+/// The Entra ID authority hosts of every cloud (docs/PROTOCOL.md#entra-endpoints), current and retired
+/// (`.de`): an
 /// authority on one of them has the tenant layout `{authority}/{tenant}/v2.0/…`; any other authority is
 /// a standards OpenID provider's issuer.
 pub const ENTRA_AUTHORITY_HOSTS: &[&str] = &[

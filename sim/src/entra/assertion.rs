@@ -1,4 +1,5 @@
-//! Client authentication at the token endpoint (docs/PROTOCOL.md#client-assertion): a `client_assertion` JWT signed by a
+//! Client authentication at the token endpoint (docs/PROTOCOL.md#client-assertion): a `client_assertion`
+//! JWT signed by a
 //! registered certificate (RS256, PS256 or ES256; the certificate named by `x5t` or `x5t#S256`;
 //! `aud` = this tenant's token URL; `iss` = `sub` = client id; `exp`/`nbf` in range), or a client
 //! secret in the form or in `Authorization: Basic`. Public clients must send neither (AADSTS700025).

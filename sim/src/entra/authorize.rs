@@ -1,4 +1,5 @@
-//! `GET /{tenant}/oauth2/v2.0/authorize` (RFC 6749 §4.1.1, PKCE RFC 7636, docs/PROTOCOL.md#authorize): signs in
+//! `GET /{tenant}/oauth2/v2.0/authorize` (RFC 6749 §4.1.1, PKCE RFC 7636, docs/PROTOCOL.md#authorize):
+//! signs in
 //! without a page and 302s to the loopback `redirect_uri` with `code` and `state`.
 //!
 //! Who signs in: the control plane's "sign in as" override, else a known `login_hint`, else the

@@ -1,4 +1,5 @@
-//! `POST /{tenant}/oauth2/v2.0/devicecode` (RFC 8628 §3.1-3.2, docs/PROTOCOL.md#device-code): issues a device code
+//! `POST /{tenant}/oauth2/v2.0/devicecode` (RFC 8628 §3.1-3.2, docs/PROTOCOL.md#device-code): issues a
+//! device code
 //! and a user code. Approval comes from the control plane (or at once in auto-approve mode).
 //! The v1 endpoint (`/oauth2/devicecode`, ADAL era) takes `resource=` and answers `verification_url`.
 

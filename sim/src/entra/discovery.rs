@@ -1,4 +1,5 @@
-//! OpenID Connect discovery, the JWKS, and MSAL's instance discovery (docs/PROTOCOL.md#entra-endpoints, docs/PROTOCOL.md#emulator).
+//! OpenID Connect discovery, the JWKS, and MSAL's instance discovery (docs/PROTOCOL.md#entra-endpoints,
+//! docs/PROTOCOL.md#emulator).
 
 use bytes::Bytes;
 use http::{Response, StatusCode};

@@ -1,4 +1,5 @@
-//! Entra ID error answers in the real shape (docs/PROTOCOL.md#token-responses): `error`, `error_description` starting
+//! Entra ID error answers in the real shape (docs/PROTOCOL.md#token-responses): `error`,
+//! `error_description` starting
 //! with `AADSTSnnnn:` and ending with Trace ID / Correlation ID / Timestamp lines, `error_codes`,
 //! `timestamp`, `trace_id`, `correlation_id`, `error_uri`, and `suberror` where Entra sends one.
 

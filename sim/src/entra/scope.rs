@@ -1,5 +1,6 @@
 //! What a token request asks for: the resource (the access token's `aud`), the delegated permissions,
-//! the OpenID Connect extras (`openid`, `offline_access`), and a `claims` request (CAE, docs/PROTOCOL.md#cae-claims).
+//! the OpenID Connect extras (`openid`, `offline_access`), and a `claims` request (CAE,
+//! docs/PROTOCOL.md#cae-claims).
 //!
 //! v2 names the resource inside `scope` (`https://outlook.office365.com/.default` → aud
 //! `https://outlook.office365.com`); v1 names it in `resource=`.

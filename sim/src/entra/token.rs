@@ -1,5 +1,6 @@
 //! The token endpoint (v2 `/oauth2/v2.0/token`, v1 `/oauth2/token`): one function per grant type
-//! (docs/PROTOCOL.md#token-responses, docs/PROTOCOL.md#emulator). Each grant resolves *who* (a [`Subject`]) and *what*
+//! (docs/PROTOCOL.md#token-responses, docs/PROTOCOL.md#emulator). Each grant resolves *who* (a
+//! [`Subject`]) and *what*
 //! (an [`Issue`]); [`issue::token_response`] mints the answer.
 
 use std::collections::HashMap;

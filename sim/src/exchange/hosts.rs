@@ -1,5 +1,6 @@
 //! Which Exchange host a request reached: service (EXO or S&C), front door or tenant host, the audience
-//! the host demands, and the tenant host a front door redirects to (docs/PROTOCOL.md#exchange-hosts, docs/PROTOCOL.md#redirects).
+//! the host demands, and the tenant host a front door redirects to (docs/PROTOCOL.md#exchange-hosts,
+//! docs/PROTOCOL.md#redirects).
 
 /// Audience of Exchange Online tokens.
 pub(crate) const EXO_AUDIENCE: &str = "https://outlook.office365.com";

@@ -5,7 +5,8 @@
 //! - the server terminates TLS, buffers the body and calls [`Exchange::handle`] for every request whose
 //!   host [`Exchange::serves`]; this module never touches sockets;
 //! - tokens are verified by the caller's [`TokenCheck`] (signature, `exp`/`nbf`, `aud`); this module
-//!   decides which audience a host demands and how a refusal looks on the wire (docs/PROTOCOL.md#token-rejection);
+//!   decides which audience a host demands and how a refusal looks on the wire
+//!   (docs/PROTOCOL.md#token-rejection);
 //! - runtime knobs live in [`ExchangeSettings`], changed through [`Exchange::update`].
 //!
 //! # Layout

@@ -1,4 +1,5 @@
-//! Sans-IO parser for the string `FindProxyForURL` returns (docs/PROTOCOL.md#pac-result), strict by design (docs/TESTING.md#pac-6).
+//! Sans-IO parser for the string `FindProxyForURL` returns (docs/PROTOCOL.md#pac-result), strict by
+//! design (docs/TESTING.md#pac-6).
 //!
 //! Contract: [`parse_directives`] accepts `DIRECT`, `PROXY host:port` and `HTTP host:port` entries separated
 //! by `;` (keywords case-insensitive, whitespace and a trailing `;` tolerated) and returns them in order.

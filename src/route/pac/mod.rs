@@ -1,4 +1,5 @@
-//! PAC engine: fetch, sandboxed evaluation, strict result grammar, per-host cache (docs/PROTOCOL.md#pac-arguments,
+//! PAC engine: fetch, sandboxed evaluation, strict result grammar, per-host cache
+//! (docs/PROTOCOL.md#pac-arguments,
 //! docs/PROTOCOL.md#pac-result, docs/PROTOCOL.md#pac-helpers, docs/PROTOCOL.md#pac-download).
 //!
 //! Contract:

@@ -1,5 +1,6 @@
 //! WinINet/WinHTTP bypass lists (`ProxyOverride`, `netsh winhttp set proxy bypass-list=`), compiled
-//! once and matched without allocating. docs/PROTOCOL.md#wininet-settings, docs/PROTOCOL.md#winhttp-settings; Chromium `net/docs/proxy.md` for the
+//! once and matched without allocating. docs/PROTOCOL.md#wininet-settings,
+//! docs/PROTOCOL.md#winhttp-settings; Chromium `net/docs/proxy.md` for the
 //! corner cases Microsoft does not document.
 //!
 //! Grammar, one list = entries separated by `;`, `,` or whitespace (empty entries are skipped):

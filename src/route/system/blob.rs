@@ -1,5 +1,6 @@
 //! The binary connection-settings blob: `WinHttpSettings` (HKLM, machine WinHTTP) and
-//! `DefaultConnectionSettings` (HKCU, the authoritative IE copy) share one layout (docs/PROTOCOL.md#winhttp-settings):
+//! `DefaultConnectionSettings` (HKCU, the authoritative IE copy) share one layout
+//! (docs/PROTOCOL.md#winhttp-settings):
 //!
 //! ```text
 //! u32 version (ignored) · u32 change counter · u32 flags

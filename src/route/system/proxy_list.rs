@@ -1,4 +1,5 @@
-//! The proxy-list and bypass-list syntax shared by WinINet (IE) and WinHTTP (docs/PROTOCOL.md#wininet-settings).
+//! The proxy-list and bypass-list syntax shared by WinINet (IE) and WinHTTP
+//! (docs/PROTOCOL.md#wininet-settings).
 //!
 //! Proxy list: entries `[<scheme>=][<scheme>://]<server>[:<port>]` separated by `;` or whitespace.
 //! `http=` and `https=` entries go to the matching list; a bare entry applies to both (Chromium's

@@ -1,4 +1,5 @@
-//! Identity-provider errors, parsed from the RFC 6749 §5.2 JSON body plus Entra's extras (docs/PROTOCOL.md#token-responses).
+//! Identity-provider errors, parsed from the RFC 6749 §5.2 JSON body plus Entra's extras
+//! (docs/PROTOCOL.md#token-responses).
 //!
 //! Contract: code branches on [`ErrorKind`] (the `error` field), never on text; the AADSTS number is kept
 //! for messages and for the "sign-in required" state. 429/5xx are transient and carry `Retry-After`.

@@ -124,7 +124,8 @@ pub fn discovery_request_at(url: &str) -> http::Request<Bytes> {
 }
 
 /// Where the OpenID configuration of `authority` is: Entra ID cloud hosts keep their tenant layout
-/// `{authority}/{tenant}/v2.0/.well-known/openid-configuration` (docs/PROTOCOL.md#entra-endpoints); any other authority
+/// `{authority}/{tenant}/v2.0/.well-known/openid-configuration` (docs/PROTOCOL.md#entra-endpoints); any
+/// other authority
 /// is an issuer, discovered at `{issuer}/.well-known/openid-configuration` (OpenID Connect Discovery
 /// 1.0 §4, the form RFC 8414 §5 keeps for OpenID providers).
 pub fn discovery_url(authority: &str, tenant: &str) -> String {
