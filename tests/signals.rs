@@ -19,7 +19,7 @@ fn send(signal: &str, pid: u32) {
 }
 
 #[test]
-fn sighup_keeps_the_proxy_running_and_logs_why() {
+fn rel_2_sighup_keeps_the_proxy_running_and_logs_why() {
     let mut proxy = start(&[]);
     let addr = proxy.addr;
     let lines = read_lines(proxy.child.stderr.take().unwrap());
