@@ -59,3 +59,28 @@ fn rel_2_sighup_keeps_the_proxy_running_and_logs_why() {
     });
     assert!(drained, "{rest:?}");
 }
+
+/// CFG-2 (docs/TESTING.md#cfg-2): a SIGHUP after the file was broken keeps the running
+/// configuration: the proxy neither stops nor changes, and says it did not reload.
+#[test]
+fn cfg_2_sighup_with_an_invalid_config_keeps_the_running_configuration() {
+    let mut proxy = start(&[]);
+    let addr = proxy.addr;
+    let lines = read_lines(proxy.child.stderr.take().unwrap());
+    let (ready, _) = lines_until(&lines, Duration::from_secs(10), |l| l.contains("ready"));
+    assert!(ready, "no ready line");
+    std::fs::write(proxy.config(), "listen = 12\n[[[ not toml\n").unwrap();
+
+    send("-HUP", proxy.child.id());
+    let (logged, seen) = lines_until(&lines, Duration::from_secs(5), |l| l.contains("SIGHUP"));
+    assert!(logged, "no SIGHUP line: {seen:?}");
+    assert!(
+        proxy.child.try_wait().unwrap().is_none(),
+        "SIGHUP with a broken file stopped the proxy"
+    );
+    assert_eq!(
+        status_of(addr, &pac_request(addr), Duration::from_secs(5)),
+        Ok(200),
+        "the proxy no longer serves on its configured address"
+    );
+}
