@@ -61,14 +61,14 @@ where
             read = client_rd.read(&mut up_buf), if up_open => {
                 last_traffic = Instant::now();
                 let full = read.as_ref().is_ok_and(|&n| n == up_buf.len());
-                let step = relay(read, &up_buf, &mut up_wr, &mut stats.up, &mut up_open).await;
+                let step = relay(read, &up_buf, &mut up_wr, &mut stats.up, &mut up_open, idle).await;
                 grow_if(full, &mut up_buf);
                 step
             }
             read = up_rd.read(&mut down_buf), if down_open => {
                 last_traffic = Instant::now();
                 let full = read.as_ref().is_ok_and(|&n| n == down_buf.len());
-                let step = relay(read, &down_buf, &mut client_wr, &mut stats.down, &mut down_open).await;
+                let step = relay(read, &down_buf, &mut client_wr, &mut stats.down, &mut down_open, idle).await;
                 grow_if(full, &mut down_buf);
                 step
             }
@@ -98,13 +98,16 @@ fn grow_if(full: bool, buf: &mut Vec<u8>) {
     }
 }
 
-/// Writes what one read returned to the other side; EOF half-closes the other side.
+/// Writes what one read returned to the other side; EOF half-closes the other side. A write that
+/// cannot finish within `idle` (the peer stopped reading, LOAD-9 in docs/TESTING.md#load-9) ends
+/// the tunnel as idle: the idle deadline above is not polled while a write waits.
 async fn relay<W: AsyncWrite + Unpin>(
     read: std::io::Result<usize>,
     buf: &[u8],
     to: &mut W,
     count: &mut u64,
     open: &mut bool,
+    idle: Duration,
 ) -> Result<(), SpliceEnd> {
     match read {
         Ok(0) => {
@@ -113,8 +116,9 @@ async fn relay<W: AsyncWrite + Unpin>(
             Ok(())
         }
         Ok(n) => {
-            to.write_all(&buf[..n])
+            tokio::time::timeout(idle, to.write_all(&buf[..n]))
                 .await
+                .map_err(|_| SpliceEnd::Idle)?
                 .map_err(|_| SpliceEnd::Error)?;
             *count += n as u64;
             Ok(())

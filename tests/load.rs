@@ -312,3 +312,53 @@ async fn load_5_burst_against_the_connection_cap_is_refused_quickly_and_recovers
     }
     proxy.shutdown().await;
 }
+
+/// LOAD-9: a client that never reads a 50 MiB download through a tunnel: the proxy takes only
+/// what the socket buffers and its own capped buffer hold (it never buffers the rest), and the
+/// stalled tunnel is closed at the tunnel idle limit, which the origin sees as a failed write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_9_unread_50_mib_download_is_bounded_and_closed_at_idle() {
+    const DOWNLOAD: usize = 50 << 20;
+    // Loopback socket buffers on both sides of the proxy (up to ~20 MiB with Linux autotuning)
+    // plus the tunnel's 128 KiB cap; far below the download.
+    const BOUND: usize = 24 << 20;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = listener.local_addr().unwrap();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let chunk = vec![b'x'; 64 << 10];
+        let mut written = 0;
+        while written < DOWNLOAD {
+            match stream.write(&chunk).await {
+                Ok(n) if n > 0 => written += n,
+                _ => break,
+            }
+        }
+        let _ = done_tx.send((written, Instant::now()));
+    });
+    let idle = Duration::from_secs(1);
+    let limits = Limits {
+        tunnel_idle: idle,
+        stream_idle: idle,
+        ..test_limits()
+    };
+    let proxy = start_proxy(direct(), load_upstream(origin.port()), limits).await;
+    let (head, _, _unread) = connect(proxy.addr, &format!("{ORIGIN_HOST}:443")).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let opened = Instant::now();
+
+    let (written, ended) = tokio::time::timeout(idle * 10, done_rx)
+        .await
+        .expect("the stalled tunnel was never closed")
+        .unwrap();
+    println!(
+        "LOAD-9: the origin wrote {written} bytes, stopped after {:?}",
+        ended - opened
+    );
+    assert!(
+        written < BOUND,
+        "the proxy took {written} bytes from the origin"
+    );
+    proxy.shutdown().await;
+}
