@@ -164,7 +164,7 @@ fn rel_3_sigterm_under_load_gives_whole_responses_or_none() {
     let half: Vec<_> = seen.iter().filter(|s| matches!(s, Seen::Half(_))).collect();
     assert!(complete > 0, "no request was served before the signal");
     assert!(
-        seen.iter().any(|s| *s == Seen::Nothing),
+        seen.contains(&Seen::Nothing),
         "no request was refused after the exit"
     );
     assert!(
