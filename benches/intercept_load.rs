@@ -25,6 +25,13 @@
 //! harness waits (bounded) for each CA file and a first 200 through each proxy (which may need a
 //! sign-in the sim auto-approves). Without `--proxy`, only the direct path is measured.
 //!
+//! `--reverse ADDR --ca FILE --label NAME` adds a path that dials ADDR without CONNECT: a reverse
+//! proxy such as nginx standing in for the host (TLS trusting FILE). For measuring a proxy's CPU per
+//! request (scripts/bench-load.sh), `--token-out` writes the bearer token the clients send (so that a
+//! reverse proxy can set the same `Authorization`), `--ready-out` is written once every path answered
+//! its warm-up request, and the number of answered requests per path is printed to stderr
+//! (`requests <label> <n>`).
+//!
 //! Run: `cargo bench --bench intercept_load -- --sim-port P --sim-ca-out sim-ca.pem
 //! --proxy 127.0.0.1:Q --ca exoproxy-ca.pem --label exoproxy [--proxy … --ca … --label …]`
 //! (scripts/bench-load.sh does this).
@@ -61,8 +68,10 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 struct Args {
     sim_port: u16,
     sim_ca_out: Option<PathBuf>,
-    /// `--proxy`, `--ca` and `--label`, given in that order per proxy.
+    /// `--proxy` (or `--reverse`), `--ca` and `--label`, given in that order per proxy.
     proxies: Vec<ProxyArg>,
+    token_out: Option<PathBuf>,
+    ready_out: Option<PathBuf>,
     rounds: usize,
     conc: usize,
     secs: u64,
@@ -79,6 +88,8 @@ struct ProxyArg {
     ca: Option<PathBuf>,
     /// Name of the path in the report (`exoproxy`, or e.g. `exoproxy-tunnel` for a blind tunnel).
     label: String,
+    /// False for `--reverse`: dial and speak TLS at once, no CONNECT.
+    connect: bool,
 }
 
 /// The phases of one round, in the order they run.
@@ -106,6 +117,8 @@ struct Sample {
     p50_us: f64,
     p99_us: f64,
     errors: u64,
+    /// Requests answered with 200.
+    count: u64,
 }
 
 // === main ===
@@ -137,6 +150,9 @@ async fn run(args: Args) -> Result<(), BoxError> {
         .as_str()
         .ok_or("no access_token")?
         .to_string();
+    if let Some(out) = &args.token_out {
+        std::fs::write(out, &token)?;
+    }
     let mut routes = vec![Route {
         name: "direct".into(),
         dial: sim.addr(),
@@ -149,12 +165,15 @@ async fn run(args: Args) -> Result<(), BoxError> {
         routes.push(Route {
             name: proxy.label.clone(),
             dial: proxy.addr,
-            connect: true,
+            connect: proxy.connect,
             tls: connector(&ca)?,
         });
     }
     for route in &routes {
         warm_up(route, &token).await?;
+    }
+    if let Some(out) = &args.ready_out {
+        std::fs::write(out, "ready")?;
     }
     // samples[phase][route][round]
     let mut samples = vec![vec![Vec::new(); routes.len()]; PHASES.len()];
@@ -174,6 +193,10 @@ async fn run(args: Args) -> Result<(), BoxError> {
                 samples[p][i].push(sample);
             }
         }
+    }
+    for (i, route) in routes.iter().enumerate() {
+        let count: u64 = samples.iter().flat_map(|p| &p[i]).map(|s| s.count).sum();
+        eprintln!("requests {} {count}", route.name);
     }
     print_report(&routes, &samples, &args);
     sim.shutdown().await;
@@ -343,6 +366,7 @@ async fn measure(
         p50_us: pct(&all, 0.5),
         p99_us: pct(&all, 0.99),
         errors,
+        count: all.len() as u64,
     })
 }
 
@@ -445,8 +469,8 @@ fn print_report(routes: &[Route], samples: &[Vec<Vec<Sample>>], args: &Args) {
 
 // === Arguments ===
 
-const USAGE: &str = "intercept_load [--sim-port 0] [--sim-ca-out FILE] \
-[--proxy HOST:PORT --ca FILE [--label NAME]]... [--rounds 3] [--conc 64] [--secs 10] \
+const USAGE: &str = "intercept_load [--sim-port 0] [--sim-ca-out FILE] [--token-out FILE] [--ready-out FILE] \
+[--proxy|--reverse HOST:PORT --ca FILE [--label NAME]]... [--rounds 3] [--conc 64] [--secs 10] \
 [--paced-rps 2000] [--paced-secs 5] [--quiet-secs 3]";
 
 fn parse_args() -> Result<Args, BoxError> {
@@ -454,6 +478,8 @@ fn parse_args() -> Result<Args, BoxError> {
         sim_port: 0,
         sim_ca_out: None,
         proxies: Vec::new(),
+        token_out: None,
+        ready_out: None,
         rounds: 3,
         conc: 64,
         secs: 10,
@@ -478,11 +504,14 @@ fn parse_args() -> Result<Args, BoxError> {
             "--bench" => {}
             "--sim-port" => args.sim_port = value()?.parse()?,
             "--sim-ca-out" => args.sim_ca_out = Some(value()?.into()),
-            "--proxy" => args.proxies.push(ProxyArg {
+            "--proxy" | "--reverse" => args.proxies.push(ProxyArg {
                 addr: value()?.parse()?,
                 ca: None,
                 label: "exoproxy".into(),
+                connect: flag == "--proxy",
             }),
+            "--token-out" => args.token_out = Some(value()?.into()),
+            "--ready-out" => args.ready_out = Some(value()?.into()),
             "--ca" => {
                 let ca = value()?;
                 let n = last(&mut args.proxies)?;

@@ -57,3 +57,83 @@ start_squid() {
   pids+=("$squid_pid")
   wait_port "$1" squid
 }
+
+# ensure_nginx: Debian's nginx, installed once (as root) if missing; the package's own service is
+# never started or stopped here (bench runs use their own config, prefix and pid).
+ensure_nginx() {
+  command -v nginx >/dev/null && return 0
+  [ "$(id -u)" = 0 ] || fail "nginx is not installed: apt-get install nginx"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null
+  command -v nginx >/dev/null || fail "could not install nginx"
+}
+
+# cpu_ticks PID...: utime + stime of the processes, in clock ticks (getconf CLK_TCK per second).
+# Fields 14 and 15 of /proc/PID/stat, counted after the ")" closing the command name.
+cpu_ticks() {
+  local total=0 p
+  for p in "$@"; do total=$((total + $(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$p/stat"))); done
+  echo "$total"
+}
+
+# start_nginx_reverse PORT UPSTREAM_PORT UPSTREAM_CA TOKEN [PIN...]: nginx (one worker) as a
+# TLS-terminating reverse proxy for nam12b.outlook.office365.com on PORT, with a certificate from a
+# local test CA ($tmp/nginx/ca.pem), that sets `Authorization: Bearer TOKEN` and relays over a
+# keep-alive pool of TLS connections to 127.0.0.1:UPSTREAM_PORT, verified against UPSTREAM_CA.
+# Sets nginx_pid (the master; its worker is its child).
+start_nginx_reverse() {
+  local port=$1 upstream=$2 upstream_ca=$3 token=$4 host=nam12b.outlook.office365.com d="$tmp/nginx"; shift 4
+  mkdir -p "$d"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=bench-nginx-ca \
+    -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$host" \
+    -keyout "$d/leaf.key" -out "$d/leaf.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:%s\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' "$host" >"$d/leaf.ext"
+  openssl x509 -req -in "$d/leaf.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 1 \
+    -extfile "$d/leaf.ext" -out "$d/leaf.pem" 2>/dev/null
+  cat >"$d/nginx.conf" <<CONF
+$([ "$(id -u)" = 0 ] && echo "user root;")
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log $d/access.log;
+  client_body_temp_path $d/body;
+  proxy_temp_path $d/proxy;
+  fastcgi_temp_path $d/fastcgi;
+  uwsgi_temp_path $d/uwsgi;
+  scgi_temp_path $d/scgi;
+  upstream origin {
+    server 127.0.0.1:$upstream;
+    keepalive 64;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:$port ssl;
+    server_name $host;
+    ssl_certificate $d/leaf.pem;
+    ssl_certificate_key $d/leaf.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    location / {
+      proxy_pass https://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header Authorization "Bearer $token";
+      proxy_ssl_server_name on;
+      proxy_ssl_name $host;
+      proxy_ssl_verify on;
+      proxy_ssl_verify_depth 2;
+      proxy_ssl_trusted_certificate $upstream_ca;
+      proxy_ssl_session_reuse on;
+    }
+  }
+}
+CONF
+  "$@" nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf" -g 'daemon off;' >"$tmp/nginx.log" 2>&1 &
+  nginx_pid=$!
+  pids+=("$nginx_pid")
+  wait_port "$port" nginx
+}

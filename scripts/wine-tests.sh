@@ -5,7 +5,8 @@
 # throwaway WINEPREFIX, and checks with Windows clients against native peers on loopback (an echo
 # server that doubles as upstream proxy, exosim): start on defaults, CONNECT tunnel, owner-only DACL,
 # DPAPI-sealed keys, device-code login, interception with token injection, the same-user check, the
-# IE and WinHTTP registry settings (and a live change of each), Ctrl-C with a tunnel in flight.
+# IE and WinHTTP registry settings (and a live change of each), Ctrl-C with a tunnel in flight,
+# install → uninstall (registry diffed), and the packaged zip's exe.
 # Prints PASS/FAIL per check and "N passed, N failed"; exits non-zero on any failure. Stops only what
 # it started: its own pids, and the throwaway prefix's wineserver (`wineserver -k` with that prefix).
 set -uo pipefail
@@ -280,6 +281,59 @@ prefixes+=("$tmp/prefix2")
 out=$(cat "$tmp/accounts2.out" 2>/dev/null)
 check "another user in another prefix cannot open the cache (not ready, file quarantined)" \
   test -n "$(grep corrupt <<<"$out")" -a -z "$(grep 'state:    ready' <<<"$out")"
+
+# === 9. exoproxy install / uninstall (per user): the registry under CurrentVersion and the user's Root
+# store are exported before install and after uninstall and must be identical. The IE values of
+# section 7 (ProxyEnable 1, ProxyServer up2, ProxyOverride) are what install saves and restores;
+# AutoConfigURL is absent and must be absent again. Wine keeps CurrentUser\Root in the registry, as
+# Windows does (HKCU\Software\Microsoft\SystemCertificates\Root\Certificates\<SHA-1>).
+cv_key='HKCU\Software\Microsoft\Windows\CurrentVersion'
+root_key='HKCU\Software\Microsoft\SystemCertificates\Root'
+export_reg() { "$wine" reg export "$cv_key" "$(winpath "$1.cv.reg")" /y >/dev/null 2>&1
+  "$wine" reg export "$root_key" "$(winpath "$1.root.reg")" /y >/dev/null 2>&1 || : >"$1.root.reg"; }
+query() { "$wine" reg query "$1" /v "$2" 2>&1 | tr -d '\r'; }
+thumb=$(openssl x509 -in "$state/exoproxy-ca.pem" -outform DER | sha1sum | cut -c1-40 | tr a-f A-F)
+in_root() { "$wine" reg query "$root_key\\Certificates\\$thumb" >/dev/null 2>&1; }
+export_reg "$tmp/before"
+out=$(exo install); rc=$?
+check "install: exit 0, the Root store's confirmation is announced before the CA is added" \
+  test "$rc" = 0 -a -n "$(grep 'Windows asks you to confirm' <<<"$out")" -a -s "$state/install.json"
+out=$(query "$ie_key" AutoConfigURL)
+check "install: AutoConfigURL names the served PAC" grep -q "REG_SZ *http://127.0.0.1:8765/proxy.pac" <<<"$out"
+out=$(query "$ie_key" ProxyEnable)
+check "install: ProxyEnable is 0 (the PAC alone decides)" grep -q "REG_DWORD *0x0" <<<"$out"
+out=$(query 'HKCU\Software\Microsoft\Windows\CurrentVersion\Run' exoproxy)
+check "install: the Run key starts exoproxy at logon without a console window" \
+  grep -q 'conhost.exe --headless ".*exoproxy.exe" run' <<<"$out"
+out="thumbprint $thumb"
+check "install: the CA is in CurrentUser\\Root" in_root
+out=$(exo install); rc=$?
+check "a second install is refused (exit 2) instead of saving its own values" \
+  test "$rc" = 2 -a -n "$(grep 'already installed' <<<"$out")"
+out=$(exo uninstall); rc=$?
+check "uninstall: exit 0, the saved state is removed" test "$rc" = 0 -a ! -e "$state/install.json"
+out="thumbprint $thumb"
+not_in_root() { ! in_root; }
+check "uninstall: the CA is no longer in CurrentUser\\Root" not_in_root
+export_reg "$tmp/after"
+out=$(diff <(iconv -f UTF-16LE -t UTF-8 "$tmp/before.cv.reg" | tr -d '\r') <(iconv -f UTF-16LE -t UTF-8 "$tmp/after.cv.reg" | tr -d '\r') | head -20)
+check "install → uninstall leaves HKCU\\...\\CurrentVersion exactly as it was (reg export, byte for byte)" \
+  cmp -s "$tmp/before.cv.reg" "$tmp/after.cv.reg"
+out=$(diff <(iconv -f UTF-16LE -t UTF-8 "$tmp/before.root.reg") <(iconv -f UTF-16LE -t UTF-8 "$tmp/after.root.reg") | head -20)
+check "install → uninstall leaves CurrentUser\\Root exactly as it was" cmp -s "$tmp/before.root.reg" "$tmp/after.root.reg"
+
+# === 10. the package: scripts/package-windows.sh reuses the exe built above; the zip's exe runs.
+out=$(scripts/package-windows.sh 2>&1); rc=$?
+zip=$(tail -1 <<<"$out")
+check "package-windows.sh writes the zip and its SHA-256" \
+  test "$rc" = 0 -a -s "$zip" -a -n "$( (cd dist && sha256sum -c "$(basename "$zip").sha256") 2>/dev/null | grep ': OK')"
+mkdir -p "$tmp/pkg" && (cd "$tmp/pkg" && unzip -q "$root/$zip")
+pkg=$(echo "$tmp"/pkg/exoproxy-*)
+out=$("$wine" "$pkg/exoproxy.exe" --version 2>&1 | tr -d '\r')
+check "the packaged exe runs: --version" grep -qx "exoproxy $(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)" <<<"$out"
+out=$(EXOPROXY_PROXY_PASSWORD=example "$wine" "$pkg/exoproxy.exe" config check "$(winpath "$pkg/config/exoproxy.toml")" 2>&1 | tr -d '\r')
+check "the packaged exe: config check accepts the packaged example" grep -q ": ok" <<<"$out"
+check "the zip holds README.md and both licences" test -s "$pkg/README.md" -a -s "$pkg/LICENSE-MIT" -a -s "$pkg/LICENSE-APACHE"
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -34,6 +34,7 @@ use crate::upstream::Upstream;
 pub mod accounts;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod desktop;
 pub mod log;
 mod services;
 pub mod signals;
@@ -54,25 +55,28 @@ pub fn block_on<F: Future<Output = ExitCode>>(f: F) -> ExitCode {
     }
 }
 
-/// `exoproxy config check [FILE]`: every error with its key path and line; exit 2 on errors.
+/// `exoproxy config check [FILE]`: every error with its key path and line, then the warnings
+/// (environment variables not set); exit 2 on errors.
 pub fn config_check(file: Option<&Path>, overrides: &Overrides) -> ExitCode {
-    let checked = config::load(file, overrides).and_then(|config| {
-        crate::platform::check_not_writable_by_others(&config.state_dir).map_err(|e| vec![e])
-    });
-    match checked {
-        Ok(()) => {
-            let name = file.map_or("built-in defaults".into(), |p| p.display().to_string());
-            println!("{name}: ok");
-            ExitCode::SUCCESS
-        }
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("config error: {e}");
-            }
-            eprintln!("{} error(s)", errors.len());
-            ExitCode::from(2)
-        }
+    let mut checked = config::check(file, overrides);
+    if let Some(config) = &checked.config
+        && let Err(e) = crate::platform::check_not_writable_by_others(&config.state_dir)
+    {
+        checked.errors.push(e);
     }
+    for w in &checked.warnings {
+        eprintln!("config warning: {w}");
+    }
+    if checked.errors.is_empty() {
+        let name = file.map_or("built-in defaults".into(), |p| p.display().to_string());
+        println!("{name}: ok");
+        return ExitCode::SUCCESS;
+    }
+    for e in &checked.errors {
+        eprintln!("config error: {e}");
+    }
+    eprintln!("{} error(s)", checked.errors.len());
+    ExitCode::from(2)
 }
 
 /// `exoproxy route URL|HOST`: prints the decision for a URL or host and the rule that made it (after

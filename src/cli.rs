@@ -157,6 +157,19 @@ pub enum Command {
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..=3600))]
         token_lifetime: u64,
     },
+    /// Wire this Windows user's desktop to exoproxy (no admin rights): start at logon, trust the CA,
+    /// point Internet Settings at the served PAC; saves what it replaces first.
+    Install(DesktopArgs),
+    /// Undo `install`: restore the saved Internet Settings exactly, remove the CA and the logon entry.
+    Uninstall(DesktopArgs),
+}
+
+/// Flags of `install` and `uninstall`.
+#[derive(Debug, Args)]
+pub struct DesktopArgs {
+    /// Print every change without making it (works on any OS).
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]

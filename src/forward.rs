@@ -10,16 +10,29 @@
 //!   on a fresh connection, when the request has no body; otherwise it becomes 502
 //!   `upstream_auth_failed` (the client's own proxy credentials are for us, not for the next hop).
 //! - No traffic for `idle` ends the exchange (504 before the response head, a cut body after).
+//! - The request body is read and its framing checked *before* any upstream is dialled when it fits
+//!   in [`BODY_BUFFER`] (64 KiB): a malformed chunked body is a 400 and nothing is opened upstream
+//!   (docs/TESTING.md#bad-5). A larger body streams; if its framing breaks later, the upstream
+//!   connection is closed without the terminating chunk (never a complete request) and never reused
+//!   (there is no upstream pool on this path).
+//! - Through an upstream proxy, a request whose body is in memory waits at most the upstream's
+//!   first-byte timeout (`connect_reply_timeout`, 10 s, as a CONNECT reply does) for the response
+//!   head. A proxy that stays silent is marked bad like one that failed to connect, and the request
+//!   moves to the next hop only when it is idempotent (RFC 9110 §9.2.2): the silent proxy may have
+//!   passed a POST on, so a POST gets 504 `upstream_timeout` instead of being sent twice
+//!   (docs/TESTING.md#flt-2). Streamed bodies keep the idle limit alone (their upload may take long).
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty};
-use hyper::body::{Body, Incoming};
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
 
 use crate::error::ProxyError;
@@ -44,6 +57,17 @@ const HOP_BY_HOP: [HeaderName; 9] = [
 
 type OutBody = BoxBody<Bytes, hyper::Error>;
 
+/// Request bodies up to this size are read completely, framing checked, before anything is dialled.
+pub const BODY_BUFFER: usize = 64 * 1024;
+
+/// The client's request body after the pre-read.
+enum RequestBody {
+    /// All of it, framing verified: can be sent again (407 retry, failover).
+    Complete(Bytes),
+    /// More than [`BODY_BUFFER`]: what was read, then the rest as it arrives; sent once.
+    Streaming(Prefixed),
+}
+
 /// Forwards `req` to `target` along `decision`; returns the response and the hop that served it.
 pub async fn forward(
     upstream: &Upstream,
@@ -53,34 +77,122 @@ pub async fn forward(
     idle: Duration,
 ) -> Result<(Response<Incoming>, Hop), ProxyError> {
     let (parts, body) = req.into_parts();
-    // Without a body the request can be sent twice (the 407 retry); with one it cannot.
-    let replayable = body.is_end_stream();
-    let first_body = match replayable {
-        true => empty(),
-        false => body.boxed(),
-    };
-    let conn = upstream.connect_http(target, decision).await?;
-    let sent_auth = conn.proxy_authorization.is_some();
-    let hop = conn.hop.clone();
-    let response = send(conn, &parts, target, first_body, idle).await?;
-    let Hop::Proxy(proxy) = &hop else {
-        return Ok((clean_response(response), hop));
-    };
-    if response.status() != StatusCode::PROXY_AUTHENTICATION_REQUIRED {
-        return Ok((clean_response(response), hop));
+    let mut body = read_body(body, idle).await?;
+    let mut remaining = decision.clone();
+    loop {
+        let conn = upstream.connect_http(target, &remaining).await?;
+        let hop = conn.hop.clone();
+        let Hop::Proxy(proxy) = &hop else {
+            let response = send(conn, &parts, target, body.take(), idle).await?;
+            return Ok((clean_response(response), hop));
+        };
+        let sent_auth = conn.proxy_authorization.is_some();
+        let response = match first_byte(upstream, conn, &parts, target, &mut body, idle).await? {
+            Ok(response) => response,
+            Err(silent) => {
+                upstream.mark_failed(proxy);
+                remaining.hops.retain(|h| *h != hop);
+                let retry = parts.method.is_idempotent() && body.is_complete();
+                if !retry || remaining.hops.is_empty() {
+                    return Err(silent);
+                }
+                tracing::debug!(%proxy, "proxy sent no response head; trying the next hop");
+                continue;
+            }
+        };
+        if response.status() != StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+            return Ok((clean_response(response), hop));
+        }
+        return retry_with_basic(
+            upstream,
+            proxy,
+            response,
+            sent_auth,
+            (&parts, target, decision),
+            body,
+            idle,
+        )
+        .await;
     }
+}
+
+/// Sends the request through a proxy hop. A complete body bounds the wait for the response head by
+/// the first-byte timeout; `Ok(Err(_))` is a proxy that stayed silent (the caller may fail over).
+async fn first_byte(
+    upstream: &Upstream,
+    conn: HttpConnected,
+    parts: &Parts,
+    target: &Target,
+    body: &mut RequestBody,
+    idle: Duration,
+) -> Result<Result<Response<Incoming>, ProxyError>, ProxyError> {
+    if !body.is_complete() {
+        return send(conn, parts, target, body.take(), idle).await.map(Ok);
+    }
+    let wait = upstream.first_byte_timeout();
+    let peer = conn.hop.to_string();
+    match tokio::time::timeout(wait, send(conn, parts, target, body.take(), idle)).await {
+        Ok(response) => response.map(Ok),
+        Err(_) => Ok(Err(ProxyError::UpstreamTimeout {
+            target: peer,
+            after: wait,
+            detail: "no response head".into(),
+        })),
+    }
+}
+
+/// A 407 from a proxy that offers Basic: once more, with credentials, when the body can be sent
+/// again; otherwise 502 `upstream_auth_failed`.
+async fn retry_with_basic(
+    upstream: &Upstream,
+    proxy: &ProxyEndpoint,
+    response: Response<Incoming>,
+    sent_auth: bool,
+    (parts, target, decision): (&Parts, &Target, &Decision),
+    mut body: RequestBody,
+    idle: Duration,
+) -> Result<(Response<Incoming>, Hop), ProxyError> {
     let challenges = challenges_of(response.headers());
     let offers_basic = challenges.iter().any(|c| c.is("Basic"));
-    if sent_auth || !offers_basic || !replayable || upstream.basic_requested(proxy).is_none() {
+    if sent_auth
+        || !offers_basic
+        || !body.is_complete()
+        || upstream.basic_requested(proxy).is_none()
+    {
         return Err(auth_failed(proxy, &challenges, sent_auth));
     }
     let conn = upstream.connect_http(target, decision).await?;
     let hop = conn.hop.clone();
-    let response = send(conn, &parts, target, empty(), idle).await?;
+    let response = send(conn, parts, target, body.take(), idle).await?;
     if response.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
         return Err(auth_failed(proxy, &challenges_of(response.headers()), true));
     }
     Ok((clean_response(response), hop))
+}
+
+/// Reads the body until it ends or passes [`BODY_BUFFER`], each frame within `idle`. A framing
+/// error here is the client's (400) and happens before anything was dialled (BAD-5). Trailers of a
+/// complete chunked body are dropped: `Trailer` is hop-by-hop here and nothing upstream asked for them.
+async fn read_body(mut body: Incoming, idle: Duration) -> Result<RequestBody, ProxyError> {
+    let mut buf = BytesMut::new();
+    while !body.is_end_stream() {
+        let frame = tokio::time::timeout(idle, body.frame())
+            .await
+            .map_err(|_| ProxyError::BadRequest("the request body stopped arriving".into()))?;
+        let Some(frame) = frame else { break };
+        let frame =
+            frame.map_err(|e| ProxyError::BadRequest(format!("malformed request body ({e})")))?;
+        if let Ok(data) = frame.into_data() {
+            buf.extend_from_slice(&data);
+        }
+        if buf.len() > BODY_BUFFER {
+            return Ok(RequestBody::Streaming(Prefixed {
+                prefix: Some(buf.freeze()),
+                rest: body,
+            }));
+        }
+    }
+    Ok(RequestBody::Complete(buf.freeze()))
 }
 
 /// Sends one request on a fresh connection and waits for the response head.
@@ -221,6 +333,68 @@ fn empty() -> OutBody {
     Empty::<Bytes>::new()
         .map_err(|never| match never {})
         .boxed()
+}
+
+// === impl RequestBody ===
+
+impl RequestBody {
+    fn is_complete(&self) -> bool {
+        matches!(self, RequestBody::Complete(_))
+    }
+
+    /// The body to send: a copy of a complete one (it may be sent again), the stream itself once.
+    fn take(&mut self) -> OutBody {
+        match self {
+            RequestBody::Complete(bytes) if bytes.is_empty() => empty(),
+            RequestBody::Complete(bytes) => Full::new(bytes.clone())
+                .map_err(|never| match never {})
+                .boxed(),
+            RequestBody::Streaming(_) => {
+                match std::mem::replace(self, RequestBody::Complete(Bytes::new())) {
+                    RequestBody::Streaming(prefixed) => prefixed.boxed(),
+                    RequestBody::Complete(_) => empty(),
+                }
+            }
+        }
+    }
+}
+
+/// The bytes read ahead, then the rest of the client's body.
+struct Prefixed {
+    prefix: Option<Bytes>,
+    rest: Incoming,
+}
+
+impl Body for Prefixed {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if let Some(prefix) = self.prefix.take() {
+            return Poll::Ready(Some(Ok(Frame::data(prefix))));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_none() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let read = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
+        let rest = self.rest.size_hint();
+        match rest.exact() {
+            Some(n) => SizeHint::with_exact(n + read),
+            None => {
+                let mut hint = SizeHint::new();
+                hint.set_lower(rest.lower() + read);
+                hint
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -42,6 +42,7 @@ pub mod app;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod desktop;
 pub mod error;
 pub mod forward;
 pub mod handler;

@@ -2,17 +2,22 @@
 //!
 //! Contract: [`serve`] takes already-bound listeners (tests bind port 0) and runs until `shutdown`
 //! completes; then it stops accepting and waits up to [`Limits::drain_timeout`] for connections in
-//! flight. At most [`Limits::max_connections`] connections are served at once; excess connections get
-//! a quick 503 `overloaded` and are closed, so overload never crashes or queues without bound.
+//! flight. At most [`Limits::max_connections`] connections are served at once. At the limit, the
+//! oldest *idle* connection (accepted, still waiting for its request head: no request in flight, no
+//! tunnel) is closed to admit the new one, so a client holding many idle keep-alive connections
+//! cannot lock everyone else out (issue 10 row 9; docs/TESTING.md#load-5). When every connection is
+//! busy, the new one gets a quick 503 `overloaded` and is closed, so overload never crashes or
+//! queues without bound.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 
 use crate::error::ProxyError;
 use crate::handler::Proxy;
@@ -27,11 +32,19 @@ pub async fn serve(
 ) {
     let limits = state.limits().clone();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let idle = Arc::new(IdleConnections::default());
+    let trim = Arc::new(Trim {
+        low: limits.max_connections.into(),
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut accept_tasks = tokio::task::JoinSet::new();
     for listener in listeners {
-        let (state, permits, stop_rx) = (state.clone(), permits.clone(), stop_rx.clone());
-        accept_tasks.spawn(accept_loop(listener, state, permits, stop_rx));
+        let slots = Slots {
+            permits: permits.clone(),
+            idle: idle.clone(),
+            trim: trim.clone(),
+        };
+        accept_tasks.spawn(accept_loop(listener, state.clone(), slots, stop_rx.clone()));
     }
     shutdown.await;
     let _ = stop_tx.send(true);
@@ -51,10 +64,130 @@ async fn drain(permits: &Semaphore, limits: &Limits) {
     }
 }
 
+/// The connection slots: the permits of the limit, and the connections that could give theirs up.
+#[derive(Clone)]
+struct Slots {
+    permits: Arc<Semaphore>,
+    idle: Arc<IdleConnections>,
+    trim: Arc<Trim>,
+}
+
+/// Gives freed heap back to the OS after many connections closed. glibc keeps the memory of closed
+/// connections (interleaved with live ones) in its arenas: 2 000 idle tunnels that closed left RSS
+/// at twice the baseline and more (BENCHMARKS.md, idle tunnels). `malloc_trim` returns the free
+/// pages; it runs once the number of free slots rose by [`Trim::EVERY`] since the last trim.
+#[derive(Default)]
+struct Trim {
+    /// Free slots at the last trim (or the lowest seen since).
+    low: std::sync::atomic::AtomicUsize,
+}
+
+// === impl Trim ===
+
+impl Trim {
+    const EVERY: usize = 256;
+
+    fn connection_closed(&self, free: usize) {
+        use std::sync::atomic::Ordering;
+        let low = self.low.fetch_min(free, Ordering::Relaxed).min(free);
+        if free >= low + Self::EVERY
+            && self
+                .low
+                .compare_exchange(low, free, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tokio::task::spawn_blocking(release_free_heap);
+        }
+    }
+
+    /// Called on accept: the free-slot count only matters relative to its lowest point.
+    fn connection_opened(&self, free: usize) {
+        self.low
+            .fetch_min(free, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// `malloc_trim(0)`: glibc returns whole free pages of every arena to the OS.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)] // documented exception (Cargo.toml [lints.rust]): a libc call with no pointers
+fn release_free_heap() {
+    // SAFETY: malloc_trim takes a size and touches only the allocator's own state, under its locks.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Other allocators return memory on their own.
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn release_free_heap() {}
+
+/// Every open connection in accept order, with the handle that closes it while it waits for its
+/// request head. The handle's receiver is dropped once the head arrived (`serve_connection`), so a
+/// closed handle marks a busy connection.
+#[derive(Default)]
+struct IdleConnections {
+    next: std::sync::atomic::AtomicU64,
+    open: Mutex<BTreeMap<u64, oneshot::Sender<()>>>,
+}
+
+// === impl IdleConnections ===
+
+impl IdleConnections {
+    fn register(&self) -> (u64, oneshot::Receiver<()>) {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        if let Ok(mut open) = self.open.lock() {
+            open.insert(id, tx);
+        }
+        (id, rx)
+    }
+
+    fn remove(&self, id: u64) {
+        if let Ok(mut open) = self.open.lock() {
+            open.remove(&id);
+        }
+    }
+
+    /// Closes the oldest connection still waiting for its head; false when none is idle.
+    fn evict_oldest(&self) -> bool {
+        let Ok(mut open) = self.open.lock() else {
+            return false;
+        };
+        let idle = open
+            .iter()
+            .find(|(_, tx)| !tx.is_closed())
+            .map(|(id, _)| *id);
+        match idle.and_then(|id| open.remove(&id)) {
+            Some(tx) => tx.send(()).is_ok(),
+            None => false,
+        }
+    }
+}
+
+// === impl Slots ===
+
+impl Slots {
+    /// A permit at once, or after closing the oldest idle connection (which returns its permit as
+    /// soon as its task sees the signal); `None` when every connection is busy.
+    async fn acquire(&self) -> Option<OwnedSemaphorePermit> {
+        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            return Some(permit);
+        }
+        while self.idle.evict_oldest() {
+            let wait =
+                tokio::time::timeout(Duration::from_secs(1), self.permits.clone().acquire_owned());
+            if let Ok(Ok(permit)) = wait.await {
+                return Some(permit);
+            }
+        }
+        None
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     state: Arc<Proxy>,
-    permits: Arc<Semaphore>,
+    slots: Slots,
     stop_rx: watch::Receiver<bool>,
 ) {
     loop {
@@ -68,18 +201,23 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        match permits.clone().try_acquire_owned() {
-            Ok(permit) => {
-                let (state, stop_rx) = (state.clone(), stop_rx.clone());
-                tokio::spawn(async move {
-                    state.serve_connection(stream, peer, stop_rx).await;
-                    drop(permit);
-                });
-            }
-            Err(_) => {
-                tokio::spawn(refuse_overloaded(stream, peer));
-            }
-        }
+        let (state, stop_rx, slots) = (state.clone(), stop_rx.clone(), slots.clone());
+        // Spawned: waiting for an evicted connection's permit must not hold up the accept loop.
+        tokio::spawn(async move {
+            let Some(permit) = slots.acquire().await else {
+                return refuse_overloaded(stream, peer).await;
+            };
+            slots
+                .trim
+                .connection_opened(slots.permits.available_permits());
+            let (id, evict) = slots.idle.register();
+            state.serve_connection(stream, peer, stop_rx, evict).await;
+            slots.idle.remove(id);
+            drop(permit);
+            slots
+                .trim
+                .connection_closed(slots.permits.available_permits());
+        });
     }
 }
 

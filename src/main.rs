@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use exoproxy::app::{self, accounts, log};
 use exoproxy::cli::{CaCommand, Cli, Command, ConfigCommand, PacCommand};
-use exoproxy::config::Config;
+use exoproxy::config::{Config, SecretUse};
 
 fn main() -> ExitCode {
     let cli = Cli::parse_args();
@@ -40,6 +40,9 @@ fn main() -> ExitCode {
         Ok(guard) => guard,
         Err(code) => return code,
     };
+    if let Err(code) = require_secrets(&cli, &config) {
+        return code;
+    }
     match &cli.command {
         Some(Command::Config(_)) => handled_before_loading(),
         #[cfg(feature = "demo")]
@@ -58,6 +61,8 @@ fn main() -> ExitCode {
         }
         Some(Command::Ca(CaCommand::Export { file })) => accounts::ca_export(&config, file),
         Some(Command::Ca(CaCommand::Regenerate)) => accounts::ca_regenerate(&config),
+        Some(Command::Install(args)) => app::desktop::install(&config, args.dry_run),
+        Some(Command::Uninstall(args)) => app::desktop::uninstall(&config, args.dry_run),
         Some(Command::Run(_)) | None => app::block_on(app::run(config)),
     }
 }
@@ -91,6 +96,22 @@ fn logging(flag: Option<&str>, configured: &str) -> Result<log::LogGuard, ExitCo
 fn handled_before_loading() -> ExitCode {
     eprintln!("error: internal: a command was dispatched twice");
     ExitCode::FAILURE
+}
+
+/// The commands that use secrets named by the config refuse to run while a variable is not set; the
+/// others (`accounts`, `logout`, `route`, `ca export`, ...) never need them.
+fn require_secrets(cli: &Cli, config: &Config) -> Result<(), ExitCode> {
+    let needed = match &cli.command {
+        Some(Command::Run(_)) | None => SecretUse::Serve,
+        Some(Command::Login { upn, .. } | Command::Token { upn, .. }) => SecretUse::Account(upn),
+        _ => return Ok(()),
+    };
+    config.require_secrets(needed).map_err(|errors| {
+        for e in &errors {
+            eprintln!("config error: {e}");
+        }
+        ExitCode::from(2)
+    })
 }
 
 /// Loads the configuration or prints every error and returns exit code 2.

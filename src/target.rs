@@ -1,5 +1,5 @@
 //! Shared vocabulary of the request path: what the client asked for ([`Target`]), what policy decided
-//! ([`Decision`]: an [`Action`] plus ordered [`Hop`]s), and where an upstream proxy lives ([`ProxyEndpoint`]).
+//! ([`Decision`]: an [`Action`] plus ordered [`Hop`]s), and where an upstream proxy lives ([`ProxyEndpoint`], written as a [`ProxyUrl`]).
 //!
 //! Contract: `route` produces these values and `upstream`/`handler` consume them; neither side depends on
 //! the other, only on this module. Everything here is plain data: no sockets, no clocks, no config.
@@ -15,9 +15,11 @@ use std::sync::Arc;
 // Shared vocabulary beyond the request itself, one concept per file.
 mod credentials;
 mod local;
+mod proxy_url;
 
 pub use credentials::{ProxyAuthScheme, ProxyCredentials};
 pub use local::{is_local_ip, is_local_name};
+pub use proxy_url::{ProxyUrl, UserInfo};
 
 /// A host as the client named it, normalised.
 #[derive(Clone, PartialEq, Eq, Hash)]

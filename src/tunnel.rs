@@ -4,10 +4,13 @@
 //! (so TLS close_notify and HTTP/1.0 style endings pass through); an error on either side, or `idle`
 //! without traffic in either direction, ends the tunnel. The result says how much went each way.
 //!
-//! Speed (BENCHMARKS.md §1, §4): each direction starts with a buffer that holds one TLS record and
-//! doubles, up to 128 KiB, whenever a read fills it, so bulk transfers move large chunks per
-//! system call while the many small tunnels pay for 2 × 16.5 KiB only. The idle deadline is one
-//! timer per tunnel, re-armed only when it fires (not a new timer per read).
+//! Speed (BENCHMARKS.md §1, §4): an active direction reads into a heap buffer that holds one TLS
+//! record and doubles, up to 128 KiB, whenever a read fills it, so bulk transfers move large chunks
+//! per system call. Memory (issue 10 row 10, docs/TESTING.md#load-3): a quiet direction holds no
+//! heap buffer. It waits with a 512-byte read into the task itself (`PROBE`); a read that fills it
+//! (a burst) takes a buffer, small exchanges never do, and after 2 s without traffic (`QUIET`) both
+//! buffers are released, so thousands of idle tunnels cost about 10 KiB each (BENCHMARKS.md §5). The deadline is one timer per tunnel, re-armed only when it fires
+//! or when a quiet tunnel wakes up (not a new timer per read).
 
 use std::time::Duration;
 
@@ -18,6 +21,16 @@ use tokio::time::Instant;
 const BUF_SIZE: usize = 16 * 1024 + 512;
 /// Largest buffer per direction, reached only by bulk transfers.
 const MAX_BUF: usize = 128 * 1024;
+/// The read a quiet direction waits with: part of the task, no heap buffer.
+const PROBE: usize = 512;
+/// No traffic for this long releases the buffers.
+const QUIET: Duration = Duration::from_secs(2);
+
+/// One direction's read buffer: empty while quiet (reads go to the probe), taken on traffic.
+struct Lane {
+    buf: Vec<u8>,
+    probe: [u8; PROBE],
+}
 
 /// How a tunnel ended, with its byte counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -51,32 +64,44 @@ where
     let (mut up_rd, mut up_wr) = tokio::io::split(upstream);
     let mut stats = SpliceStats::default();
     let (mut up_open, mut down_open) = (true, true);
-    let mut up_buf = vec![0u8; BUF_SIZE];
-    let mut down_buf = vec![0u8; BUF_SIZE];
+    let mut up = Lane::quiet();
+    let mut down = Lane::quiet();
     let mut last_traffic = Instant::now();
     let deadline = tokio::time::sleep(idle);
     tokio::pin!(deadline);
     while up_open || down_open {
         let step = tokio::select! {
-            read = client_rd.read(&mut up_buf), if up_open => {
+            read = client_rd.read(up.slot()), if up_open => {
                 last_traffic = Instant::now();
-                let full = read.as_ref().is_ok_and(|&n| n == up_buf.len());
-                let step = relay(read, &up_buf, &mut up_wr, &mut stats.up, &mut up_open, idle).await;
-                grow_if(full, &mut up_buf);
+                let (step, woke) = up.relay(read, &mut up_wr, &mut stats.up, &mut up_open, idle).await;
+                if woke {
+                    deadline.as_mut().reset(last_traffic + QUIET.min(idle));
+                }
                 step
             }
-            read = up_rd.read(&mut down_buf), if down_open => {
+            read = up_rd.read(down.slot()), if down_open => {
                 last_traffic = Instant::now();
-                let full = read.as_ref().is_ok_and(|&n| n == down_buf.len());
-                let step = relay(read, &down_buf, &mut client_wr, &mut stats.down, &mut down_open, idle).await;
-                grow_if(full, &mut down_buf);
+                let (step, woke) = down.relay(read, &mut client_wr, &mut stats.down, &mut down_open, idle).await;
+                if woke {
+                    deadline.as_mut().reset(last_traffic + QUIET.min(idle));
+                }
                 step
             }
             () = &mut deadline => {
-                if last_traffic.elapsed() >= idle {
+                let quiet_for = last_traffic.elapsed();
+                if quiet_for >= idle {
                     Err(SpliceEnd::Idle)
                 } else {
-                    deadline.as_mut().reset(last_traffic + idle);
+                    let holding = up.is_active() || down.is_active();
+                    if holding && quiet_for >= QUIET {
+                        up.release();
+                        down.release();
+                    }
+                    let next = match up.is_active() || down.is_active() {
+                        true => QUIET.min(idle),
+                        false => idle,
+                    };
+                    deadline.as_mut().reset(last_traffic + next);
                     Ok(())
                 }
             }
@@ -91,9 +116,57 @@ where
     stats
 }
 
+// === impl Lane ===
+
+impl Lane {
+    fn quiet() -> Lane {
+        Lane {
+            buf: Vec::new(),
+            probe: [0; PROBE],
+        }
+    }
+
+    fn is_active(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// Where the next read goes: the buffer while active, the probe while quiet.
+    fn slot(&mut self) -> &mut [u8] {
+        match self.buf.is_empty() {
+            true => &mut self.probe,
+            false => &mut self.buf,
+        }
+    }
+
+    /// Relays what the last read returned. A probe read that filled the probe means a burst: take a
+    /// buffer (quiet → active, `true`); small exchanges never take one. A full buffer grows.
+    async fn relay<W: AsyncWrite + Unpin>(
+        &mut self,
+        read: std::io::Result<usize>,
+        to: &mut W,
+        count: &mut u64,
+        open: &mut bool,
+        idle: Duration,
+    ) -> (Result<(), SpliceEnd>, bool) {
+        let was_quiet = self.buf.is_empty();
+        let full = read.as_ref().is_ok_and(|&n| n == self.slot().len());
+        let step = relay(read, self.slot(), to, count, open, idle).await;
+        if was_quiet && full && step.is_ok() {
+            self.buf = vec![0u8; BUF_SIZE];
+            return (step, true);
+        }
+        grow_if(full, &mut self.buf);
+        (step, false)
+    }
+
+    fn release(&mut self) {
+        self.buf = Vec::new();
+    }
+}
+
 /// Doubles `buf` (up to [`MAX_BUF`]) after a read that filled it.
 fn grow_if(full: bool, buf: &mut Vec<u8>) {
-    if full && buf.len() < MAX_BUF {
+    if full && !buf.is_empty() && buf.len() < MAX_BUF {
         buf.resize((buf.len() * 2).min(MAX_BUF), 0);
     }
 }
@@ -169,6 +242,29 @@ mod tests {
         drop(writer.await.unwrap());
         let stats = task.await.unwrap();
         assert_eq!(stats.down, data.len() as u64);
+    }
+
+    #[tokio::test]
+    async fn buffers_are_taken_by_bursts_only_and_released() {
+        let mut sink = tokio::io::sink();
+        let (mut count, mut open) = (0, true);
+        let mut lane = Lane::quiet();
+        let (step, woke) = lane.relay(Ok(10), &mut sink, &mut count, &mut open).await;
+        assert_eq!(
+            (step, woke, lane.is_active()),
+            (Ok(()), false, false),
+            "small: no buffer"
+        );
+        let (_, woke) = lane
+            .relay(Ok(PROBE), &mut sink, &mut count, &mut open)
+            .await;
+        assert!(
+            woke && lane.is_active() && lane.slot().len() == BUF_SIZE,
+            "a burst takes one"
+        );
+        lane.release();
+        assert!(!lane.is_active() && lane.slot().len() == PROBE);
+        assert_eq!(count, 10 + PROBE as u64);
     }
 
     #[test]

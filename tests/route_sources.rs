@@ -82,6 +82,8 @@ where
     let addr = listener.local_addr().unwrap();
     let config = RouteConfig {
         upstream: source(addr).await,
+        // The origins listen on ephemeral ports, outside the default plain-http ports (BAD-25).
+        http_ports: (1..=u16::MAX).collect(),
         ..RouteConfig::default()
     };
     let router = Router::start(config, &[addr]).await.unwrap();

@@ -426,3 +426,37 @@ async fn app_only_tokens_work_on_rest() {
         "contoso.onmicrosoft.com"
     );
 }
+
+#[tokio::test]
+async fn the_exchange_front_door_answers_a_call_that_names_its_mailbox() {
+    let env = Env::new(ExchangeSettings::default());
+    let call = |host: &str, aud: &str, cmdlet_name: &str| {
+        http::Request::post(format!("https://{host}{INVOKE}"))
+            .header("authorization", format!("Bearer {}", env.token(aud)))
+            .header("x-anchormailbox", format!("UPN:{ADMIN}"))
+            .header("content-type", "application/json")
+            .body(Bytes::from(cmdlet(cmdlet_name, json!({})).to_string()))
+            .unwrap()
+    };
+    let front = "outlook.office365.com";
+    let resp = env
+        .ex
+        .handle(front, call(front, EXO, "Get-Mailbox"), &env.tokens)
+        .await;
+    assert_eq!(resp.status(), 200);
+    let v = json_of(&resp);
+    assert!(
+        v["@odata.nextLink"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("https://{front}/adminapi/beta/")),
+        "the next page stays on the front door: {v}"
+    );
+    // The S&C front door redirects even with an anchor.
+    let scc = "ps.compliance.protection.outlook.com";
+    let resp = env
+        .ex
+        .handle(scc, call(scc, SCC, "Get-Label"), &env.tokens)
+        .await;
+    assert_eq!(resp.status(), 302);
+}

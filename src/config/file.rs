@@ -1,5 +1,6 @@
-//! Stage one: a serde mirror of the TOML file. Every table denies unknown keys, every field is optional
-//! (built-in defaults fill the gaps in `validate`), and nothing is interpreted here.
+//! Stage one: a serde mirror of the TOML file, and the only schema: every table denies unknown keys,
+//! every field is optional (built-in defaults fill the gaps in `validate`), and nothing is
+//! interpreted here. `config::parse` collects every key that does not fit (see `keys`).
 //!
 //! The documented example is `config/exoproxy.toml`; a test parses it so it cannot rot.
 
@@ -31,6 +32,9 @@ pub struct FileConfig {
     /// `[[account]]`: the admins (or apps) exoproxy obtains tokens for.
     #[serde(default)]
     pub account: Vec<AccountEntry>,
+    /// Keys left out because they are unknown or of the wrong type (filled by `config::parse`).
+    #[serde(skip)]
+    pub problems: Vec<super::ConfigError>,
 }
 
 /// Which hosts are intercepted and which account a request without one gets.
@@ -66,6 +70,9 @@ pub struct ProfileEntry {
 pub struct TlsSection {
     /// PEM file of extra roots trusted besides the system's (`--upstream-ca`).
     pub extra_roots: Option<String>,
+    /// Accept `http://` authorities (`[[account]]` and `[[intercept.profile]]`): for tests against a
+    /// local identity provider emulator only; tokens would otherwise travel in clear text.
+    pub allow_http_authority: Option<bool>,
 }
 
 /// One account.
@@ -170,6 +177,8 @@ pub struct RoutingSection {
     pub block: Option<Vec<String>>,
     /// Ports a CONNECT may target (default `[443]`).
     pub connect_ports: Option<Vec<i64>>,
+    /// Ports a plain `http://` request may target (default `route::DEFAULT_HTTP_PORTS`).
+    pub http_ports: Option<Vec<i64>>,
     /// Hosts or CIDRs that may resolve to loopback or link-local addresses.
     pub allow_local: Option<Vec<String>>,
     /// Ask Entra ID for the federation STS of each account domain and send it DIRECT (default true).

@@ -3,17 +3,23 @@
 //! obtained for, and the extra roots trusted towards the real servers.
 //!
 //! Contract: interception is on by default for the `global` profile; an unknown cloud, a profile
-//! without hosts, an account without a UPN, or an app-only flow without its client id and key
-//! material are errors with their key path. A secret named by `secret_env` is read here, once, and
-//! kept in a redacting newtype.
+//! without hosts, an account without a UPN, an authority that is not an `https://` URL (`http://`
+//! only with `tls.allow_http_authority`), a file that does not exist (extra roots, certificate, key,
+//! PFX), a PFX that needs a password when no `pfx_password_env` names one, or an app-only flow
+//! without its client id and key material are errors with their key path; every key of an account
+//! is checked even when its UPN is wrong. A secret named by `secret_env`/`pfx_password_env` is read
+//! here, once, and kept in a redacting newtype; when the variable is not set that is a warning
+//! ([`super::MissingSecret`]) and the account keeps an empty secret that the commands using it never
+//! reach (`Config::require_secrets`).
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use super::file::{AccountEntry, FileConfig, ProfileEntry};
-use super::validate::Errors;
+use super::validate::{Errors, check_authority};
 use crate::inject::{Profile, profiles};
 use crate::route::InterceptRule;
+use crate::token::oauth::ClientCertificate;
 use crate::token::secret::ClientSecret;
 use crate::token::{AccountConfig, ClientKind, Cloud, Flow};
 
@@ -72,9 +78,11 @@ pub(super) fn intercept_config(
     errors: &mut Errors,
 ) -> InterceptConfig {
     let section = &file.intercept;
+    let allow_http = file.tls.allow_http_authority.unwrap_or(false);
     let mut profiles = builtin_profiles(section.clouds.as_deref(), errors);
     for (i, entry) in section.profile.iter().enumerate() {
-        if let Some(p) = custom_profile(entry, &format!("intercept.profile[{i}]"), errors) {
+        let path = format!("intercept.profile[{i}]");
+        if let Some(p) = custom_profile(entry, &path, allow_http, errors) {
             profiles.push(p);
         }
     }
@@ -82,8 +90,16 @@ pub(super) fn intercept_config(
         .account
         .iter()
         .enumerate()
-        .filter_map(|(i, a)| account(a, &format!("account[{i}]"), env, errors))
+        .filter_map(|(i, a)| account(a, &format!("account[{i}]"), allow_http, env, errors))
         .collect();
+    let extra_roots = match (upstream_ca, &file.tls.extra_roots) {
+        (Some(p), _) => Some((p.clone(), "--upstream-ca")),
+        (None, Some(p)) => Some((PathBuf::from(p), "tls.extra_roots")),
+        (None, None) => None,
+    };
+    if let Some((path, key)) = &extra_roots {
+        errors.file_exists(key, path);
+    }
     let default_account = section
         .default_account
         .clone()
@@ -95,9 +111,7 @@ pub(super) fn intercept_config(
         enabled: section.enabled.unwrap_or(true),
         profiles,
         default_account,
-        extra_roots: upstream_ca
-            .cloned()
-            .or_else(|| file.tls.extra_roots.as_ref().map(PathBuf::from)),
+        extra_roots: extra_roots.map(|(p, _)| p),
         accounts,
     }
 }
@@ -124,7 +138,15 @@ fn builtin_profiles(clouds: Option<&[String]>, errors: &mut Errors) -> Vec<Profi
     chosen
 }
 
-fn custom_profile(entry: &ProfileEntry, path: &str, errors: &mut Errors) -> Option<Profile> {
+fn custom_profile(
+    entry: &ProfileEntry,
+    path: &str,
+    allow_http: bool,
+    errors: &mut Errors,
+) -> Option<Profile> {
+    if let Some(authority) = &entry.authority {
+        check_authority(authority, &format!("{path}.authority"), allow_http, errors);
+    }
     let Some(name) = entry.name.clone().filter(|n| !n.is_empty()) else {
         errors.push(&format!("{path}.name"), "a profile needs a name");
         return None;
@@ -143,7 +165,8 @@ fn custom_profile(entry: &ProfileEntry, path: &str, errors: &mut Errors) -> Opti
         return None;
     }
     for (host, audience) in &hosts {
-        if !audience.starts_with("https://") && !audience.starts_with("api://") {
+        let scheme = url::Url::parse(audience).map(|u| u.scheme().to_string());
+        if !matches!(scheme.as_deref(), Ok("https" | "api")) {
             errors.push(
                 &format!("{path}.hosts"),
                 format!("audience {audience:?} of {host:?} is not an https:// or api:// URI"),
@@ -163,17 +186,22 @@ fn custom_profile(entry: &ProfileEntry, path: &str, errors: &mut Errors) -> Opti
 fn account(
     entry: &AccountEntry,
     path: &str,
+    allow_http: bool,
     env: &dyn Fn(&str) -> Option<String>,
     errors: &mut Errors,
 ) -> Option<AccountConfig> {
-    let Some(upn) = entry.upn.clone().filter(|u| u.contains('@')) else {
+    let upn = entry.upn.clone().filter(|u| u.contains('@'));
+    if upn.is_none() {
         errors.push(
             &format!("{path}.upn"),
             "each account needs a upn such as admin@contoso.com (OAuthUser@tenant for app-only)",
         );
-        return None;
-    };
-    let mut config = AccountConfig::new(upn);
+    }
+    // The other keys are checked all the same, so one run reports every error of the account.
+    let mut config = AccountConfig::new(upn.clone().unwrap_or_default());
+    if let Some(authority) = &entry.authority {
+        check_authority(authority, &format!("{path}.authority"), allow_http, errors);
+    }
     config.tenant = entry.tenant.clone();
     config.client_id = entry.client_id.clone();
     config.scope = entry.scope.clone();
@@ -225,8 +253,8 @@ fn account(
             "app-only flows need the application (client) id of your app registration",
         );
     }
-    config.flow = flow(entry, path, env, errors)?;
-    Some(config)
+    config.flow = flow(entry, path, upn.as_deref(), env, errors)?;
+    upn.map(|_| config)
 }
 
 /// An absolute `https://` URL with a host.
@@ -235,44 +263,18 @@ fn is_https_url(url: &str) -> bool {
         .is_ok_and(|uri| uri.scheme_str() == Some("https") && uri.host().is_some())
 }
 
+/// The account's flow; `upn` is `None` when the UPN is wrong (the flow is checked all the same).
 fn flow(
     entry: &AccountEntry,
     path: &str,
+    upn: Option<&str>,
     env: &dyn Fn(&str) -> Option<String>,
     errors: &mut Errors,
 ) -> Option<Flow> {
     match entry.flow.as_deref() {
         None | Some("device-code") => Some(Flow::DeviceCode),
         Some("browser") => Some(Flow::Browser),
-        Some("certificate") => match (&entry.certificate, &entry.key) {
-            (Some(cert), Some(key)) => Some(Flow::Certificate {
-                cert_pem: PathBuf::from(cert),
-                key_pem: PathBuf::from(key),
-            }),
-            (Some(pfx), None) => {
-                let password = match &entry.pfx_password_env {
-                    None => String::new(),
-                    Some(var) => env(var).unwrap_or_else(|| {
-                        errors.push(
-                            &format!("{path}.pfx_password_env"),
-                            format!("environment variable {var} (the PFX password) is not set"),
-                        );
-                        String::new()
-                    }),
-                };
-                Some(Flow::CertificatePfx {
-                    pfx: PathBuf::from(pfx),
-                    password: ClientSecret::new(password),
-                })
-            }
-            _ => {
-                errors.push(
-                    &format!("{path}.certificate"),
-                    "the certificate flow needs `certificate` (a PFX file, or a PEM file with `key`)",
-                );
-                None
-            }
-        },
+        Some("certificate") => certificate_flow(entry, path, upn, env, errors),
         Some("secret") => {
             let Some(var) = &entry.secret_env else {
                 errors.push(
@@ -281,18 +283,10 @@ fn flow(
                 );
                 return None;
             };
-            match env(var).filter(|v| !v.is_empty()) {
-                Some(secret) => Some(Flow::Secret {
-                    secret: ClientSecret::new(secret),
-                }),
-                None => {
-                    errors.push(
-                        &format!("{path}.secret_env"),
-                        format!("environment variable {var} is not set"),
-                    );
-                    None
-                }
-            }
+            let secret = errors.secret_env(env, &format!("{path}.secret_env"), var, upn);
+            Some(Flow::Secret {
+                secret: ClientSecret::new(secret.unwrap_or_default()),
+            })
         }
         Some(other) => {
             errors.push(
@@ -302,4 +296,67 @@ fn flow(
             None
         }
     }
+}
+
+/// `certificate` with `key` (PEM pair) or alone (a PFX): the files must exist, and a PFX that needs
+/// a password must have `pfx_password_env`.
+fn certificate_flow(
+    entry: &AccountEntry,
+    path: &str,
+    upn: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Errors,
+) -> Option<Flow> {
+    let cert_key = format!("{path}.certificate");
+    match (&entry.certificate, &entry.key) {
+        (Some(cert), Some(key)) => {
+            let cert_ok = errors.file_exists(&cert_key, Path::new(cert));
+            let key_ok = errors.file_exists(&format!("{path}.key"), Path::new(key));
+            (cert_ok && key_ok).then(|| Flow::Certificate {
+                cert_pem: PathBuf::from(cert),
+                key_pem: PathBuf::from(key),
+            })
+        }
+        (Some(pfx), None) => {
+            let exists = errors.file_exists(&cert_key, Path::new(pfx));
+            let password = match &entry.pfx_password_env {
+                Some(var) => {
+                    let key = format!("{path}.pfx_password_env");
+                    errors.secret_env(env, &key, var, upn).unwrap_or_default()
+                }
+                None => {
+                    if exists && let Err(e) = open_pfx(Path::new(pfx), "") {
+                        errors.push(
+                            &cert_key,
+                            format!(
+                                "{pfx}: cannot open it without a password ({e}); if it has one, set \
+                                 pfx_password_env to the environment variable that holds it (a PEM \
+                                 certificate needs `key`)"
+                            ),
+                        );
+                    }
+                    String::new()
+                }
+            };
+            Some(Flow::CertificatePfx {
+                pfx: PathBuf::from(pfx),
+                password: ClientSecret::new(password),
+            })
+        }
+        _ => {
+            errors.push(
+                &cert_key,
+                "the certificate flow needs `certificate` (a PFX file, or a PEM file with `key`)",
+            );
+            None
+        }
+    }
+}
+
+/// Opens a PFX file as the certificate flow will.
+fn open_pfx(pfx: &Path, password: &str) -> Result<(), String> {
+    let bytes = zeroize::Zeroizing::new(std::fs::read(pfx).map_err(|e| e.to_string())?);
+    ClientCertificate::from_pkcs12(&bytes, password)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }

@@ -6,6 +6,9 @@ use crate::route::pac::{OnFailure, PacSource};
 use crate::route::source::SourceSpec;
 use crate::route::system::Source;
 
+/// A PAC file that exists (a local PAC path must, paths are relative to the working directory).
+const PAC_FILE: &str = "tests/pac_corpus/01_bypass_list.pac";
+
 fn check(text: &str) -> Result<Config, Vec<ConfigError>> {
     let file = parse(text).map_err(|e| vec![e])?;
     validate(file, &Overrides::default(), Some(text), &|_| None)
@@ -29,12 +32,15 @@ fn pac_key_implies_the_pac_source_and_fails_closed_by_default() {
 
 #[test]
 fn pac_failure_direct_is_an_explicit_opt_in() {
-    let cfg = check(
-        "[upstream]\nsource = \"pac\"\npac = \"C:/corp/proxy.pac\"\npac_failure = \"direct\"\n",
-    )
+    let cfg = check(&format!(
+        "[upstream]\nsource = \"pac\"\npac = \"{PAC_FILE}\"\npac_failure = \"direct\"\n"
+    ))
     .unwrap();
     assert!(matches!(&cfg.route.source, SourceSpec::Pac(p) if p.on_failure == OnFailure::Direct));
-    let err = check("[upstream]\npac = \"a.pac\"\npac_failure = \"maybe\"\n").unwrap_err();
+    let err = check(&format!(
+        "[upstream]\npac = \"{PAC_FILE}\"\npac_failure = \"maybe\"\n"
+    ))
+    .unwrap_err();
     assert_eq!(err[0].path, "upstream.pac_failure");
     assert_eq!(err[0].line, Some(3));
 }
@@ -52,12 +58,12 @@ fn live_sources_carry_wpad_and_the_config_pac() {
         ("ie", Source::Ie),
         ("auto", Source::Auto),
     ] {
-        let text = format!("[upstream]\nsource = \"{name}\"\nwpad = true\npac = \"x.pac\"\n");
+        let text = format!("[upstream]\nsource = \"{name}\"\nwpad = true\npac = \"{PAC_FILE}\"\n");
         match check(&text).unwrap().route.source {
             SourceSpec::System { live, .. } => {
                 assert_eq!(live.source, source);
                 assert!(live.config.allow_wpad);
-                assert_eq!(live.config.pac_url.as_deref(), Some("x.pac"));
+                assert_eq!(live.config.pac_url.as_deref(), Some(PAC_FILE));
                 assert!(!live.env_in_auto, "TLS-8");
             }
             other => panic!("{name}: {other:?}"),

@@ -91,9 +91,10 @@ fn tls_8_env_source_is_read_only_when_chosen() {
     assert!(
         matches!(&cfg.route.upstream, UpstreamSource::Static(p) if p[0].to_string() == "envproxy:8080")
     );
+    // The environment's one NO_PROXY reading (`route::system::env`), in its order.
     assert_eq!(
         cfg.route.bypass,
-        vec!["corp", "*.corp", "localhost", "*.localhost"]
+        vec!["*.corp", "corp", "*.localhost", "localhost"]
     );
 }
 
@@ -117,13 +118,17 @@ fn connect_to_follows_curl() {
 fn a_certificate_without_key_is_a_pfx_with_its_password_from_the_environment() {
     use crate::token::account::Flow;
     let text = "[[account]]\nupn = \"OAuthUser@contoso.com\"\nflow = \"certificate\"\n\
-                client_id = \"app\"\ncertificate = \"app.pfx\"\npfx_password_env = \"PFX_PW\"\n";
+                client_id = \"app\"\ncertificate = \"src/token/testdata/rsa_aes.pfx\"\n\
+                pfx_password_env = \"PFX_PW\"\n";
     let env = |k: &str| (k == "PFX_PW").then(|| "pfx-secret".to_string());
     let file = parse(text).unwrap();
     let cfg = validate::validate(file, &Overrides::default(), Some(text), &env).unwrap();
     match &cfg.intercept.accounts[0].flow {
         Flow::CertificatePfx { pfx, password } => {
-            assert_eq!(pfx, &std::path::PathBuf::from("app.pfx"));
+            assert_eq!(
+                pfx,
+                &std::path::PathBuf::from("src/token/testdata/rsa_aes.pfx")
+            );
             assert_eq!(password.expose(), "pfx-secret");
         }
         other => panic!("{other:?}"),
@@ -133,10 +138,302 @@ fn a_certificate_without_key_is_a_pfx_with_its_password_from_the_environment() {
         "the password is redacted"
     );
 
-    let err = check(text).unwrap_err();
+    // Without the variable: a warning for `config check`, an error for the commands using it.
+    let cfg = check(text).unwrap();
+    let err: Vec<ConfigError> = cfg
+        .missing_secrets
+        .iter()
+        .map(|m| m.error.clone())
+        .collect();
     assert!(
         err.iter()
             .any(|e| e.path == "account[0].pfx_password_env" && e.message.contains("PFX_PW")),
         "{err:?}"
     );
+    let refused = cfg
+        .require_secrets(SecretUse::Account("oauthuser@contoso.com"))
+        .unwrap_err();
+    assert!(refused[0].contains("PFX_PW"), "{refused:?}");
+}
+
+// --- `config check` tells the whole truth ---------------------------------------------------
+
+fn paths_and_lines(errs: &[ConfigError]) -> Vec<(&str, Option<usize>)> {
+    errs.iter().map(|e| (e.path.as_str(), e.line)).collect()
+}
+
+#[test]
+fn two_unknown_keys_and_three_wrong_types_are_reported_at_once() {
+    let text = "\
+[listen]
+adresses = [\"127.0.0.1:1\"]
+max_connections = \"many\"
+
+[upstream]
+fallback_direct = \"yes\"
+proxy = \"http://p:1\"
+
+[[account]]
+upn = \"a@contoso.com\"
+cloud = 3
+";
+    let errs = check(text).unwrap_err();
+    let found = paths_and_lines(&errs);
+    for expected in [
+        ("listen.adresses", Some(2)),
+        ("listen.max_connections", Some(3)),
+        ("upstream.fallback_direct", Some(6)),
+        ("upstream.proxy", Some(7)),
+        ("account[0].cloud", Some(11)),
+    ] {
+        assert!(
+            found.contains(&expected),
+            "{expected:?} missing in {errs:?}"
+        );
+    }
+    assert_eq!(errs.len(), 5, "{errs:?}");
+    let wrong_type = errs.iter().find(|e| e.path == "account[0].cloud").unwrap();
+    assert!(
+        wrong_type.message.contains("invalid type"),
+        "{wrong_type:?}"
+    );
+    assert!(
+        wrong_type
+            .to_string()
+            .starts_with("line 11: account[0].cloud: "),
+        "{wrong_type}"
+    );
+}
+
+#[test]
+fn schema_errors_and_value_errors_come_together_in_file_order() {
+    let text = "[listen]\naddresses = [\"0.0.0.0:1\"]\ncolour = 1\n\n[log]\nlevel = \"verbose\"\n";
+    let errs = check(text).unwrap_err();
+    assert_eq!(
+        paths_and_lines(&errs),
+        vec![
+            ("listen.addresses", Some(2)),
+            ("listen.colour", Some(3)),
+            ("log.level", Some(6))
+        ],
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn an_account_with_a_bad_upn_still_has_its_flow_checked() {
+    let text =
+        "[[account]]\nupn = \"a@x.test\"\n\n[[account]]\nupn = \"nobody\"\nflow = \"magic\"\n";
+    let errs = check(text).unwrap_err();
+    let found = paths_and_lines(&errs);
+    assert!(found.contains(&("account[1].upn", Some(5))), "{errs:?}");
+    assert!(found.contains(&("account[1].flow", Some(6))), "{errs:?}");
+}
+
+#[test]
+fn log_levels_are_checked() {
+    let err = check("[log]\nlevel = \"verbose\"\n").unwrap_err();
+    assert_eq!(err[0].path, "log.level");
+    assert!(err[0].message.contains("verbose"), "{err:?}");
+    for ok in ["info", "exoproxy=debug,warn", "WARN", "off"] {
+        let cfg = check(&format!("[log]\nlevel = \"{ok}\"\n")).unwrap();
+        assert_eq!(cfg.log_level, ok);
+    }
+    for bad in ["", "exoproxy=loud", "exoproxy"] {
+        assert!(
+            check(&format!("[log]\nlevel = \"{bad}\"\n")).is_err(),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn urls_are_parsed_and_an_authority_must_be_https() {
+    let account = |authority: &str, allow: &str| {
+        format!("[tls]\n{allow}\n[[account]]\nupn = \"a@x.test\"\nauthority = \"{authority}\"\n")
+    };
+    assert!(check(&account("https://login.test", "")).is_ok());
+    let err = check(&account("http://127.0.0.1:9", "")).unwrap_err();
+    assert_eq!(err[0].path, "account[0].authority");
+    assert!(err[0].message.contains("allow_http_authority"), "{err:?}");
+    // The explicit opt-in for tests against a local emulator.
+    assert!(
+        check(&account(
+            "http://127.0.0.1:9",
+            "allow_http_authority = true"
+        ))
+        .is_ok()
+    );
+    for bad in [
+        "login.test",
+        "https://",
+        "ftp://login.test",
+        "https://login.test/?x=1",
+    ] {
+        let err = check(&account(bad, "")).unwrap_err();
+        assert_eq!(err[0].path, "account[0].authority", "{bad}: {err:?}");
+    }
+    let profile = "[[intercept.profile]]\nname = \"graph\"\nauthority = \"http://idp\"\n\
+                   hosts = { \"graph.microsoft.com\" = \"https://graph.microsoft.com\" }\n";
+    let err = check(profile).unwrap_err();
+    assert_eq!(err[0].path, "intercept.profile[0].authority", "{err:?}");
+    let audience = "[[intercept.profile]]\nname = \"graph\"\n\
+                    hosts = { \"graph.microsoft.com\" = \"https://\" }\n";
+    assert_eq!(
+        check(audience).unwrap_err()[0].path,
+        "intercept.profile[0].hosts"
+    );
+
+    let err = check("[upstream]\npac = \"http://\"\n").unwrap_err();
+    assert_eq!(err[0].path, "upstream.pac", "{err:?}");
+}
+
+#[test]
+fn files_that_must_exist() {
+    let missing = "/nonexistent/exoproxy-test/file.pem";
+    let err = check(&format!("[tls]\nextra_roots = \"{missing}\"\n")).unwrap_err();
+    assert_eq!(
+        (err[0].path.as_str(), err[0].line),
+        ("tls.extra_roots", Some(2))
+    );
+    let o = Overrides {
+        upstream_ca: Some(missing.into()),
+        ..Default::default()
+    };
+    let err = validate::validate(Default::default(), &o, None, &no_env).unwrap_err();
+    assert_eq!(err[0].path, "--upstream-ca");
+
+    let err = check(&format!("[upstream]\npac = \"file://{missing}\"\n")).unwrap_err();
+    assert_eq!(err[0].path, "upstream.pac");
+
+    let pem = format!(
+        "[[account]]\nupn = \"OAuthUser@x.test\"\nflow = \"certificate\"\nclient_id = \"app\"\n\
+         certificate = \"{missing}\"\nkey = \"{missing}\"\n"
+    );
+    let errs = check(&pem).unwrap_err();
+    let found = paths_and_lines(&errs);
+    assert!(
+        found.contains(&("account[0].certificate", Some(5))),
+        "{errs:?}"
+    );
+    assert!(found.contains(&("account[0].key", Some(6))), "{errs:?}");
+}
+
+#[test]
+fn a_pfx_with_a_password_but_no_pfx_password_env_names_that_key() {
+    let pfx = |file: &str| {
+        format!(
+            "[[account]]\nupn = \"OAuthUser@x.test\"\nflow = \"certificate\"\nclient_id = \"app\"\n\
+             certificate = \"src/token/testdata/{file}\"\n"
+        )
+    };
+    let err = check(&pfx("rsa_aes.pfx")).unwrap_err();
+    assert_eq!(err[0].path, "account[0].certificate", "{err:?}");
+    assert!(err[0].message.contains("pfx_password_env"), "{err:?}");
+    assert!(!err[0].message.contains("exoproxy-test"), "{err:?}");
+    // A PFX without a password needs no variable.
+    assert!(check(&pfx("rsa_nopass.pfx")).is_ok());
+}
+
+#[test]
+fn missing_secret_variables_are_warnings_until_a_command_uses_them() {
+    let text = "\
+[[upstream.credentials]]
+proxy = \"proxy.corp:8080\"
+username = \"svc\"
+password_env = \"EXO_TEST_PROXY_PW\"
+
+[[account]]
+upn = \"app@x.test\"
+flow = \"secret\"
+client_id = \"app\"
+secret_env = \"EXO_TEST_SECRET\"
+
+[[account]]
+upn = \"admin@x.test\"
+";
+    let cfg = check(text).unwrap();
+    let warned: Vec<(&str, Option<usize>)> = cfg
+        .missing_secrets
+        .iter()
+        .map(|m| (m.error.path.as_str(), m.error.line))
+        .collect();
+    assert_eq!(
+        warned,
+        vec![
+            ("upstream.credentials[0].password_env", Some(4)),
+            ("account[0].secret_env", Some(10))
+        ]
+    );
+    // The credentials without their password are not used; both accounts are listed.
+    assert!(cfg.upstream.credentials.is_empty());
+    assert_eq!(cfg.intercept.accounts.len(), 2);
+    // Serving needs everything; an account needs the proxy's and its own.
+    assert_eq!(cfg.require_secrets(SecretUse::Serve).unwrap_err().len(), 2);
+    let admin = cfg
+        .require_secrets(SecretUse::Account("admin@x.test"))
+        .unwrap_err();
+    assert_eq!(admin.len(), 1);
+    assert!(admin[0].contains("EXO_TEST_PROXY_PW"), "{admin:?}");
+    assert_eq!(
+        cfg.require_secrets(SecretUse::Account("app@x.test"))
+            .unwrap_err()
+            .len(),
+        2
+    );
+
+    let env = |k: &str| k.starts_with("EXO_TEST_").then(|| "v".to_string());
+    let cfg = validate::validate(parse(text).unwrap(), &Overrides::default(), None, &env).unwrap();
+    assert!(cfg.missing_secrets.is_empty());
+    assert!(cfg.require_secrets(SecretUse::Serve).is_ok());
+}
+
+#[test]
+fn the_example_config_passes_without_its_variables() {
+    let text = include_str!("../../config/exoproxy.toml");
+    let cfg = check(text).unwrap();
+    assert_eq!(cfg.missing_secrets.len(), 1, "{:?}", cfg.missing_secrets);
+    assert!(cfg.require_secrets(SecretUse::Serve).is_err());
+}
+
+#[test]
+fn credentials_in_every_proxy_url_reach_the_upstream_credentials_decoded_alike() {
+    // The same user:pass@ from --upstream and from HTTPS_PROXY.
+    let url = "http://u%40corp:p%3Ass@proxy.corp:3128";
+    let o = Overrides {
+        upstream: vec![url.into()],
+        ..Default::default()
+    };
+    let from_flag = validate::validate(Default::default(), &o, None, &no_env).unwrap();
+    let env = |k: &str| (k == "HTTPS_PROXY").then(|| url.to_string());
+    let text = "[upstream]\nsource = \"env\"\n";
+    let from_env =
+        validate::validate(parse(text).unwrap(), &Overrides::default(), None, &env).unwrap();
+    for cfg in [&from_flag, &from_env] {
+        let (endpoint, cred) = &cfg.upstream.credentials[0];
+        assert_eq!(endpoint.to_string(), "proxy.corp:3128");
+        assert_eq!(cred.username, "u@corp");
+        assert_eq!(cred.password.as_str(), "p:ss");
+    }
+    // A malformed escape is an error everywhere (it used to be kept as is on one path).
+    let o = Overrides {
+        upstream: vec!["http://u:p%zz@proxy.corp:3128".into()],
+        ..Default::default()
+    };
+    let err = validate::validate(Default::default(), &o, None, &no_env).unwrap_err();
+    assert_eq!(err[0].path, "--upstream");
+    assert!(!err[0].message.contains("p%zz"), "{err:?}");
+}
+
+#[test]
+fn the_source_name_is_decoded_once_for_every_source() {
+    for (name, upstream_is_static) in [("direct", false), ("Static", true), ("ENV", false)] {
+        let text = format!("[upstream]\nsource = \"{name}\"\nproxies = [\"http://p:1\"]\n");
+        let cfg = check(&text).unwrap();
+        assert_eq!(
+            matches!(cfg.route.upstream, UpstreamSource::Static(_)),
+            upstream_is_static,
+            "{name}"
+        );
+    }
 }

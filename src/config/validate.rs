@@ -1,56 +1,104 @@
 //! Stage two: the serde mirror plus command-line/environment overrides become typed, per-module
 //! configs. Every problem is collected (key path, line where the file has one, reason) so a user fixes
-//! them all in one go; nothing is half-applied.
+//! them all in one go; nothing is half-applied. Values are checked, not only parsed: URLs with a URL
+//! parser, files that must exist, log filters. An environment variable that holds a secret and is
+//! not set is a [`MissingSecret`] warning, not an error: only the commands that use the secret refuse
+//! to run without it (`Config::require_secrets`).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use zeroize::Zeroizing;
 
 use super::file::{CredentialEntry, FileConfig};
-use super::{Config, ConfigError, Overrides};
+use super::keys::KeyLines;
+use super::{Config, ConfigError, MissingSecret, Overrides};
 use crate::route::pac::{OnFailure, PacConfig, PacSource};
 use crate::route::source::SourceSpec;
+use crate::route::system::env::from_env;
 use crate::route::system::{LiveConfig, SettingsInputs, Source};
 use crate::route::{RouteConfig, UpstreamSource};
-use crate::target::{Host, ProxyEndpoint};
+use crate::target::{Host, ProxyEndpoint, ProxyUrl, UserInfo};
 use crate::upstream::{ConnectTo, ProxyCredentials, UpstreamConfig};
 
 /// Default listen port (issue 2; documented in the README).
 pub const DEFAULT_PORT: u16 = 8765;
 
-/// Collects errors while building the typed config.
-pub(super) struct Errors<'a> {
-    source: Option<&'a str>,
+/// Collects errors and warnings while building the typed config.
+pub(super) struct Errors {
+    lines: KeyLines,
     list: Vec<ConfigError>,
+    missing: Vec<MissingSecret>,
 }
 
-impl Errors<'_> {
-    pub(super) fn push(&mut self, path: &str, message: impl Into<String>) {
-        let line = self.source.and_then(|s| line_of(s, path));
-        self.list.push(ConfigError {
+impl Errors {
+    fn error_at(&self, path: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
             path: path.to_string(),
-            line,
+            line: self.lines.line(path),
             message: message.into(),
-        });
+        }
+    }
+
+    pub(super) fn push(&mut self, path: &str, message: impl Into<String>) {
+        let error = self.error_at(path, message);
+        self.list.push(error);
+    }
+
+    /// The value of the environment variable `var` named at `path`; a warning when it is not set.
+    /// `account` is the UPN whose flow needs it (`None`: upstream proxy credentials).
+    pub(super) fn secret_env(
+        &mut self,
+        env: &dyn Fn(&str) -> Option<String>,
+        path: &str,
+        var: &str,
+        account: Option<&str>,
+    ) -> Option<String> {
+        let value = env(var).filter(|v| !v.is_empty());
+        if value.is_none() {
+            let error = self.error_at(path, format!("environment variable {var} is not set"));
+            self.missing.push(MissingSecret {
+                error,
+                account: account.map(str::to_string),
+            });
+        }
+        value
+    }
+
+    /// True when `file` is an existing file; an error at `path` otherwise.
+    pub(super) fn file_exists(&mut self, path: &str, file: &Path) -> bool {
+        match std::fs::metadata(file) {
+            Ok(m) if m.is_file() => true,
+            Ok(_) => {
+                self.push(path, format!("{} is not a file", file.display()));
+                false
+            }
+            Err(e) => {
+                self.push(path, format!("{}: {e}", file.display()));
+                false
+            }
+        }
     }
 }
 
 /// Builds the typed configuration. `source` is the file text (for line numbers), when there is one.
 pub fn validate(
-    file: FileConfig,
+    mut file: FileConfig,
     overrides: &Overrides,
     source: Option<&str>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, Vec<ConfigError>> {
     let mut errors = Errors {
-        source,
-        list: Vec::new(),
+        lines: source.map(KeyLines::of).unwrap_or_default(),
+        list: std::mem::take(&mut file.problems),
+        missing: Vec::new(),
     };
     let listen = listen_addrs(&file, overrides, &mut errors);
-    let upstream = upstream_config(&file, overrides, env, &mut errors);
-    let mut route = route_config(&file, overrides, env, &mut errors);
+    let proxies = proxy_urls(&file, overrides, &mut errors);
+    let chosen = upstream_source(&file, overrides, &proxies, env, &mut errors);
+    let upstream = upstream_config(&file, overrides, &proxies, &chosen, env, &mut errors);
+    let mut route = route_config(&file, overrides, chosen, &mut errors);
     let intercept =
         super::intercept::intercept_config(&file, overrides.upstream_ca.as_ref(), env, &mut errors);
     route.intercept = intercept.rules();
@@ -71,12 +119,19 @@ pub fn validate(
             1024
         }
     };
+    if let Some(level) = &file.log.level
+        && let Err(e) = check_log_filter(level)
+    {
+        errors.push("log.level", e);
+    }
     let log_level = overrides
         .log_level
         .clone()
         .or(file.log.level.clone())
         .unwrap_or_else(|| "info".into());
     if !errors.list.is_empty() {
+        // File order; flags (no line) first.
+        errors.list.sort_by_key(|e| e.line.unwrap_or(0));
         return Err(errors.list);
     }
     Ok(Config {
@@ -87,7 +142,36 @@ pub fn validate(
         upstream,
         intercept,
         log_level,
+        missing_secrets: errors.missing,
     })
+}
+
+/// The log levels a filter directive may name (`tracing` levels plus `off`).
+const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+
+/// A tracing filter whose every directive is `LEVEL` or `TARGET=LEVEL`. A bare word that is not a
+/// level (`verbose`) would parse as a target name and silence every other log line.
+pub fn check_log_filter(filter: &str) -> Result<(), String> {
+    let directives: Vec<&str> = filter
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if directives.is_empty() {
+        return Err("empty log filter: use a level such as \"info\"".into());
+    }
+    for directive in directives {
+        let level = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
+        if !LOG_LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "{directive:?} names no log level: use one of {} (e.g. \"info\" or \"exoproxy=debug\")",
+                LOG_LEVELS.join(", ")
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(filter)
+        .map(|_| ())
+        .map_err(|e| format!("{filter:?}: {e}"))
 }
 
 fn listen_addrs(file: &FileConfig, o: &Overrides, errors: &mut Errors) -> Vec<SocketAddr> {
@@ -128,6 +212,8 @@ fn listen_addrs(file: &FileConfig, o: &Overrides, errors: &mut Errors) -> Vec<So
 fn upstream_config(
     file: &FileConfig,
     o: &Overrides,
+    proxies: &[ProxyUrl],
+    chosen: &Chosen,
     env: &dyn Fn(&str) -> Option<String>,
     errors: &mut Errors,
 ) -> UpstreamConfig {
@@ -185,14 +271,27 @@ fn upstream_config(
             cfg.credentials.push(c);
         }
     }
-    // Credentials written in a proxy URL (`--upstream http://user:pass@proxy:3128`).
-    for url in proxy_urls(file, o) {
-        if let Ok((endpoint, Some(cred))) = parse_proxy_url(&url) {
-            cfg.credentials.retain(|(e, _)| *e != endpoint);
-            cfg.credentials.push((endpoint, cred));
-        }
+    // Credentials written in a proxy URL (`--upstream http://user:pass@proxy:3128`, `HTTPS_PROXY`)
+    // beat an `[[upstream.credentials]]` entry for the same proxy.
+    let in_urls = proxies
+        .iter()
+        .filter_map(|u| Some((&u.endpoint, u.userinfo.as_ref()?)))
+        .chain(chosen.env_credentials.iter().map(|(e, u)| (e, u)));
+    for (endpoint, userinfo) in in_urls {
+        cfg.credentials.retain(|(e, _)| e != endpoint);
+        cfg.credentials
+            .push((endpoint.clone(), url_credentials(userinfo)));
     }
     cfg
+}
+
+/// Credentials written in a proxy URL: user and password, any scheme the proxy offers.
+fn url_credentials(userinfo: &UserInfo) -> ProxyCredentials {
+    ProxyCredentials {
+        username: userinfo.username.clone(),
+        password: userinfo.password.clone(),
+        ..ProxyCredentials::default()
+    }
 }
 
 fn credential(
@@ -218,26 +317,25 @@ fn credential(
     if username.is_empty() && !sso {
         errors.push(&format!("{path}.username"), "missing");
     }
-    let nt_hash = match &entry.nt_hash_env {
-        Some(var) => Some(credential_nt_hash(var, path, env, errors)?),
-        None => None,
-    };
     let secrets = [
         entry.password_env.is_some(),
         entry.password_file.is_some(),
         entry.password.is_some(),
-        nt_hash.is_some(),
+        entry.nt_hash_env.is_some(),
     ];
-    let password = match secrets.iter().filter(|s| **s).count() {
-        0 if sso && username.is_empty() => Some(String::new()),
-        1 if nt_hash.is_some() => Some(String::new()),
-        1 => credential_password(entry, path, env, errors),
+    let (password, nt_hash) = match (secrets.iter().filter(|s| **s).count(), &entry.nt_hash_env) {
+        (0, _) if sso && username.is_empty() => (Some(String::new()), None),
+        (1, Some(var)) => (
+            Some(String::new()),
+            Some(credential_nt_hash(var, path, env, errors)?),
+        ),
+        (1, None) => (credential_password(entry, path, env, errors), None),
         _ => {
             errors.push(
                 path,
                 "set exactly one of password_env, password_file, password, nt_hash_env",
             );
-            None
+            (None, None)
         }
     };
     Some((
@@ -252,21 +350,18 @@ fn credential(
     ))
 }
 
+/// The one password source of an entry (`credential` checked there is exactly one).
 fn credential_password(
     entry: &CredentialEntry,
     path: &str,
     env: &dyn Fn(&str) -> Option<String>,
     errors: &mut Errors,
 ) -> Option<String> {
-    match (&entry.password_env, &entry.password_file, &entry.password) {
-        (Some(var), None, None) => env(var).or_else(|| {
-            errors.push(
-                &format!("{path}.password_env"),
-                format!("environment variable {var} is not set"),
-            );
-            None
-        }),
-        (None, Some(file), None) => match std::fs::read_to_string(file) {
+    if let Some(var) = &entry.password_env {
+        return errors.secret_env(env, &format!("{path}.password_env"), var, None);
+    }
+    if let Some(file) = &entry.password_file {
+        return match std::fs::read_to_string(file) {
             Ok(text) => Some(text.lines().next().unwrap_or("").to_string()),
             Err(e) => {
                 errors.push(
@@ -275,16 +370,9 @@ fn credential_password(
                 );
                 None
             }
-        },
-        (None, None, Some(p)) => Some(p.clone()),
-        _ => {
-            errors.push(
-                path,
-                "set exactly one of password_env, password_file, password, nt_hash_env",
-            );
-            None
-        }
+        };
     }
+    entry.password.clone()
 }
 
 /// The NT hash from an environment variable: 32 hex digits (the value is never echoed).
@@ -295,10 +383,7 @@ fn credential_nt_hash(
     errors: &mut Errors,
 ) -> Option<Zeroizing<[u8; 16]>> {
     let field = format!("{path}.nt_hash_env");
-    let Some(text) = env(var).map(Zeroizing::new) else {
-        errors.push(&field, format!("environment variable {var} is not set"));
-        return None;
-    };
+    let text = Zeroizing::new(errors.secret_env(env, &field, var, None)?);
     let mut hash = Zeroizing::new([0u8; 16]);
     match hex::decode_to_slice(text.trim(), hash.as_mut_slice()) {
         Ok(()) => Some(hash),
@@ -331,18 +416,28 @@ fn credential_schemes(
     Some(schemes)
 }
 
-fn proxy_urls(file: &FileConfig, o: &Overrides) -> Vec<String> {
-    if !o.upstream.is_empty() {
-        o.upstream.clone()
-    } else {
-        file.upstream.proxies.clone().unwrap_or_default()
-    }
+/// `--upstream` (or `EXOPROXY_UPSTREAM`) when given, else `upstream.proxies`, each parsed once.
+fn proxy_urls(file: &FileConfig, o: &Overrides, errors: &mut Errors) -> Vec<ProxyUrl> {
+    let (raw, path) = match (&o.upstream, &file.upstream.proxies) {
+        (list, _) if !list.is_empty() => (list.as_slice(), "--upstream"),
+        (_, Some(list)) => (list.as_slice(), "upstream.proxies"),
+        _ => return Vec::new(),
+    };
+    raw.iter()
+        .filter_map(|url| match ProxyUrl::parse(url, None) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                errors.push(path, e.0);
+                None
+            }
+        })
+        .collect()
 }
 
 fn route_config(
     file: &FileConfig,
     o: &Overrides,
-    env: &dyn Fn(&str) -> Option<String>,
+    chosen: Chosen,
     errors: &mut Errors,
 ) -> RouteConfig {
     let r = &file.routing;
@@ -359,16 +454,14 @@ fn route_config(
         cfg.bypass = split_list(bypass);
     }
     if let Some(ports) = &r.connect_ports {
-        cfg.connect_ports.clear();
-        for p in ports {
-            match u16::try_from(*p) {
-                Ok(port) if port > 0 => cfg.connect_ports.push(port),
-                _ => errors.push("routing.connect_ports", format!("{p} is not a port")),
-            }
-        }
+        cfg.connect_ports = port_list(ports, "routing.connect_ports", errors);
     }
-    cfg.upstream = upstream_source(file, o, env, &mut cfg.bypass, errors);
-    cfg.source = source_spec(file, o, errors);
+    if let Some(ports) = &r.http_ports {
+        cfg.http_ports = port_list(ports, "routing.http_ports", errors);
+    }
+    cfg.bypass.extend(chosen.env_bypass);
+    cfg.upstream = chosen.route;
+    cfg.source = chosen.spec;
     cfg.sts.discover = r.discover_sts.unwrap_or(true);
     cfg.sts.domains = r.sts_domains.clone().unwrap_or_default();
     for d in &cfg.sts.domains {
@@ -379,9 +472,118 @@ fn route_config(
     cfg
 }
 
-/// The configured source when it needs a runtime (`pac`, `winhttp`, `ie`, `auto`); `Ready`
-/// otherwise (`upstream_source` already chose the fixed route).
-fn source_spec(file: &FileConfig, o: &Overrides, errors: &mut Errors) -> SourceSpec {
+/// What `upstream.source` decides: the fixed default route, the runtime source, bypass entries and
+/// credentials from the proxy's environment.
+struct Chosen {
+    route: UpstreamSource,
+    spec: SourceSpec,
+    env_bypass: Vec<String>,
+    env_credentials: Vec<(ProxyEndpoint, UserInfo)>,
+}
+
+/// The source named by `upstream.source`, or implied: `pac` when `upstream.pac` is set and no
+/// proxies are given on the command line, `static` when proxies are listed, else `direct`.
+fn source_of(file: &FileConfig, o: &Overrides, errors: &mut Errors) -> Source {
+    let u = &file.upstream;
+    match u.source.as_deref() {
+        Some(name) => name.parse().unwrap_or_else(|e: String| {
+            errors.push("upstream.source", e);
+            Source::Direct
+        }),
+        None if u.pac.is_some() && o.upstream.is_empty() => Source::Pac,
+        None if o.upstream.is_empty() && u.proxies.as_ref().is_none_or(Vec::is_empty) => {
+            Source::Direct
+        }
+        None => Source::Static,
+    }
+}
+
+/// Builds the default route from the source. `env` reads `HTTPS_PROXY`/`NO_PROXY` once, and only
+/// because the user asked (TLS-8); the sources that need a runtime (`pac`, `winhttp`, `ie`, `auto`)
+/// are started from the `SourceSpec`, and DIRECT is never used in their place.
+fn upstream_source(
+    file: &FileConfig,
+    o: &Overrides,
+    proxies: &[ProxyUrl],
+    env: &dyn Fn(&str) -> Option<String>,
+    errors: &mut Errors,
+) -> Chosen {
+    let u = &file.upstream;
+    let pac = pac_config(file, errors);
+    let mut chosen = Chosen {
+        route: UpstreamSource::Direct,
+        spec: SourceSpec::Ready,
+        env_bypass: Vec::new(),
+        env_credentials: Vec::new(),
+    };
+    let live = match source_of(file, o, errors) {
+        Source::Direct => return chosen,
+        Source::Static => {
+            let listed =
+                !o.upstream.is_empty() || u.proxies.as_ref().is_some_and(|p| !p.is_empty());
+            if !listed {
+                errors.push(
+                    "upstream.proxies",
+                    "source is \"static\" but no proxies are listed",
+                );
+            }
+            chosen.route = UpstreamSource::Static(endpoints(proxies));
+            return chosen;
+        }
+        Source::Env => {
+            match from_env(env) {
+                Ok(settings) => {
+                    // One list serves CONNECT and plain http: the https proxies, else the http ones.
+                    let list = [settings.https, settings.http]
+                        .into_iter()
+                        .find(|l| !l.is_empty())
+                        .unwrap_or_default();
+                    if !list.is_empty() {
+                        chosen.route = UpstreamSource::Static(list);
+                    }
+                    chosen.env_bypass = settings.bypass;
+                    chosen.env_credentials = settings.credentials;
+                }
+                Err(e) => errors.push("upstream.source", e.to_string()),
+            }
+            return chosen;
+        }
+        Source::Pac => {
+            if u.pac.is_none() {
+                errors.push(
+                    "upstream.pac",
+                    "source is \"pac\" but no PAC file or URL is set",
+                );
+            } else {
+                chosen.spec = SourceSpec::Pac(Box::new(pac));
+            }
+            return chosen;
+        }
+        live @ (Source::WinHttp | Source::Ie | Source::Auto) => live,
+    };
+    chosen.spec = SourceSpec::System {
+        live: LiveConfig {
+            source: live,
+            config: SettingsInputs {
+                static_proxies: endpoints(proxies),
+                static_bypass: u.bypass.clone().unwrap_or_default(),
+                pac_url: u.pac.clone(),
+                allow_wpad: u.wpad.unwrap_or(false),
+                ..SettingsInputs::default()
+            },
+            env_in_auto: false,
+        },
+        pac: Box::new(pac),
+    };
+    chosen
+}
+
+fn endpoints(proxies: &[ProxyUrl]) -> Vec<ProxyEndpoint> {
+    proxies.iter().map(|u| u.endpoint.clone()).collect()
+}
+
+/// `upstream.pac` and `upstream.pac_failure`: a URL must parse, a local file must exist.
+fn pac_config(file: &FileConfig, errors: &mut Errors) -> PacConfig {
     let u = &file.upstream;
     let mut pac = PacConfig::default();
     match u.pac_failure.as_deref() {
@@ -392,129 +594,34 @@ fn source_spec(file: &FileConfig, o: &Overrides, errors: &mut Errors) -> SourceS
             format!("{other:?}: use \"fail\" (default) or \"direct\""),
         ),
     }
-    let source = match u.source.as_deref() {
-        Some(s) => s,
-        None if u.pac.is_some() && o.upstream.is_empty() => "pac",
-        None => return SourceSpec::Ready,
+    let Some(script) = &u.pac else {
+        return pac;
     };
-    let live_source = match source {
-        "pac" => {
-            let Some(script) = &u.pac else {
-                errors.push(
-                    "upstream.pac",
-                    "source is \"pac\" but no PAC file or URL is set",
-                );
-                return SourceSpec::Ready;
-            };
-            pac.source = PacSource::parse(script);
-            return SourceSpec::Pac(Box::new(pac));
-        }
-        "winhttp" => Source::WinHttp,
-        "ie" => Source::Ie,
-        "auto" => Source::Auto,
-        _ => return SourceSpec::Ready,
-    };
-    let static_proxies = proxy_urls(file, o)
-        .iter()
-        .filter_map(|url| parse_proxy_url(url).ok().map(|(e, _)| e))
-        .collect();
-    let live = LiveConfig {
-        source: live_source,
-        config: SettingsInputs {
-            static_proxies,
-            static_bypass: u.bypass.clone().unwrap_or_default(),
-            pac_url: u.pac.clone(),
-            allow_wpad: u.wpad.unwrap_or(false),
-            ..SettingsInputs::default()
+    pac.source = PacSource::parse(script);
+    match &pac.source {
+        PacSource::Url(url) => match url::Url::parse(url) {
+            Ok(parsed) if parsed.host_str().is_some_and(|h| !h.is_empty()) => {}
+            Ok(_) => errors.push("upstream.pac", format!("{url:?} names no host")),
+            Err(e) => errors.push("upstream.pac", format!("{url:?} is not a URL: {e}")),
         },
-        env_in_auto: false,
-    };
-    SourceSpec::System {
-        live,
-        pac: Box::new(pac),
+        PacSource::File(path) => {
+            errors.file_exists("upstream.pac", path);
+        }
+        PacSource::Inline(_) => {}
     }
+    pac
 }
 
-/// Picks the default upstream. Proxies given on the command line or in the file imply `static`;
-/// `env` reads `HTTPS_PROXY`/`NO_PROXY` once, and only because the user asked (TLS-8).
-fn upstream_source(
-    file: &FileConfig,
-    o: &Overrides,
-    env: &dyn Fn(&str) -> Option<String>,
-    bypass: &mut Vec<String>,
-    errors: &mut Errors,
-) -> UpstreamSource {
-    let urls = proxy_urls(file, o);
-    let source = match file.upstream.source.as_deref() {
-        Some(s) => s,
-        None if file.upstream.pac.is_some() && o.upstream.is_empty() => "pac",
-        None if urls.is_empty() => "direct",
-        None => "static",
-    };
-    match source {
-        "direct" => UpstreamSource::Direct,
-        // Started at run time from `source_spec`; DIRECT is never used in their place.
-        "pac" | "winhttp" | "ie" | "auto" => UpstreamSource::Direct,
-        "static" => {
-            if urls.is_empty() {
-                errors.push(
-                    "upstream.proxies",
-                    "source is \"static\" but no proxies are listed",
-                );
-            }
-            let mut endpoints = Vec::new();
-            for url in &urls {
-                match parse_proxy_url(url) {
-                    Ok((e, _)) => endpoints.push(e),
-                    Err(msg) => errors.push("upstream.proxies", msg),
-                }
-            }
-            UpstreamSource::Static(endpoints)
-        }
-        "env" => {
-            let var = |k: &str| env(k).or_else(|| env(&k.to_ascii_lowercase()));
-            if let Some(no_proxy) = var("NO_PROXY") {
-                bypass.extend(no_proxy_to_bypass(&no_proxy));
-            }
-            match var("HTTPS_PROXY").or_else(|| var("HTTP_PROXY")) {
-                Some(url) => match parse_proxy_url(&url) {
-                    Ok((e, _)) => UpstreamSource::Static(vec![e]),
-                    Err(msg) => {
-                        errors.push("upstream.source", format!("HTTPS_PROXY: {msg}"));
-                        UpstreamSource::Direct
-                    }
-                },
-                None => UpstreamSource::Direct,
-            }
-        }
-        other => {
-            errors.push(
-                "upstream.source",
-                format!(
-                    "unknown source {other:?}: use \"direct\", \"static\", \"env\", \"pac\", \
-                     \"winhttp\", \"ie\" or \"auto\""
-                ),
-            );
-            UpstreamSource::Direct
+/// The valid ports of a configured port list; each entry that is no port is an error at `key`.
+fn port_list(ports: &[i64], key: &str, errors: &mut Errors) -> Vec<u16> {
+    let mut valid = Vec::with_capacity(ports.len());
+    for p in ports {
+        match u16::try_from(*p) {
+            Ok(port) if port > 0 => valid.push(port),
+            _ => errors.push(key, format!("{p} is not a port")),
         }
     }
-}
-
-/// Turns curl's `NO_PROXY` (a name matches itself and its subdomains, a leading dot too) into
-/// WinHTTP/IE bypass entries, where a plain name matches only itself.
-fn no_proxy_to_bypass(list: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for entry in split_list(list) {
-        let name = entry.trim_start_matches('.');
-        let is_ip_or_cidr = name.parse::<std::net::IpAddr>().is_ok() || name.contains('/');
-        if entry == "*" || is_ip_or_cidr {
-            out.push(entry);
-        } else if !name.is_empty() {
-            out.push(name.to_string());
-            out.push(format!("*.{name}"));
-        }
-    }
-    out
+    valid
 }
 
 /// Splits a bypass list written with `,`, `;` or whitespace.
@@ -525,52 +632,34 @@ fn split_list(s: &str) -> Vec<String> {
         .collect()
 }
 
-/// Parses `http://[user[:pass]@]host:port[/]` into an endpoint and optional credentials.
-pub fn parse_proxy_url(url: &str) -> Result<(ProxyEndpoint, Option<ProxyCredentials>), String> {
-    let rest = match url.split_once("://") {
-        Some(("http", rest)) => rest,
-        Some((scheme, _)) => {
-            return Err(format!(
-                "proxy scheme {scheme:?} is not supported: use http://host:port"
-            ));
-        }
-        None => url,
+/// An `authority` URL: `https://host[/path]`; `http://` only with `tls.allow_http_authority` (tests
+/// against a local emulator), since tokens and client secrets are sent to it.
+pub(super) fn check_authority(url: &str, path: &str, allow_http: bool, errors: &mut Errors) {
+    let parsed = match url::Url::parse(url) {
+        Ok(u) => u,
+        Err(e) => return errors.push(path, format!("{url:?} is not a URL: {e}")),
     };
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    let (userinfo, hostport) = match rest.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, rest),
-    };
-    let endpoint = ProxyEndpoint::parse(hostport).map_err(|e| format!("proxy URL: {e}"))?;
-    let creds = userinfo.map(|u| {
-        let (user, pass) = u.split_once(':').unwrap_or((u, ""));
-        ProxyCredentials {
-            username: percent_decode(user),
-            password: Zeroizing::new(percent_decode(pass)),
-            ..ProxyCredentials::default()
-        }
-    });
-    Ok((endpoint, creds))
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
-            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
-                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return errors.push(path, format!("{url:?} names no host"));
     }
-    String::from_utf8_lossy(&out).into_owned()
+    match parsed.scheme() {
+        "https" => {}
+        "http" if allow_http => {}
+        "http" => errors.push(
+            path,
+            format!(
+                "{url:?}: an authority must be https:// (tokens and secrets are sent to it); \
+                 tls.allow_http_authority = true allows http:// for tests against a local emulator"
+            ),
+        ),
+        other => errors.push(path, format!("{url:?}: scheme {other}:// is not https://")),
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        errors.push(
+            path,
+            format!("{url:?}: an authority has no query or fragment"),
+        );
+    }
 }
 
 /// Parses curl's `HOST:PORT:CONNECT-TO-HOST:CONNECT-TO-PORT` (empty HOST or PORT = any; IPv6 in
@@ -637,39 +726,6 @@ pub fn default_state_dir() -> Option<PathBuf> {
     var("XDG_DATA_HOME")
         .or_else(|| var("HOME").map(|h| h.join(".local/share")))
         .map(|d| d.join("exoproxy"))
-}
-
-/// The 1-based line of a dotted key path (`upstream.proxies`, `upstream.credentials[1].proxy`) in
-/// the TOML text: the key's line inside its table, or the table header's line.
-pub(crate) fn line_of(source: &str, path: &str) -> Option<usize> {
-    let clean: String = path
-        .chars()
-        .filter(|c| !c.is_ascii_digit() && *c != '[' && *c != ']')
-        .collect();
-    let (table, key) = match clean.rsplit_once('.') {
-        Some((t, k)) => (t.to_string(), k.to_string()),
-        None => (String::new(), clean.clone()),
-    };
-    let mut current = String::new();
-    let mut table_line = None;
-    for (i, raw) in source.lines().enumerate() {
-        let line = raw.trim();
-        if line.starts_with('[') {
-            current = line
-                .trim_matches(|c| c == '[' || c == ']')
-                .trim()
-                .to_string();
-            if current == table || current == clean {
-                table_line.get_or_insert(i + 1);
-            }
-            continue;
-        }
-        let k = line.split('=').next().unwrap_or("").trim();
-        if current == table && k == key {
-            return Some(i + 1);
-        }
-    }
-    table_line
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use self::head::{HeadError, RequestHead};
@@ -137,17 +137,22 @@ impl Proxy {
     }
 
     /// Serves one client connection: the guarded head, then hyper for exactly that request (CONNECT
-    /// upgrades to a tunnel). `stop` cancels a connection still waiting for its head.
+    /// upgrades to a tunnel). `stop` (shutdown) or `evict` (the listener needs the slot of an idle
+    /// connection) cancels a connection still waiting for its head; `evict` is dropped as soon as
+    /// the head arrived, which tells the listener this connection is no longer idle.
     pub(crate) async fn serve_connection(
         self: Arc<Self>,
         mut stream: TcpStream,
         peer: SocketAddr,
         mut stop: watch::Receiver<bool>,
+        mut evict: oneshot::Receiver<()>,
     ) {
         let read = tokio::select! {
             read = head::read_head(&mut stream, &self.limits) => read,
             _ = stop.wait_for(|stopped| *stopped) => return,
+            Ok(()) = &mut evict => return,
         };
+        drop(evict);
         let (head, buffered) = match read {
             Ok(ok) => ok,
             Err(HeadError::Gone) => return,

@@ -22,7 +22,8 @@
 //! The first step that applies decides:
 //!
 //! 1. `block` rules → Block.
-//! 2. CONNECT to a port not in `connect_ports` → Block, naming the port and how to allow it (BAD-25).
+//! 2. CONNECT to a port not in `connect_ports`, or plain `http://` to a port not in `http_ports` →
+//!    Block, naming the port and how to allow it (BAD-25).
 //! 3. Local destinations (`localhost`, `*.localhost`, loopback/unspecified/link-local IP literals,
 //!    IPv4-mapped too) → Block unless an `allow_local` rule matches (BAD-22, BAD-23, BAD-28).
 //! 4. `direct_hosts`, then the STS directory (explicit and discovered federation hosts) → Tunnel via
@@ -44,6 +45,7 @@
 //! costs one small `Vec` of hops and a few reference-count increments (only the port and local
 //! refusals format a message).
 
+pub mod loops;
 pub mod pac;
 pub mod rules;
 pub mod source;
@@ -87,6 +89,13 @@ pub struct StsConfig {
     pub realm_base: String,
 }
 
+/// Ports a plain `http://` request may target by default (`routing.http_ports` replaces the list):
+/// HTTP's own port 80, 443 (clients that send `http://host:443/`), and the alternative HTTP ports
+/// that squid's stock `Safe_ports` lists by name or that are common for web servers (8000, 8008,
+/// 8080, 8443, 8888). Squid also allows all of 1025-65535; we do not, so that a web page riding on
+/// the proxy cannot reach arbitrary services (SSH on 22, SMTP on 25, databases): docs/TESTING.md#bad-25.
+pub const DEFAULT_HTTP_PORTS: [u16; 7] = [80, 443, 8000, 8008, 8080, 8443, 8888];
+
 /// Authority hosts that discovery may never send DIRECT (their traffic carries sign-ins we route).
 pub const AUTHORITY_HOSTS: [&str; 5] = [
     "login.microsoftonline.com",
@@ -125,6 +134,8 @@ pub struct RouteConfig {
     pub block: Vec<String>,
     /// Ports a CONNECT may target. Default: 443 only. Plain `http://` is not limited by this list.
     pub connect_ports: Vec<u16>,
+    /// Ports a plain `http://` request may target. Default: [`DEFAULT_HTTP_PORTS`].
+    pub http_ports: Vec<u16>,
     /// Targets (hosts, `*.suffix`, IPs, CIDRs) allowed to be, or resolve to, loopback/link-local
     /// addresses. Default: empty (local destinations refused).
     pub allow_local: Vec<String>,
@@ -145,6 +156,9 @@ pub struct Router {
     connect_ports: Vec<u16>,
     /// `443` or `443, 8443`, for the BAD-25 message.
     connect_ports_text: Box<str>,
+    /// Sorted, deduplicated.
+    http_ports: Vec<u16>,
+    http_ports_text: Box<str>,
     allow_local: RuleList,
     direct_hosts: RuleList,
     intercept_hosts: RuleList,
@@ -227,6 +241,7 @@ impl Default for RouteConfig {
             direct_hosts: Vec::new(),
             block: Vec::new(),
             connect_ports: vec![443],
+            http_ports: DEFAULT_HTTP_PORTS.to_vec(),
             allow_local: Vec::new(),
             intercept: Vec::new(),
             source: SourceSpec::Ready,
@@ -307,7 +322,8 @@ impl Router {
             errors.extend(e.into_iter().map(|m| format!("bypass: {m}")));
             BypassList::default()
         });
-        let connect_ports = compile_ports(&config.connect_ports, &mut errors);
+        let connect_ports = compile_ports("connect_ports", &config.connect_ports, &mut errors);
+        let http_ports = compile_ports("http_ports", &config.http_ports, &mut errors);
         let default_route = compile_default_route(&config, &mut errors);
         if !errors.is_empty() {
             return Err(errors);
@@ -316,6 +332,8 @@ impl Router {
             block,
             connect_ports_text: ports_text(&connect_ports).into(),
             connect_ports,
+            http_ports_text: ports_text(&http_ports).into(),
+            http_ports,
             allow_local,
             direct_hosts,
             intercept_hosts,
@@ -351,6 +369,19 @@ impl Router {
             own_addrs,
         )
         .await;
+        if let UpstreamSource::Static(list) = &config.upstream {
+            let (kept, ours) = loops::split_own(list, own_addrs);
+            for finding in loops::findings("static", &ours, &kept) {
+                tracing::warn!("{finding}");
+            }
+            if !ours.is_empty() {
+                config.upstream = if kept.is_empty() {
+                    UpstreamSource::Direct
+                } else {
+                    UpstreamSource::Static(kept)
+                };
+            }
+        }
         let sts = sts_directory(&config)?;
         Ok(Router::new(config)?
             .with_sts(Arc::new(sts))
@@ -462,7 +493,7 @@ impl Router {
         }
     }
 
-    /// Steps 1-3: block rules, CONNECT ports, local destinations not allowed.
+    /// Steps 1-3: block rules, CONNECT and plain-http ports, local destinations not allowed.
     fn refusal(&self, target: &Target, allow_local: bool, local: bool) -> Option<Decision> {
         if let Some(m) = self.block.find(target) {
             return Some(Decision::block(m.why.clone()));
@@ -474,6 +505,13 @@ impl Router {
                 "CONNECT to port {port} is not allowed (allowed: {allowed}); add {port} to connect_ports to allow it",
                 port = target.port,
                 allowed = self.connect_ports_text,
+            )));
+        }
+        if target.scheme == Scheme::Http && self.http_ports.binary_search(&target.port).is_err() {
+            return Some(Decision::block(format!(
+                "http:// to port {port} is not allowed (allowed: {allowed}); add {port} to http_ports to allow it",
+                port = target.port,
+                allowed = self.http_ports_text,
             )));
         }
         if local && !allow_local {
@@ -612,18 +650,21 @@ fn intercept_target(profile: &Arc<str>, host: &str) -> InterceptTarget {
     }
 }
 
-fn compile_ports(ports: &[u16], errors: &mut Vec<String>) -> Vec<u16> {
+fn compile_ports(key: &str, ports: &[u16], errors: &mut Vec<String>) -> Vec<u16> {
     let mut ports = ports.to_vec();
     ports.sort_unstable();
     ports.dedup();
     if ports.is_empty() {
-        errors.push(
-            "connect_ports: empty, so every CONNECT would be refused (the usual value is [443])"
-                .into(),
-        );
+        let (what, usual) = match key {
+            "connect_ports" => ("CONNECT", "[443]".to_string()),
+            _ => ("plain http:// request", format!("{DEFAULT_HTTP_PORTS:?}")),
+        };
+        errors.push(format!(
+            "{key}: empty, so every {what} would be refused (the usual value is {usual})"
+        ));
     }
     if ports.first() == Some(&0) {
-        errors.push("connect_ports: port 0 is not a valid destination".into());
+        errors.push(format!("{key}: port 0 is not a valid destination"));
     }
     ports
 }

@@ -217,8 +217,14 @@ impl SystemSource {
     async fn compile(&self, snapshot: &SettingsSnapshot) -> Compiled {
         let (bypass_raw, route) = match &snapshot.selected {
             Selected::Proxies(p) => {
+                let own = &self.inner.pac.own_addrs;
                 let hops = |list: &[crate::target::ProxyEndpoint]| {
-                    let mut hops: Vec<Hop> = list.iter().cloned().map(Hop::Proxy).collect();
+                    // Never a loop: our own listener is dropped, the rest applies (loops.rs).
+                    let (kept, ours) = super::loops::split_own(list, own);
+                    for finding in super::loops::findings(p.source, &ours, &kept) {
+                        tracing::warn!("{finding}");
+                    }
+                    let mut hops: Vec<Hop> = kept.into_iter().map(Hop::Proxy).collect();
                     if hops.is_empty() || self.inner.fallback_direct {
                         hops.push(Hop::Direct);
                     }
@@ -231,6 +237,25 @@ impl SystemSource {
                     why: why.into(),
                 };
                 (p.bypass.clone(), route)
+            }
+            Selected::Pac {
+                url,
+                bypass,
+                source,
+            } if super::loops::pac_url_is_ours(url, &self.inner.pac.own_addrs) => {
+                let finding = super::loops::SelfReference {
+                    source: (*source).to_string(),
+                    value: format!("the PAC {url}"),
+                    instead: "DIRECT".into(),
+                };
+                tracing::warn!("{finding}");
+                let why = format!("DIRECT ({source} settings name exoproxy's own PAC)").into();
+                let route = LiveRoute::Proxies {
+                    http: vec![Hop::Direct],
+                    https: vec![Hop::Direct],
+                    why,
+                };
+                (bypass.clone(), route)
             }
             Selected::Pac {
                 url,

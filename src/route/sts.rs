@@ -222,17 +222,15 @@ pub fn get_user_realm_url(base: &str, upn: &str) -> String {
     )
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters and `@`.
+/// Percent-encodes everything but RFC 3986 unreserved characters and `@` (a UPN stays readable).
 fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'@') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    const UPN: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~')
+        .remove(b'@');
+    percent_encoding::utf8_percent_encode(s, UPN).to_string()
 }
 
 // === impl RefreshPolicy ===

@@ -206,6 +206,18 @@ impl Upstream {
         Some(auth::basic_authorization(creds))
     }
 
+    /// How long a plain `http://` request through a proxy waits for the response head: the CONNECT
+    /// reply timeout, so that a silent proxy costs the same on both paths (docs/TESTING.md#flt-2).
+    pub fn first_byte_timeout(&self) -> Duration {
+        self.config.connect_reply_timeout
+    }
+
+    /// Remembers `proxy` as bad (skipped for `bad_proxy_ttl`): `forward` saw it accept a request and
+    /// stay silent, a failure the dial itself cannot see.
+    pub fn mark_failed(&self, proxy: &ProxyEndpoint) {
+        self.bad.mark_bad(proxy);
+    }
+
     /// Tries hops left to right (bad proxies last) within the total budget; connect-level errors
     /// move on, anything else stops. Refuses a hop that is this proxy before any attempt (BAD-30).
     async fn failover<'a, F, Fut>(

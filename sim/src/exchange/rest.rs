@@ -2,7 +2,10 @@
 //! `CmdletInput` JSON body (PROTOCOL.md §1.9, §6 item 10).
 //!
 //! Order of checks: Bearer authentication (401) → throttle mode (429 + Retry-After + Rate-Limit-*) →
-//! front door 302 to the tenant host (same path and query; clients re-POST) → the cmdlet.
+//! front door 302 to the tenant host (same path and query; clients re-POST), except that the Exchange
+//! front door answers a request naming its mailbox in `X-AnchorMailbox` itself, routing by that
+//! header, as scripts POSTing there rely on (S&C always redirects; docs/PROTOCOL.md#rest-adminapi)
+//! → the cmdlet.
 //! Answers are `{"value":[...]}` with `@odata.nextLink` while more pages remain; the link carries
 //! `$skiptoken` and is POSTed again with the same body. Errors use the `{"error":{...}}` shape.
 
@@ -46,7 +49,7 @@ pub(crate) fn handle(
     if let Some(retry_after) = settings.throttle {
         return throttled(retry_after.as_secs().max(1));
     }
-    if info.front_door {
+    if info.front_door && !(info.service == Service::Exo && has_anchor(&req)) {
         return redirect(info, &req);
     }
     let Some(path) = AdminPath::parse(req.uri().path()) else {
@@ -96,6 +99,15 @@ fn throttled(retry_after: u64) -> Response<Bytes> {
     h.insert("Rate-Limit-Remaining", HeaderValue::from_static("0"));
     h.insert("Rate-Limit-Reset", HeaderValue::from(retry_after));
     resp
+}
+
+/// `X-AnchorMailbox` present and non-empty (`UPN:…`, `APP:SystemMailbox{…}@…`, a bare address): the
+/// routing key that lets the front door proxy to the mailbox's server instead of redirecting.
+fn has_anchor(req: &Request<Bytes>) -> bool {
+    req.headers()
+        .get("x-anchormailbox")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| !v.trim().is_empty())
 }
 
 fn redirect(info: &HostInfo, req: &Request<Bytes>) -> Response<Bytes> {

@@ -36,7 +36,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 
 use crate::error::ProxyError;
-use crate::target::{Hop, Host, ProxyEndpoint, Target};
+use crate::target::{Hop, Target};
 
 use cache::ResultCache;
 use engine::EvalError;
@@ -336,7 +336,7 @@ impl Inner {
             ProxyError::PacInvalidResult(format!("{e} (result {:?})", clip(result)))
         })?;
         let (own, hops): (Vec<Hop>, Vec<Hop>) = hops.into_iter().partition(
-            |hop| matches!(hop, Hop::Proxy(p) if names_this_proxy(p, &self.config.own_addrs)),
+            |hop| matches!(hop, Hop::Proxy(p) if super::loops::names_this_proxy(p, &self.config.own_addrs)),
         );
         if hops.is_empty() {
             let named: Vec<String> = own.iter().map(ToString::to_string).collect();
@@ -437,21 +437,6 @@ async fn load_forever(inner: Arc<Inner>) {
         };
         tokio::time::sleep(wait).await;
     }
-}
-
-/// True when a PAC-named proxy is this proxy (same port, and our address or a loopback spelling of it).
-fn names_this_proxy(proxy: &ProxyEndpoint, own: &[SocketAddr]) -> bool {
-    own.iter().filter(|a| a.port() == proxy.port).any(|a| {
-        let ours_local = a.ip().is_loopback() || a.ip().is_unspecified();
-        match &proxy.host {
-            Host::Ip(ip) => {
-                *ip == a.ip() || (ours_local && (ip.is_loopback() || ip.is_unspecified()))
-            }
-            Host::Name(name) => {
-                ours_local && (&**name == "localhost" || name.ends_with(".localhost"))
-            }
-        }
-    })
 }
 
 /// What `FindProxyForURL(url, host)` is called with for a target: the URL reduced to

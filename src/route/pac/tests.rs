@@ -3,7 +3,8 @@ use std::sync::Arc;
 
 use super::directive::{MAX_ENTRIES, parse_directives};
 use super::engine::{is_in_net_ex, join_v6_first, my_ip_address, sort_ip_address_list};
-use super::{host_from_url, names_this_proxy};
+use super::host_from_url;
+use crate::route::loops::names_this_proxy;
 use crate::target::{Hop, ProxyEndpoint};
 
 fn proxy(s: &str) -> Hop {

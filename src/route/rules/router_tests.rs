@@ -504,6 +504,8 @@ fn allowed_local_destinations_go_direct_even_with_an_upstream() {
     config.allow_local = vec!["localhost".into(), "127.0.0.0/8".into(), "[::1]:443".into()];
     // `<local>` would match `localhost` first (no dot) and explain the decision as a bypass.
     config.bypass = vec!["*.corp.example".into()];
+    // Plain http:// to 9000 needs the port allowed too (BAD-25, `http_ports`).
+    config.http_ports.push(9000);
     let r = router(config);
     assert_eq!(
         r.decide_now(&connect("localhost:443")),

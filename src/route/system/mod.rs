@@ -10,14 +10,15 @@
 //!   wrong, never a panic and never a silent guess (a lying length in a blob is an error).
 //! - Bypass entries are returned raw, in WinHTTP/IE syntax (`<local>`, `*.corp`, `10.*`, CIDR); the
 //!   route rules compile them.
-//! - [`select()`] picks one source (`static`, `env`, `pac`, `winhttp`, `ie`, `auto`) and yields either
-//!   static hops plus bypass or a PAC URL; [`SettingsWatcher`] re-reads on an interval and when the
+//! - [`select()`] picks one source (`direct`, `static`, `env`, `pac`, `winhttp`, `ie`, `auto`) and
+//!   yields either static hops plus bypass or a PAC URL; [`SettingsWatcher`] re-reads on an interval and when the
 //!   machine's addresses change, publishing snapshots on a `tokio::sync::watch` channel (FLT-13);
 //!   [`live_watcher`] wires it to the live sources of a configured [`Source`].
 //! - The proxy's own environment only matters when `source = "env"` is chosen (TLS-8): the env parser
 //!   takes a lookup closure, and nothing here calls `std::env` except [`env::process_env`].
-//! - Credentials found in a proxy URL are returned as [`ProxyCredentials`] (redacting `Debug`) next to
-//!   the endpoint, never inside a string that could be logged.
+//! - Credentials found in a proxy URL are returned as [`UserInfo`] (redacting `Debug`) next to the
+//!   endpoint, never inside a string that could be logged; a Windows proxy string that carries them
+//!   is refused with a pointer to `[[upstream.credentials]]`.
 
 pub mod blob;
 pub mod env;
@@ -35,7 +36,7 @@ pub use live::{LiveConfig, live_watcher, read_and_select};
 pub use select::{Selected, SettingsInputs, Source, select};
 pub use watch::{SettingsSnapshot, SettingsWatcher};
 
-use crate::target::{ProxyCredentials, ProxyEndpoint, Scheme};
+use crate::target::{ProxyEndpoint, Scheme, UserInfo};
 
 /// Proxy settings read from one system source, before any policy is applied.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -50,8 +51,9 @@ pub struct SystemProxy {
     pub auto_config_url: Option<String>,
     /// WPAD auto-detection requested by the source; only honoured when explicitly enabled.
     pub auto_detect: bool,
-    /// Credentials embedded in proxy URLs (env only), keyed by endpoint like `UpstreamConfig`.
-    pub credentials: Vec<(ProxyEndpoint, ProxyCredentials)>,
+    /// Credentials written in proxy URLs (the environment; the Windows settings refuse them), keyed
+    /// by endpoint; `config` adds them to the upstream credentials for `source = "env"`.
+    pub credentials: Vec<(ProxyEndpoint, UserInfo)>,
     /// Which reader produced this value (`"env"`, `"winhttp"`, `"ie"`, `"netsh"`, `"reg"`), for `why`.
     pub source: &'static str,
 }

@@ -3,13 +3,18 @@
 //! Proxy list: entries `[<scheme>=][<scheme>://]<server>[:<port>]` separated by `;` or whitespace.
 //! `http=` and `https=` entries go to the matching list; a bare entry applies to both (Chromium's
 //! reading of a WinINet map); `ftp=`, `socks=` and other schemes are ignored because we chain HTTP
-//! proxies only. A missing port means 80, as in WinINet. A proxy written with a scheme other than
-//! `http://` (TLS or SOCKS to the proxy) is an error rather than a silent plaintext downgrade.
+//! proxies only. Each server is a [`ProxyUrl`] whose port defaults to 80, as in WinINet: a scheme
+//! other than `http://` (TLS or SOCKS to the proxy) is an error rather than a silent plaintext
+//! downgrade, and so is a `user:password@` (refused with a pointer to `[[upstream.credentials]]`,
+//! never silently dropped).
 //!
 //! Bypass list: entries separated by `;` or whitespace, returned raw for the route rules.
 
 use crate::route::system::SettingsError;
-use crate::target::ProxyEndpoint;
+use crate::target::{ProxyEndpoint, ProxyUrl};
+
+/// WinINet's port for a proxy written without one.
+const WININET_DEFAULT_PORT: u16 = 80;
 
 /// The proxies a proxy-list string names, per URL scheme, in the order written.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -34,8 +39,15 @@ pub fn parse_proxy_list(s: &str, what: &'static str) -> Result<PerScheme, Settin
         if matches!(applies, Applies::Ignored) {
             continue;
         }
-        let endpoint = parse_server(server)
-            .map_err(|e| SettingsError::new(what, format!("proxy entry {entry:?}: {e}")))?;
+        let endpoint = parse_server(server).map_err(|e| {
+            // An entry with an '@' may hold a password: it is never echoed.
+            let which = if entry.contains('@') {
+                String::new()
+            } else {
+                format!(" {entry:?}")
+            };
+            SettingsError::new(what, format!("proxy entry{which}: {e}"))
+        })?;
         if matches!(applies, Applies::Both | Applies::Http) {
             push_unique(&mut out.http, endpoint.clone());
         }
@@ -69,34 +81,17 @@ fn split_scheme(entry: &str) -> (Applies, &str) {
     (applies, server)
 }
 
-/// `[http://]host[:port][/]` → endpoint; port 80 when absent.
+/// `[http://]host[:port][/]` → endpoint; port 80 when absent. A user name or password in the entry
+/// is refused: these strings cannot carry credentials to where exoproxy uses them.
 fn parse_server(server: &str) -> Result<ProxyEndpoint, String> {
-    let rest = match server.split_once("://") {
-        None => server,
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
-        Some((scheme, _)) => {
-            return Err(format!(
-                "proxy scheme {scheme}:// is not supported (HTTP proxies only)"
-            ));
-        }
-    };
-    let authority = rest.strip_suffix('/').unwrap_or(rest);
-    if authority.is_empty() {
-        return Err("empty proxy server".into());
-    }
-    let with_port = if has_port(authority) {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
-    };
-    ProxyEndpoint::parse(&with_port).map_err(|e| e.0)
-}
-
-/// True when `authority` ends in `:port` (IPv6 literals are bracketed, so their colons do not count).
-fn has_port(authority: &str) -> bool {
-    match authority.rfind(']') {
-        Some(end) => authority[end..].contains(':'),
-        None => authority.contains(':'),
+    let url = ProxyUrl::parse(server, Some(WININET_DEFAULT_PORT)).map_err(|e| e.0)?;
+    match url.userinfo {
+        None => Ok(url.endpoint),
+        Some(_) => Err(format!(
+            "a user name or password in a proxy setting is not used: put them in \
+             [[upstream.credentials]] with proxy = \"{}\"",
+            url.endpoint
+        )),
     }
 }
 

@@ -9,7 +9,9 @@
 //! 2. IE manual proxy (`ProxyEnable` + `ProxyServer`) with its `ProxyOverride` bypass list.
 //! 3. WinHTTP machine settings (PAC URL first, then manual proxy): what WinRM uses by default, but
 //!    frequently left at "Direct access" on machines whose browsers are configured, hence below IE.
-//! 4. Environment variables: rare on Windows, the usual way on Linux and macOS.
+//! 4. Environment variables, when given in [`SettingsInputs::env`]: the live reader fills them for
+//!    `auto` only with `LiveConfig::env_in_auto`, which the configuration never sets (TLS-8: the
+//!    proxy's own `HTTPS_PROXY` must not silently change where traffic goes; `source = "env"` reads it).
 //! 5. Direct.
 //!
 //! WPAD auto-detection (IE `AutoDetect`, blob flag 0x08) is skipped unless `allow_wpad` is set, in
@@ -24,9 +26,12 @@ use std::str::FromStr;
 use crate::route::system::SystemProxy;
 use crate::target::ProxyEndpoint;
 
-/// The configured settings source (`upstream.source` in the config file).
+/// The configured upstream source: `upstream.source` in the config file, decoded here and nowhere
+/// else (`config::validate` parses the key with [`FromStr`] and builds the route from the variant).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Source {
+    /// No upstream proxy.
+    Direct,
     /// The proxies listed in the config file.
     Static,
     /// `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` of the proxy's own process.
@@ -83,6 +88,7 @@ impl FromStr for Source {
 
     fn from_str(s: &str) -> Result<Source, String> {
         Ok(match s.to_ascii_lowercase().as_str() {
+            "direct" => Source::Direct,
             "static" => Source::Static,
             "env" => Source::Env,
             "pac" => Source::Pac,
@@ -91,7 +97,8 @@ impl FromStr for Source {
             "auto" => Source::Auto,
             other => {
                 return Err(format!(
-                    "unknown proxy source {other:?}: use static, env, pac, winhttp, ie or auto"
+                    "unknown source {other:?}: use \"direct\", \"static\", \"env\", \"pac\", \
+                     \"winhttp\", \"ie\" or \"auto\""
                 ));
             }
         })
@@ -101,6 +108,7 @@ impl FromStr for Source {
 impl fmt::Display for Source {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Source::Direct => "direct",
             Source::Static => "static",
             Source::Env => "env",
             Source::Pac => "pac",
@@ -142,6 +150,7 @@ impl Selected {
 /// Picks the settings the router should use for `source`.
 pub fn select(source: Source, inputs: &SettingsInputs) -> Selected {
     match source {
+        Source::Direct => direct("source direct chosen"),
         Source::Static => select_static(inputs),
         Source::Pac => match &inputs.pac_url {
             Some(url) => Selected::Pac {

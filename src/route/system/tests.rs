@@ -36,6 +36,14 @@ fn proxy_list_rejects_non_http_proxy_schemes_and_garbage() {
 }
 
 #[test]
+fn credentials_in_a_proxy_list_are_refused_with_where_to_put_them() {
+    let err = parse_proxy_list("http=alice:hunter2@p1:8080", "ie").unwrap_err();
+    assert!(err.detail.contains("[[upstream.credentials]]"), "{err}");
+    assert!(err.detail.contains("p1:8080"), "{err}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}
+
+#[test]
 fn bypass_list_splits_on_semicolons_and_whitespace() {
     assert_eq!(
         parse_bypass_list(" *.corp;;<local> 10.*\t192.168.0.0/16;"),
