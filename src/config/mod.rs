@@ -30,6 +30,25 @@ pub struct Config {
     pub intercept: InterceptConfig,
     /// tracing filter (`info`, `exoproxy=debug`, ...).
     pub log_level: String,
+    /// Where `run` writes its log (`[log] file`).
+    pub log_file: LogFile,
+}
+
+/// `[log] file`, resolved against the state dir.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogFile {
+    /// Unset: a file in `<state_dir>/logs/` only when there is no console (`app::log`).
+    Auto(PathBuf),
+    /// `false`: always stderr.
+    Off,
+    /// `true` or a path: always this file (rotated daily beside it).
+    At(PathBuf),
+}
+
+/// The default log file: `<state_dir>/logs/exoproxy.log` (the rotated files are named
+/// `exoproxy.YYYY-MM-DD.log`).
+pub fn default_log_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("logs").join("exoproxy.log")
 }
 
 /// Values from the command line or environment that override the file.

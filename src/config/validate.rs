@@ -3,13 +3,13 @@
 //! them all in one go; nothing is half-applied.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use super::file::{CredentialEntry, FileConfig};
-use super::{Config, ConfigError, Overrides};
+use super::file::{CredentialEntry, FileConfig, LogFileEntry, LogSection};
+use super::{Config, ConfigError, LogFile, Overrides, default_log_file};
 use crate::route::pac::{OnFailure, PacConfig, PacSource};
 use crate::route::source::SourceSpec;
 use crate::route::system::{LiveConfig, SettingsInputs, Source};
@@ -76,18 +76,39 @@ pub fn validate(
         .clone()
         .or(file.log.level.clone())
         .unwrap_or_else(|| "info".into());
+    let state_dir = state_dir.unwrap_or_else(|| PathBuf::from(".exoproxy"));
+    let log_file = log_file(&file.log, &state_dir, &mut errors);
     if !errors.list.is_empty() {
         return Err(errors.list);
     }
     Ok(Config {
         listen,
         max_connections,
-        state_dir: state_dir.unwrap_or_else(|| PathBuf::from(".exoproxy")),
+        state_dir,
         route,
         upstream,
         intercept,
         log_level,
+        log_file,
     })
+}
+
+/// `[log] file`: a relative path is taken from the state dir; a path must name a file.
+fn log_file(log: &LogSection, state_dir: &Path, errors: &mut Errors) -> LogFile {
+    let path = match &log.file {
+        None => return LogFile::Auto(default_log_file(state_dir)),
+        Some(LogFileEntry::Switch(false)) => return LogFile::Off,
+        Some(LogFileEntry::Switch(true)) => return LogFile::At(default_log_file(state_dir)),
+        Some(LogFileEntry::Path(path)) => Path::new(path),
+    };
+    if path.file_stem().is_none() || path.as_os_str().to_string_lossy().ends_with(['/', '\\']) {
+        errors.push(
+            "log.file",
+            format!("{path:?} names no file: write true or a path such as \"logs/exoproxy.log\""),
+        );
+        return LogFile::Off;
+    }
+    LogFile::At(state_dir.join(path))
 }
 
 fn listen_addrs(file: &FileConfig, o: &Overrides, errors: &mut Errors) -> Vec<SocketAddr> {
