@@ -209,7 +209,13 @@ impl TokenManager {
             return Ok(token);
         }
         if let Some(err) = slot.refused().or_else(|| account.phase_error()) {
-            return Err(err);
+            // `exoproxy login` in another process may have signed in again since (issue 10 row 2).
+            if !account.adopt_newer_sign_in() {
+                return Err(err);
+            }
+            if let Some(token) = slot.fresh(self.shared.settings.expiry_margin) {
+                return Ok(token);
+            }
         }
         let config = account.config();
         if config.flow.is_delegated() && account.state().refresh_token.is_none() {
