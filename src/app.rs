@@ -483,6 +483,7 @@ fn announce(config: &Config, bound: &[SocketAddr], services: &Services) {
         upstream = %upstream,
         intercept = %intercept,
         state_dir = %config.state_dir.display(),
+        log = %log::current_file().map_or("stderr".into(), |f| f.display().to_string()),
         "exoproxy {} ready; point clients at http://{}",
         env!("CARGO_PKG_VERSION"),
         addrs.first().map_or("", String::as_str),

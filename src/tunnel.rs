@@ -249,14 +249,28 @@ mod tests {
         let mut sink = tokio::io::sink();
         let (mut count, mut open) = (0, true);
         let mut lane = Lane::quiet();
-        let (step, woke) = lane.relay(Ok(10), &mut sink, &mut count, &mut open).await;
+        let (step, woke) = lane
+            .relay(
+                Ok(10),
+                &mut sink,
+                &mut count,
+                &mut open,
+                Duration::from_secs(5),
+            )
+            .await;
         assert_eq!(
             (step, woke, lane.is_active()),
             (Ok(()), false, false),
             "small: no buffer"
         );
         let (_, woke) = lane
-            .relay(Ok(PROBE), &mut sink, &mut count, &mut open)
+            .relay(
+                Ok(PROBE),
+                &mut sink,
+                &mut count,
+                &mut open,
+                Duration::from_secs(5),
+            )
             .await;
         assert!(
             woke && lane.is_active() && lane.slot().len() == BUF_SIZE,

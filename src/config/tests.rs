@@ -437,3 +437,27 @@ fn the_source_name_is_decoded_once_for_every_source() {
         );
     }
 }
+
+#[test]
+fn log_file_is_a_switch_or_a_path_under_the_state_dir() {
+    use super::LogFile;
+    let state = "state_dir = \"/s\"\n[log]\n";
+    let file = |line: &str| check(&format!("{state}{line}")).map(|c| c.log_file);
+    assert_eq!(file(""), Ok(LogFile::Auto("/s/logs/exoproxy.log".into())));
+    assert_eq!(
+        file("file = true"),
+        Ok(LogFile::At("/s/logs/exoproxy.log".into()))
+    );
+    assert_eq!(file("file = false"), Ok(LogFile::Off));
+    assert_eq!(
+        file("file = \"l/p.log\""),
+        Ok(LogFile::At("/s/l/p.log".into()))
+    );
+    assert_eq!(
+        file("file = \"/v/p.log\""),
+        Ok(LogFile::At("/v/p.log".into()))
+    );
+    let err = file("file = \"logs/\"").unwrap_err();
+    assert!(err[0].message.contains("names no file"), "{err:?}");
+    assert!(file("file = 3").is_err());
+}

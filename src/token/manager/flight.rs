@@ -296,7 +296,7 @@ pub(crate) fn store(account: &Account, slot: &Slot, tokens: TokenResponse) -> Ac
 }
 
 /// Turns a failed call into the account's new state and the caller's error.
-fn record_failure(account: &Account, failure: CallFailure) -> TokenError {
+fn record_failure(account: &Arc<Account>, failure: CallFailure) -> TokenError {
     crate::summary::token_refresh(false);
     let upn = account.upn();
     let terminal = match &failure {
@@ -351,8 +351,21 @@ fn refuse(account: &Account, slot: &Slot, error: &OAuthError) -> TokenError {
     refusal
 }
 
-fn mark_sign_in_required(account: &Account, failure: &CallFailure, detail: String) -> TokenError {
+fn mark_sign_in_required(
+    account: &Arc<Account>,
+    failure: &CallFailure,
+    detail: String,
+) -> TokenError {
     let upn = account.upn();
+    // Another process may have signed in while this refresh token was refused: take its sign-in
+    // rather than overwrite it with the refused one (issue 10 row 2); the caller retries.
+    if account.adopt_newer_sign_in() {
+        return TokenError::Unavailable {
+            upn,
+            detail: format!("{detail}; a new sign-in was found: retry"),
+            retry_after: Some(std::time::Duration::from_secs(1)),
+        };
+    }
     let aadsts = match failure {
         CallFailure::OAuth(e) => e.aadsts,
         _ => None,
