@@ -9,9 +9,15 @@
 //! - [`run`] logs the counts every [`interval`] and resets them, and once more for the partial
 //!   interval when `stop` completes (the proxy is shutting down).
 //! - `EXOPROXY_SUMMARY_SECS` ([`INTERVAL_ENV`]) sets the interval in seconds (tests, troubleshooting).
+//! - The same home keeps what the status page (docs/STATUS.md) shows of activity: gauges of open
+//!   client connections and tunnels ([`Open`], held for as long as the thing is open) and the last
+//!   [`RECENT_ERRORS`] errors answered ([`error_answered`], [`recent_errors`]): time, target host,
+//!   stable code and hint from the rescue table; never a header value or a token.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -27,6 +33,87 @@ static REQUESTS: AtomicU64 = AtomicU64::new(0);
 static ERRORS: AtomicU64 = AtomicU64::new(0);
 static REFRESHES: AtomicU64 = AtomicU64::new(0);
 static REFRESH_FAILURES: AtomicU64 = AtomicU64::new(0);
+
+static OPEN_CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+static OPEN_TUNNELS: AtomicU64 = AtomicU64::new(0);
+static ERRORS_RECENT: Mutex<VecDeque<ErrorAnswered>> = Mutex::new(VecDeque::new());
+
+/// How many answered errors the status page keeps.
+pub const RECENT_ERRORS: usize = 50;
+
+/// What is open right now: a gauge that counts up while a guard lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Open {
+    /// A client connection (accepted, not yet closed).
+    Connection,
+    /// A CONNECT tunnel or intercepted session after its 200.
+    Tunnel,
+}
+
+/// Counts one open [`Open`] thing until dropped.
+#[derive(Debug)]
+#[must_use = "the gauge goes down when the guard is dropped"]
+pub struct OpenGuard(Open);
+
+impl Open {
+    fn gauge(self) -> &'static AtomicU64 {
+        match self {
+            Open::Connection => &OPEN_CONNECTIONS,
+            Open::Tunnel => &OPEN_TUNNELS,
+        }
+    }
+
+    /// Counts one more open thing, until the guard is dropped.
+    pub fn guard(self) -> OpenGuard {
+        self.gauge().fetch_add(1, Ordering::Relaxed);
+        OpenGuard(self)
+    }
+
+    /// How many are open now.
+    pub fn count(self) -> u64 {
+        self.gauge().load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.gauge().fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One error the proxy answered, as the status page lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ErrorAnswered {
+    /// Unix seconds.
+    pub at: i64,
+    /// The target host (no port, path or query), or empty when the request named none.
+    pub host: String,
+    /// HTTP status.
+    pub status: u16,
+    /// The stable `X-LocalProxy-Error` code.
+    pub code: String,
+    /// What to do about it (the rescue table's message).
+    pub hint: String,
+}
+
+/// Remembers an answered error; the oldest is dropped beyond [`RECENT_ERRORS`].
+pub fn error_answered(error: ErrorAnswered) {
+    let mut ring = ERRORS_RECENT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if ring.len() == RECENT_ERRORS {
+        ring.pop_front();
+    }
+    ring.push_back(error);
+}
+
+/// The last answered errors, newest first.
+pub fn recent_errors() -> Vec<ErrorAnswered> {
+    let ring = ERRORS_RECENT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    ring.iter().rev().cloned().collect()
+}
 
 /// Counts one answered client request (a CONNECT, a plain request, a request inside an intercepted
 /// tunnel, a refused head); a status of 400 and above is also an error.
@@ -144,5 +231,30 @@ mod tests {
             "requests=5 errors=2 token_refreshes=1 token_refresh_failures=0"
         );
         assert!(Counts::default().is_empty());
+    }
+
+    #[test]
+    fn gauges_follow_their_guards() {
+        let guard = Open::Tunnel.guard();
+        assert!(Open::Tunnel.count() >= 1);
+        drop(guard);
+        let _connection = Open::Connection.guard();
+        assert!(Open::Connection.count() >= 1);
+    }
+
+    #[test]
+    fn recent_errors_keep_the_last_fifty_newest_first() {
+        for i in 0..(RECENT_ERRORS + 5) {
+            error_answered(ErrorAnswered {
+                at: i as i64,
+                host: format!("h{i}.test"),
+                status: 502,
+                code: "upstream_unreachable".into(),
+                hint: "check".into(),
+            });
+        }
+        let recent = recent_errors();
+        assert_eq!(recent.len(), RECENT_ERRORS);
+        assert_eq!(recent[0].host, format!("h{}.test", RECENT_ERRORS + 4));
     }
 }

@@ -56,6 +56,22 @@ impl BadProxies {
         }
     }
 
+    /// The proxies remembered as bad now, each with the time left on its mark (status page).
+    pub(crate) fn snapshot(&self) -> Vec<(ProxyEndpoint, Duration)> {
+        let Ok(map) = self.failed_at.lock() else {
+            return Vec::new();
+        };
+        let mut bad: Vec<(ProxyEndpoint, Duration)> = map
+            .iter()
+            .filter_map(|(proxy, at)| {
+                let left = self.ttl.checked_sub(at.elapsed())?;
+                Some((proxy.clone(), left))
+            })
+            .collect();
+        bad.sort_by_key(|(proxy, _)| proxy.to_string());
+        bad
+    }
+
     /// The hops to try, in order: good hops as listed, then bad proxies as listed.
     pub(crate) fn order(&self, hops: &[Hop]) -> Vec<Hop> {
         let is_bad = |hop: &Hop| matches!(hop, Hop::Proxy(p) if self.is_bad(p));
