@@ -13,14 +13,22 @@
 //!   client connections and tunnels ([`Open`], held for as long as the thing is open) and the last
 //!   [`RECENT_ERRORS`] errors answered ([`error_answered`], [`recent_errors`]): time, target host,
 //!   stable code and hint from the rescue table; never a header value or a token.
+//! - The same events also feed monotonic Prometheus metrics ([`metrics_text`], `GET /metrics`,
+//!   `exoproxy_` prefix): requests by status, errors by rescue code, token calls by result, bytes
+//!   relayed by direction, open connections and tunnels. The summary's counts reset every interval;
+//!   these never do.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use tokio::time::Instant;
 
 /// Environment variable overriding the interval, in whole seconds (at least 1).
@@ -37,6 +45,93 @@ static REFRESH_FAILURES: AtomicU64 = AtomicU64::new(0);
 static OPEN_CONNECTIONS: AtomicU64 = AtomicU64::new(0);
 static OPEN_TUNNELS: AtomicU64 = AtomicU64::new(0);
 static ERRORS_RECENT: Mutex<VecDeque<ErrorAnswered>> = Mutex::new(VecDeque::new());
+
+type Labels = Vec<(&'static str, String)>;
+
+/// The Prometheus side of the counters above (never reset).
+struct Metrics {
+    registry: Registry,
+    requests: Family<Labels, Counter>,
+    errors: Family<Labels, Counter>,
+    token_calls: Family<Labels, Counter>,
+    relayed: Family<Labels, Counter>,
+    open_connections: Gauge,
+    open_tunnels: Gauge,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let mut registry = Registry::with_prefix("exoproxy");
+    let metrics = Metrics {
+        requests: Family::default(),
+        errors: Family::default(),
+        token_calls: Family::default(),
+        relayed: Family::default(),
+        open_connections: Gauge::default(),
+        open_tunnels: Gauge::default(),
+        registry: Registry::default(),
+    };
+    registry.register(
+        "requests",
+        "Client requests answered, by HTTP status",
+        metrics.requests.clone(),
+    );
+    registry.register(
+        "errors",
+        "Errors answered, by X-LocalProxy-Error code",
+        metrics.errors.clone(),
+    );
+    registry.register(
+        "token_calls",
+        "Token calls to the identity provider, by result",
+        metrics.token_calls.clone(),
+    );
+    registry.register(
+        "relayed_bytes",
+        "Bytes relayed through tunnels, by direction (up: client to server)",
+        metrics.relayed.clone(),
+    );
+    registry.register(
+        "open_connections",
+        "Client connections open now",
+        metrics.open_connections.clone(),
+    );
+    registry.register(
+        "open_tunnels",
+        "CONNECT tunnels and intercepted sessions open now",
+        metrics.open_tunnels.clone(),
+    );
+    Metrics {
+        registry,
+        ..metrics
+    }
+});
+
+/// The metrics in the OpenMetrics text format (which Prometheus reads), for `GET /metrics`.
+pub fn metrics_text() -> String {
+    let metrics = &*METRICS;
+    metrics
+        .open_connections
+        .set(i64::try_from(Open::Connection.count()).unwrap_or(i64::MAX));
+    metrics
+        .open_tunnels
+        .set(i64::try_from(Open::Tunnel.count()).unwrap_or(i64::MAX));
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, &metrics.registry).is_err() {
+        out.clear();
+    }
+    out
+}
+
+/// Counts bytes relayed by one tunnel: `up` from the client, `down` to it.
+pub fn relayed(up: u64, down: u64) {
+    let relayed = &METRICS.relayed;
+    relayed
+        .get_or_create(&vec![("direction", "up".into())])
+        .inc_by(up);
+    relayed
+        .get_or_create(&vec![("direction", "down".into())])
+        .inc_by(down);
+}
 
 /// How many answered errors the status page keeps.
 pub const RECENT_ERRORS: usize = 50;
@@ -98,6 +193,10 @@ pub struct ErrorAnswered {
 
 /// Remembers an answered error; the oldest is dropped beyond [`RECENT_ERRORS`].
 pub fn error_answered(error: ErrorAnswered) {
+    METRICS
+        .errors
+        .get_or_create(&vec![("code", error.code.clone())])
+        .inc();
     let mut ring = ERRORS_RECENT
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -119,6 +218,10 @@ pub fn recent_errors() -> Vec<ErrorAnswered> {
 /// tunnel, a refused head); a status of 400 and above is also an error.
 pub fn request(status: u16) {
     REQUESTS.fetch_add(1, Ordering::Relaxed);
+    METRICS
+        .requests
+        .get_or_create(&vec![("status", status.to_string())])
+        .inc();
     if status >= 400 {
         ERRORS.fetch_add(1, Ordering::Relaxed);
     }
@@ -127,6 +230,11 @@ pub fn request(status: u16) {
 /// Counts one token call to the identity provider: a token obtained, or a call that failed.
 pub fn token_refresh(ok: bool) {
     let counter = if ok { &REFRESHES } else { &REFRESH_FAILURES };
+    let result = if ok { "ok" } else { "failed" };
+    METRICS
+        .token_calls
+        .get_or_create(&vec![("result", result.into())])
+        .inc();
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
@@ -256,5 +364,10 @@ mod tests {
         let recent = recent_errors();
         assert_eq!(recent.len(), RECENT_ERRORS);
         assert_eq!(recent[0].host, format!("h{}.test", RECENT_ERRORS + 4));
+        let text = metrics_text();
+        assert!(
+            text.contains("exoproxy_errors_total{code=\"upstream_unreachable\"}"),
+            "{text}"
+        );
     }
 }

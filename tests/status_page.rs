@@ -178,3 +178,134 @@ fn rustls_pemfile_der(pem: &str) -> Vec<u8> {
         .decode(b64)
         .unwrap()
 }
+
+/// `/metrics` after known traffic, read by Python's `prometheus_client` (installed by
+/// scripts/setup.sh): names, types and values. The `prometheus-client` crate writes the OpenMetrics
+/// text format (what Prometheus asks for first), so the parser is `prometheus_client`'s strict
+/// OpenMetrics one; its 0.0.4-format `prometheus_client.parser` does not pair `_total` samples with
+/// an OpenMetrics counter family.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_with_the_prometheus_parser() {
+    let h = Harness::start(Options {
+        canary: Some(CANARY.into()),
+        ..Options::default()
+    })
+    .await;
+    use_a_token(&h).await;
+    answer_an_error(&h).await;
+    let _tunnel = h.client(EXO).await;
+    // A blind tunnel (not intercepted) that relays 9 bytes up and closes.
+    let mut blind = connect_tunnel(h.proxy, "blind.test").await;
+    blind.write_all(b"hello\r\n\r\n").await.unwrap();
+    blind.shutdown().await.unwrap();
+    let mut sink = Vec::new();
+    let _ = blind.read_to_end(&mut sink).await;
+    drop(blind);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let (status, head, text) = raw(h.proxy, "GET", "/metrics", &h.proxy.to_string()).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        head.contains("content-type: application/openmetrics-text"),
+        "{head}"
+    );
+    assert_security_headers(&head, "/metrics");
+    assert!(!text.contains(CANARY), "the canary is in /metrics");
+    let (status, _, body) = raw(h.proxy, "GET", "/metrics", "attacker.example:80").await;
+    assert_eq!(status, 400);
+    assert!(!body.contains("exoproxy_"), "{body}");
+
+    let families = parse_metrics(&text);
+    let family = |name: &str| {
+        families
+            .get(name)
+            .unwrap_or_else(|| panic!("no family {name} in {text}"))
+    };
+    let value = |name: &str, sample: &str, labels: serde_json::Value| -> f64 {
+        let f = family(name);
+        f["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == sample && s["labels"] == labels)
+            .map(|s| s["value"].as_f64().unwrap())
+            .unwrap_or_else(|| panic!("no {sample} {labels} in {f:#}"))
+    };
+    assert_eq!(family("exoproxy_requests")["type"], "counter");
+    assert!(
+        value(
+            "exoproxy_requests",
+            "exoproxy_requests_total",
+            serde_json::json!({"status": "200"})
+        ) >= 2.0
+    );
+    assert_eq!(family("exoproxy_errors")["type"], "counter");
+    assert!(
+        value(
+            "exoproxy_errors",
+            "exoproxy_errors_total",
+            serde_json::json!({"code": "connect_denied"})
+        ) >= 1.0
+    );
+    assert_eq!(family("exoproxy_token_calls")["type"], "counter");
+    assert!(
+        value(
+            "exoproxy_token_calls",
+            "exoproxy_token_calls_total",
+            serde_json::json!({"result": "ok"})
+        ) >= 1.0
+    );
+    assert_eq!(family("exoproxy_open_tunnels")["type"], "gauge");
+    assert!(
+        value(
+            "exoproxy_open_tunnels",
+            "exoproxy_open_tunnels",
+            serde_json::json!({})
+        ) >= 1.0
+    );
+    assert!(
+        value(
+            "exoproxy_open_connections",
+            "exoproxy_open_connections",
+            serde_json::json!({})
+        ) >= 1.0
+    );
+    assert_eq!(family("exoproxy_relayed_bytes")["type"], "counter");
+    let up = serde_json::json!({"direction": "up"});
+    assert!(value("exoproxy_relayed_bytes", "exoproxy_relayed_bytes_total", up) >= 9.0);
+}
+
+/// Families as `{name: {type, samples: [{name, labels, value}]}}`, parsed by `prometheus_client`
+/// (which refuses anything not valid OpenMetrics, `# EOF` included).
+fn parse_metrics(text: &str) -> serde_json::Map<String, serde_json::Value> {
+    use std::io::Write as _;
+    let script = r#"
+import json, sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+out = {}
+for f in text_string_to_metric_families(sys.stdin.read()):
+    out[f.name] = {"type": f.type, "samples": [
+        {"name": s.name, "labels": s.labels, "value": s.value} for s in f.samples]}
+print(json.dumps(out))
+"#;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (scripts/setup.sh installs prometheus_client)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "the Prometheus parser refused /metrics: {}\n{text}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}

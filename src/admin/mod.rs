@@ -1,5 +1,6 @@
 //! Admin endpoints served on the proxy's own port: `GET /proxy.pac`, and the status surface
-//! (docs/STATUS.md): `GET /` (the page), `/status.json`, `/status.js`, `/exoproxy-ca.pem`.
+//! (docs/STATUS.md): `GET /` (the page), `/status.json`, `/status.js`, `/exoproxy-ca.pem`,
+//! `/metrics` (Prometheus).
 //!
 //! Contract for the status surface ([`status_reply`]):
 //! - Origin-form `GET` only, and only when `Host` names our listen address ([`is_our_host`]): a
@@ -46,7 +47,13 @@ pub const SECURITY_HEADERS: [(&str, &str); 4] = [
 ];
 
 /// The status-surface paths.
-pub const STATUS_PATHS: [&str; 4] = ["/", "/status.json", "/status.js", "/exoproxy-ca.pem"];
+pub const STATUS_PATHS: [&str; 5] = [
+    "/",
+    "/status.json",
+    "/status.js",
+    "/exoproxy-ca.pem",
+    "/metrics",
+];
 
 /// One status-surface reply: media type and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +73,10 @@ pub fn status_reply(path: &str, sources: &status::Sources) -> Option<Reply> {
         ),
         "/status.js" => ("text/javascript; charset=utf-8", page::SCRIPT.to_string()),
         "/exoproxy-ca.pem" => ("application/x-pem-file", sources.ca_pem()?),
+        "/metrics" => (
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            crate::summary::metrics_text(),
+        ),
         _ => return None,
     };
     Some(Reply { content_type, body })

@@ -289,6 +289,7 @@ impl Proxy {
                 }
             };
             drop(open);
+            crate::summary::relayed(stats.up, stats.down);
             tracing::debug!(method = "CONNECT", %target, %decision, hop = %connected.hop, status = 200,
                 up = stats.up, down = stats.down, end = ?stats.end,
                 ms = started.elapsed().as_millis() as u64, "tunnel closed");
