@@ -28,6 +28,7 @@ use std::time::Duration;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::time::Instant;
 
@@ -55,6 +56,8 @@ struct Metrics {
     errors: Family<Labels, Counter>,
     token_calls: Family<Labels, Counter>,
     relayed: Family<Labels, Counter>,
+    idp_latency: Family<Labels, Histogram>,
+    upstream_failures: Family<Labels, Counter>,
     open_connections: Gauge,
     open_tunnels: Gauge,
 }
@@ -66,6 +69,8 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         errors: Family::default(),
         token_calls: Family::default(),
         relayed: Family::default(),
+        idp_latency: Family::new_with_constructor(idp_histogram),
+        upstream_failures: Family::default(),
         open_connections: Gauge::default(),
         open_tunnels: Gauge::default(),
         registry: Registry::default(),
@@ -90,6 +95,17 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Bytes relayed through tunnels, by direction (up: client to server)",
         metrics.relayed.clone(),
     );
+    registry.register_with_unit(
+        "idp_request_duration",
+        "HTTP exchanges with the identity provider, by outcome",
+        prometheus_client::registry::Unit::Seconds,
+        metrics.idp_latency.clone(),
+    );
+    registry.register(
+        "upstream_connect_failures",
+        "Connect-level failures of upstream proxies, by proxy",
+        metrics.upstream_failures.clone(),
+    );
     registry.register(
         "open_connections",
         "Client connections open now",
@@ -106,6 +122,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     }
 });
 
+/// Buckets from 50 ms to ~100 s: token calls take a fraction of a second, a timeout tens.
+fn idp_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.05, 2.0, 12))
+}
+
 /// The metrics in the OpenMetrics text format (which Prometheus reads), for `GET /metrics`.
 pub fn metrics_text() -> String {
     let metrics = &*METRICS;
@@ -120,6 +141,24 @@ pub fn metrics_text() -> String {
         out.clear();
     }
     out
+}
+
+/// Times one HTTP exchange with the identity provider (token, discovery, device polling);
+/// `answered`: a response came back (whatever its status), else a transport failure or timeout.
+pub fn idp_call(took: Duration, answered: bool) {
+    let outcome = if answered { "answered" } else { "failed" };
+    METRICS
+        .idp_latency
+        .get_or_create(&vec![("outcome", outcome.into())])
+        .observe(took.as_secs_f64());
+}
+
+/// Counts one connect-level failure of an upstream proxy (it is then remembered as bad).
+pub fn upstream_connect_failed(proxy: &str) {
+    METRICS
+        .upstream_failures
+        .get_or_create(&vec![("proxy", proxy.to_string())])
+        .inc();
 }
 
 /// Counts bytes relayed by one tunnel: `up` from the client, `down` to it.
@@ -227,13 +266,17 @@ pub fn request(status: u16) {
     }
 }
 
-/// Counts one token call to the identity provider: a token obtained, or a call that failed.
-pub fn token_refresh(ok: bool) {
+/// Counts one token call to the identity provider for `upn`: a token obtained, or a call that
+/// failed.
+pub fn token_refresh(upn: &str, ok: bool) {
     let counter = if ok { &REFRESHES } else { &REFRESH_FAILURES };
     let result = if ok { "ok" } else { "failed" };
     METRICS
         .token_calls
-        .get_or_create(&vec![("result", result.into())])
+        .get_or_create(&vec![
+            ("account", upn.to_string()),
+            ("result", result.into()),
+        ])
         .inc();
     counter.fetch_add(1, Ordering::Relaxed);
 }
@@ -364,7 +407,23 @@ mod tests {
         let recent = recent_errors();
         assert_eq!(recent.len(), RECENT_ERRORS);
         assert_eq!(recent[0].host, format!("h{}.test", RECENT_ERRORS + 4));
+        upstream_connect_failed("corp-proxy.test:8080");
+        idp_call(Duration::from_millis(70), true);
         let text = metrics_text();
+        assert!(
+            text.contains(
+                "exoproxy_upstream_connect_failures_total{proxy=\"corp-proxy.test:8080\"}"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "exoproxy_idp_request_duration_seconds_bucket{le=\"0.1\",outcome=\"answered\"}"
+            ) || text.contains(
+                "exoproxy_idp_request_duration_seconds_bucket{outcome=\"answered\",le=\"0.1\"}"
+            ),
+            "{text}"
+        );
         assert!(
             text.contains("exoproxy_errors_total{code=\"upstream_unreachable\"}"),
             "{text}"

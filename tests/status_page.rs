@@ -252,9 +252,18 @@ async fn metrics_parse_with_the_prometheus_parser() {
         value(
             "exoproxy_token_calls",
             "exoproxy_token_calls_total",
-            serde_json::json!({"result": "ok"})
+            serde_json::json!({"account": ADMIN, "result": "ok"})
         ) >= 1.0
     );
+    let idp = family("exoproxy_idp_request_duration_seconds");
+    assert_eq!(idp["type"], "histogram", "{idp:#}");
+    let answered = serde_json::json!({"outcome": "answered"});
+    let calls = value(
+        "exoproxy_idp_request_duration_seconds",
+        "exoproxy_idp_request_duration_seconds_count",
+        answered,
+    );
+    assert!(calls >= 2.0, "device code and its poll, at least: {idp:#}");
     assert_eq!(family("exoproxy_open_tunnels")["type"], "gauge");
     assert!(
         value(

@@ -30,6 +30,7 @@ impl BadProxies {
     }
 
     pub(crate) fn mark_bad(&self, proxy: &ProxyEndpoint) {
+        crate::summary::upstream_connect_failed(&proxy.to_string());
         if let Ok(mut map) = self.failed_at.lock() {
             map.insert(proxy.clone(), Instant::now());
         }
