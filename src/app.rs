@@ -430,6 +430,12 @@ pub async fn start(
     if let Some(state) = &services.intercept {
         proxy = proxy.with_intercept(state.clone());
     }
+    proxy = proxy.with_admin(Arc::new(crate::admin::status::Sources {
+        router: services.router.clone(),
+        upstream: services.upstream.clone(),
+        intercept: services.intercept.clone(),
+        started: tokio::time::Instant::now(),
+    }));
     announce(config, &bound, &services);
     Ok((Arc::new(proxy), listeners, services))
 }

@@ -229,13 +229,15 @@ pub(crate) async fn send(
     request: http::Request<bytes::Bytes>,
 ) -> Result<http::Response<bytes::Bytes>, CallFailure> {
     let shared = &account.shared;
-    send_with_timeout(
+    let started = Instant::now();
+    let sent = send_with_timeout(
         shared.transport.as_ref(),
         request,
         shared.settings.call_timeout,
     )
-    .await
-    .map_err(CallFailure::Transport)
+    .await;
+    crate::summary::idp_call(started.elapsed(), sent.is_ok());
+    sent.map_err(CallFailure::Transport)
 }
 
 /// OIDC discovery once per account (cached): the configured `discovery_url`, else where the authority's
@@ -266,7 +268,7 @@ pub(crate) async fn endpoints(account: &Account) -> Result<Endpoints, CallFailur
 
 /// Stores a fresh token; a rotated refresh token is persisted before the old one is dropped (TOK-8).
 pub(crate) fn store(account: &Account, slot: &Slot, tokens: TokenResponse) -> AccessToken {
-    crate::summary::token_refresh(true);
+    crate::summary::token_refresh(&account.upn(), true);
     let now = Instant::now();
     let access = tokens.access_token.clone();
     slot.set_token(Some(LiveToken {
@@ -297,7 +299,7 @@ pub(crate) fn store(account: &Account, slot: &Slot, tokens: TokenResponse) -> Ac
 
 /// Turns a failed call into the account's new state and the caller's error.
 fn record_failure(account: &Arc<Account>, failure: CallFailure) -> TokenError {
-    crate::summary::token_refresh(false);
+    crate::summary::token_refresh(&account.upn(), false);
     let upn = account.upn();
     let terminal = match &failure {
         CallFailure::OAuth(e) => e.needs_sign_in() || e.kind == ErrorKind::InvalidClient,
