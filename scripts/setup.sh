@@ -7,7 +7,7 @@
 set -euo pipefail
 
 apt_packages=(squid curl openssl apache2-utils gcc-mingw-w64-x86-64 libpacparser1 python3-pacparser)
-python_modules=(pypsrp:pypsrp spnego:pyspnego msal:msal requests:requests)
+python_modules=(pypsrp:pypsrp spnego:pyspnego msal:msal requests:requests prometheus_client:prometheus-client)
 
 log() { printf '[setup] %s\n' "$*"; }
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

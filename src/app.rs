@@ -430,6 +430,12 @@ pub async fn start(
     if let Some(state) = &services.intercept {
         proxy = proxy.with_intercept(state.clone());
     }
+    proxy = proxy.with_admin(Arc::new(crate::admin::status::Sources {
+        router: services.router.clone(),
+        upstream: services.upstream.clone(),
+        intercept: services.intercept.clone(),
+        started: tokio::time::Instant::now(),
+    }));
     announce(config, &bound, &services);
     Ok((Arc::new(proxy), listeners, services))
 }
@@ -483,6 +489,7 @@ fn announce(config: &Config, bound: &[SocketAddr], services: &Services) {
         upstream = %upstream,
         intercept = %intercept,
         state_dir = %config.state_dir.display(),
+        log = %log::current_file().map_or("stderr".into(), |f| f.display().to_string()),
         "exoproxy {} ready; point clients at http://{}",
         env!("CARGO_PKG_VERSION"),
         addrs.first().map_or("", String::as_str),

@@ -36,10 +36,19 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let _log = match logging(flag.as_deref(), &command_level(&cli, &config)) {
-        Ok(guard) => guard,
-        Err(code) => return code,
+    // Only the proxy writes a log file; the other commands report to the console they run in.
+    let file = match &cli.command {
+        Some(Command::Run(_)) | None => log::file_wanted(&config.log_file),
+        Some(_) => None,
     };
+    let _log =
+        match log::init_with(flag.as_deref(), &command_level(&cli, &config), file).map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }) {
+            Ok(guard) => guard,
+            Err(code) => return code,
+        };
     if let Err(code) = require_secrets(&cli, &config) {
         return code;
     }

@@ -9,12 +9,27 @@
 //! - [`run`] logs the counts every [`interval`] and resets them, and once more for the partial
 //!   interval when `stop` completes (the proxy is shutting down).
 //! - `EXOPROXY_SUMMARY_SECS` ([`INTERVAL_ENV`]) sets the interval in seconds (tests, troubleshooting).
+//! - The same home keeps what the status page (docs/STATUS.md) shows of activity: gauges of open
+//!   client connections and tunnels ([`Open`], held for as long as the thing is open) and the last
+//!   [`RECENT_ERRORS`] errors answered ([`error_answered`], [`recent_errors`]): time, target host,
+//!   stable code and hint from the rescue table; never a header value or a token.
+//! - The same events also feed monotonic Prometheus metrics ([`metrics_text`], `GET /metrics`,
+//!   `exoproxy_` prefix): requests by status, errors by rescue code, token calls by result, bytes
+//!   relayed by direction, open connections and tunnels. The summary's counts reset every interval;
+//!   these never do.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 use tokio::time::Instant;
 
 /// Environment variable overriding the interval, in whole seconds (at least 1).
@@ -28,18 +43,241 @@ static ERRORS: AtomicU64 = AtomicU64::new(0);
 static REFRESHES: AtomicU64 = AtomicU64::new(0);
 static REFRESH_FAILURES: AtomicU64 = AtomicU64::new(0);
 
+static OPEN_CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+static OPEN_TUNNELS: AtomicU64 = AtomicU64::new(0);
+static ERRORS_RECENT: Mutex<VecDeque<ErrorAnswered>> = Mutex::new(VecDeque::new());
+
+type Labels = Vec<(&'static str, String)>;
+
+/// The Prometheus side of the counters above (never reset).
+struct Metrics {
+    registry: Registry,
+    requests: Family<Labels, Counter>,
+    errors: Family<Labels, Counter>,
+    token_calls: Family<Labels, Counter>,
+    relayed: Family<Labels, Counter>,
+    idp_latency: Family<Labels, Histogram>,
+    upstream_failures: Family<Labels, Counter>,
+    open_connections: Gauge,
+    open_tunnels: Gauge,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
+    let mut registry = Registry::with_prefix("exoproxy");
+    let metrics = Metrics {
+        requests: Family::default(),
+        errors: Family::default(),
+        token_calls: Family::default(),
+        relayed: Family::default(),
+        idp_latency: Family::new_with_constructor(idp_histogram),
+        upstream_failures: Family::default(),
+        open_connections: Gauge::default(),
+        open_tunnels: Gauge::default(),
+        registry: Registry::default(),
+    };
+    registry.register(
+        "requests",
+        "Client requests answered, by HTTP status",
+        metrics.requests.clone(),
+    );
+    registry.register(
+        "errors",
+        "Errors answered, by X-LocalProxy-Error code",
+        metrics.errors.clone(),
+    );
+    registry.register(
+        "token_calls",
+        "Token calls to the identity provider, by result",
+        metrics.token_calls.clone(),
+    );
+    registry.register(
+        "relayed_bytes",
+        "Bytes relayed through tunnels, by direction (up: client to server)",
+        metrics.relayed.clone(),
+    );
+    registry.register_with_unit(
+        "idp_request_duration",
+        "HTTP exchanges with the identity provider, by outcome",
+        prometheus_client::registry::Unit::Seconds,
+        metrics.idp_latency.clone(),
+    );
+    registry.register(
+        "upstream_connect_failures",
+        "Connect-level failures of upstream proxies, by proxy",
+        metrics.upstream_failures.clone(),
+    );
+    registry.register(
+        "open_connections",
+        "Client connections open now",
+        metrics.open_connections.clone(),
+    );
+    registry.register(
+        "open_tunnels",
+        "CONNECT tunnels and intercepted sessions open now",
+        metrics.open_tunnels.clone(),
+    );
+    Metrics {
+        registry,
+        ..metrics
+    }
+});
+
+/// Buckets from 50 ms to ~100 s: token calls take a fraction of a second, a timeout tens.
+fn idp_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.05, 2.0, 12))
+}
+
+/// The metrics in the OpenMetrics text format (which Prometheus reads), for `GET /metrics`.
+pub fn metrics_text() -> String {
+    let metrics = &*METRICS;
+    metrics
+        .open_connections
+        .set(i64::try_from(Open::Connection.count()).unwrap_or(i64::MAX));
+    metrics
+        .open_tunnels
+        .set(i64::try_from(Open::Tunnel.count()).unwrap_or(i64::MAX));
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, &metrics.registry).is_err() {
+        out.clear();
+    }
+    out
+}
+
+/// Times one HTTP exchange with the identity provider (token, discovery, device polling);
+/// `answered`: a response came back (whatever its status), else a transport failure or timeout.
+pub fn idp_call(took: Duration, answered: bool) {
+    let outcome = if answered { "answered" } else { "failed" };
+    METRICS
+        .idp_latency
+        .get_or_create(&vec![("outcome", outcome.into())])
+        .observe(took.as_secs_f64());
+}
+
+/// Counts one connect-level failure of an upstream proxy (it is then remembered as bad).
+pub fn upstream_connect_failed(proxy: &str) {
+    METRICS
+        .upstream_failures
+        .get_or_create(&vec![("proxy", proxy.to_string())])
+        .inc();
+}
+
+/// Counts bytes relayed by one tunnel: `up` from the client, `down` to it.
+pub fn relayed(up: u64, down: u64) {
+    let relayed = &METRICS.relayed;
+    relayed
+        .get_or_create(&vec![("direction", "up".into())])
+        .inc_by(up);
+    relayed
+        .get_or_create(&vec![("direction", "down".into())])
+        .inc_by(down);
+}
+
+/// How many answered errors the status page keeps.
+pub const RECENT_ERRORS: usize = 50;
+
+/// What is open right now: a gauge that counts up while a guard lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Open {
+    /// A client connection (accepted, not yet closed).
+    Connection,
+    /// A CONNECT tunnel or intercepted session after its 200.
+    Tunnel,
+}
+
+/// Counts one open [`Open`] thing until dropped.
+#[derive(Debug)]
+#[must_use = "the gauge goes down when the guard is dropped"]
+pub struct OpenGuard(Open);
+
+impl Open {
+    fn gauge(self) -> &'static AtomicU64 {
+        match self {
+            Open::Connection => &OPEN_CONNECTIONS,
+            Open::Tunnel => &OPEN_TUNNELS,
+        }
+    }
+
+    /// Counts one more open thing, until the guard is dropped.
+    pub fn guard(self) -> OpenGuard {
+        self.gauge().fetch_add(1, Ordering::Relaxed);
+        OpenGuard(self)
+    }
+
+    /// How many are open now.
+    pub fn count(self) -> u64 {
+        self.gauge().load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.gauge().fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// One error the proxy answered, as the status page lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ErrorAnswered {
+    /// Unix seconds.
+    pub at: i64,
+    /// The target host (no port, path or query), or empty when the request named none.
+    pub host: String,
+    /// HTTP status.
+    pub status: u16,
+    /// The stable `X-LocalProxy-Error` code.
+    pub code: String,
+    /// What to do about it (the rescue table's message).
+    pub hint: String,
+}
+
+/// Remembers an answered error; the oldest is dropped beyond [`RECENT_ERRORS`].
+pub fn error_answered(error: ErrorAnswered) {
+    METRICS
+        .errors
+        .get_or_create(&vec![("code", error.code.clone())])
+        .inc();
+    let mut ring = ERRORS_RECENT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if ring.len() == RECENT_ERRORS {
+        ring.pop_front();
+    }
+    ring.push_back(error);
+}
+
+/// The last answered errors, newest first.
+pub fn recent_errors() -> Vec<ErrorAnswered> {
+    let ring = ERRORS_RECENT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    ring.iter().rev().cloned().collect()
+}
+
 /// Counts one answered client request (a CONNECT, a plain request, a request inside an intercepted
 /// tunnel, a refused head); a status of 400 and above is also an error.
 pub fn request(status: u16) {
     REQUESTS.fetch_add(1, Ordering::Relaxed);
+    METRICS
+        .requests
+        .get_or_create(&vec![("status", status.to_string())])
+        .inc();
     if status >= 400 {
         ERRORS.fetch_add(1, Ordering::Relaxed);
     }
 }
 
-/// Counts one token call to the identity provider: a token obtained, or a call that failed.
-pub fn token_refresh(ok: bool) {
+/// Counts one token call to the identity provider for `upn`: a token obtained, or a call that
+/// failed.
+pub fn token_refresh(upn: &str, ok: bool) {
     let counter = if ok { &REFRESHES } else { &REFRESH_FAILURES };
+    let result = if ok { "ok" } else { "failed" };
+    METRICS
+        .token_calls
+        .get_or_create(&vec![
+            ("account", upn.to_string()),
+            ("result", result.into()),
+        ])
+        .inc();
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
@@ -144,5 +382,51 @@ mod tests {
             "requests=5 errors=2 token_refreshes=1 token_refresh_failures=0"
         );
         assert!(Counts::default().is_empty());
+    }
+
+    #[test]
+    fn gauges_follow_their_guards() {
+        let guard = Open::Tunnel.guard();
+        assert!(Open::Tunnel.count() >= 1);
+        drop(guard);
+        let _connection = Open::Connection.guard();
+        assert!(Open::Connection.count() >= 1);
+    }
+
+    #[test]
+    fn recent_errors_keep_the_last_fifty_newest_first() {
+        for i in 0..(RECENT_ERRORS + 5) {
+            error_answered(ErrorAnswered {
+                at: i as i64,
+                host: format!("h{i}.test"),
+                status: 502,
+                code: "upstream_unreachable".into(),
+                hint: "check".into(),
+            });
+        }
+        let recent = recent_errors();
+        assert_eq!(recent.len(), RECENT_ERRORS);
+        assert_eq!(recent[0].host, format!("h{}.test", RECENT_ERRORS + 4));
+        upstream_connect_failed("corp-proxy.test:8080");
+        idp_call(Duration::from_millis(70), true);
+        let text = metrics_text();
+        assert!(
+            text.contains(
+                "exoproxy_upstream_connect_failures_total{proxy=\"corp-proxy.test:8080\"}"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "exoproxy_idp_request_duration_seconds_bucket{le=\"0.1\",outcome=\"answered\"}"
+            ) || text.contains(
+                "exoproxy_idp_request_duration_seconds_bucket{outcome=\"answered\",le=\"0.1\"}"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("exoproxy_errors_total{code=\"upstream_unreachable\"}"),
+            "{text}"
+        );
     }
 }

@@ -73,7 +73,7 @@ where
         let step = tokio::select! {
             read = client_rd.read(up.slot()), if up_open => {
                 last_traffic = Instant::now();
-                let (step, woke) = up.relay(read, &mut up_wr, &mut stats.up, &mut up_open).await;
+                let (step, woke) = up.relay(read, &mut up_wr, &mut stats.up, &mut up_open, idle).await;
                 if woke {
                     deadline.as_mut().reset(last_traffic + QUIET.min(idle));
                 }
@@ -81,7 +81,7 @@ where
             }
             read = up_rd.read(down.slot()), if down_open => {
                 last_traffic = Instant::now();
-                let (step, woke) = down.relay(read, &mut client_wr, &mut stats.down, &mut down_open).await;
+                let (step, woke) = down.relay(read, &mut client_wr, &mut stats.down, &mut down_open, idle).await;
                 if woke {
                     deadline.as_mut().reset(last_traffic + QUIET.min(idle));
                 }
@@ -146,10 +146,11 @@ impl Lane {
         to: &mut W,
         count: &mut u64,
         open: &mut bool,
+        idle: Duration,
     ) -> (Result<(), SpliceEnd>, bool) {
         let was_quiet = self.buf.is_empty();
         let full = read.as_ref().is_ok_and(|&n| n == self.slot().len());
-        let step = relay(read, self.slot(), to, count, open).await;
+        let step = relay(read, self.slot(), to, count, open, idle).await;
         if was_quiet && full && step.is_ok() {
             self.buf = vec![0u8; BUF_SIZE];
             return (step, true);
@@ -170,13 +171,16 @@ fn grow_if(full: bool, buf: &mut Vec<u8>) {
     }
 }
 
-/// Writes what one read returned to the other side; EOF half-closes the other side.
+/// Writes what one read returned to the other side; EOF half-closes the other side. A write that
+/// cannot finish within `idle` (the peer stopped reading, LOAD-9 in docs/TESTING.md#load-9) ends
+/// the tunnel as idle: the idle deadline above is not polled while a write waits.
 async fn relay<W: AsyncWrite + Unpin>(
     read: std::io::Result<usize>,
     buf: &[u8],
     to: &mut W,
     count: &mut u64,
     open: &mut bool,
+    idle: Duration,
 ) -> Result<(), SpliceEnd> {
     match read {
         Ok(0) => {
@@ -185,8 +189,9 @@ async fn relay<W: AsyncWrite + Unpin>(
             Ok(())
         }
         Ok(n) => {
-            to.write_all(&buf[..n])
+            tokio::time::timeout(idle, to.write_all(&buf[..n]))
                 .await
+                .map_err(|_| SpliceEnd::Idle)?
                 .map_err(|_| SpliceEnd::Error)?;
             *count += n as u64;
             Ok(())
@@ -244,14 +249,28 @@ mod tests {
         let mut sink = tokio::io::sink();
         let (mut count, mut open) = (0, true);
         let mut lane = Lane::quiet();
-        let (step, woke) = lane.relay(Ok(10), &mut sink, &mut count, &mut open).await;
+        let (step, woke) = lane
+            .relay(
+                Ok(10),
+                &mut sink,
+                &mut count,
+                &mut open,
+                Duration::from_secs(5),
+            )
+            .await;
         assert_eq!(
             (step, woke, lane.is_active()),
             (Ok(()), false, false),
             "small: no buffer"
         );
         let (_, woke) = lane
-            .relay(Ok(PROBE), &mut sink, &mut count, &mut open)
+            .relay(
+                Ok(PROBE),
+                &mut sink,
+                &mut count,
+                &mut open,
+                Duration::from_secs(5),
+            )
             .await;
         assert!(
             woke && lane.is_active() && lane.slot().len() == BUF_SIZE,

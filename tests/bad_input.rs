@@ -296,7 +296,7 @@ async fn bad_22_23_local_targets() {
 }
 
 #[tokio::test]
-async fn bad_24_own_port_by_alias_even_when_local_is_allowed() {
+async fn bad_24_sec_6_7_own_port_by_alias_even_when_local_is_allowed() {
     let rig = Rig::with(false, |d| Decision {
         allow_local: true,
         ..d
@@ -320,7 +320,7 @@ async fn bad_24_own_port_by_alias_even_when_local_is_allowed() {
 }
 
 #[tokio::test]
-async fn bad_28_absolute_form_to_local_admin_port() {
+async fn bad_28_sec_6_7_absolute_form_to_local_admin_port() {
     for chained in [false, true] {
         let rig = Rig::new(chained).await;
         let port = rig.proxy.addr.port();

@@ -76,7 +76,7 @@ async fn wsman_loop(h: Arc<Harness>, until: Instant) -> Tally {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wsman_and_rest_together_with_short_tokens() {
+async fn load_4_6_wsman_and_rest_together_with_short_tokens() {
     let duration = soak_duration();
     let h = Arc::new(
         Harness::start(Options {

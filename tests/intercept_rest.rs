@@ -34,7 +34,7 @@ async fn rest_call_gets_the_token_injected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redirect_passes_through_untouched() {
+async fn bad_31_redirect_passes_through_untouched() {
     let h = Harness::start(Options::default()).await;
     let mut front = h.client(EXO).await;
     let path = format!("{REST_PATH}?x=1;PSVersion=5.1");
@@ -48,7 +48,7 @@ async fn redirect_passes_through_untouched() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn browser_marked_requests_get_no_token() {
+async fn sec_15_browser_marked_requests_get_no_token() {
     let h = Harness::start(Options::default()).await;
     let tenant = tenant_host(&h).await;
     let mut client = h.client(&tenant).await;
@@ -68,7 +68,7 @@ async fn browser_marked_requests_get_no_token() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn misdirected_inner_host_gets_421_and_nothing_is_sent() {
+async fn bad_14_misdirected_inner_host_gets_421_and_nothing_is_sent() {
     let h = Harness::start(Options::default()).await;
     let mut client = h.client(EXO).await;
     let before = h.control().exchange().request_count();
@@ -130,7 +130,7 @@ async fn no_account_gets_a_basic_challenge() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn non_intercepted_host_sees_the_real_certificate_and_no_leaf_is_minted() {
+async fn ca_7_sec_18_non_intercepted_host_sees_the_real_certificate_and_no_leaf_is_minted() {
     let h = Harness::start(Options::default()).await;
     let leaves_before = h.leaves.len();
     // login.microsoftonline.com is not intercepted: the tunnel reaches exosim, whose own CA
@@ -174,7 +174,7 @@ async fn plain_http_to_an_intercepted_host_is_refused_with_a_body() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn untrusted_upstream_certificate_gives_502_and_sends_nothing() {
+async fn tls_1_untrusted_upstream_certificate_gives_502_and_sends_nothing() {
     // ps.outlook.com is mapped to a TLS origin whose self-signed certificate nobody trusts.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let origin = listener.local_addr().unwrap();
@@ -225,7 +225,7 @@ async fn untrusted_upstream_certificate_gives_502_and_sends_nothing() {
 
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn another_os_user_gets_403_and_no_token() {
+async fn sec_3_another_os_user_gets_403_and_no_token() {
     // SEC-3: curl runs as `nobody`; the proxy (this process) runs as another user.
     if !nix_is_root() {
         panic!("this test needs root to start a client as another user");

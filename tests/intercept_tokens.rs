@@ -10,7 +10,7 @@ use std::time::Duration;
 use intercept_support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn token_rolls_over_on_a_keep_alive_connection() {
+async fn tok13_token_rolls_over_on_a_keep_alive_connection() {
     let h = Harness::start(Options {
         token_lifetime: Duration::from_secs(2),
         ..Options::default()

@@ -93,7 +93,7 @@ async fn harness_for(origin: &ClosingOrigin) -> Harness {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn closed_upstream_is_redialled_once_and_nothing_is_sent_twice() {
+async fn flt_7_closed_upstream_is_redialled_once_and_nothing_is_sent_twice() {
     let origin = closing_origin().await;
     let h = harness_for(&origin).await;
     let mut client = h.client("ps.outlook.com").await;

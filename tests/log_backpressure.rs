@@ -18,7 +18,7 @@ use binary::*;
 const REQUESTS: usize = 6_000;
 
 #[test]
-fn an_unread_stderr_pipe_never_stalls_requests_and_drops_are_reported() {
+fn flt16_an_unread_stderr_pipe_never_stalls_requests_and_drops_are_reported() {
     let mut proxy = start(&[("EXOPROXY_LOG", "debug")]);
     let addr = proxy.addr;
     let next = Arc::new(AtomicUsize::new(0));

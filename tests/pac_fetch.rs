@@ -99,7 +99,7 @@ async fn outcome(pac: &PacResolver) -> Option<String> {
 }
 
 #[tokio::test]
-async fn good_download_with_bom_loads() {
+async fn pac_8_good_download_with_bom_loads() {
     let mut body = b"\xEF\xBB\xBF".to_vec();
     body.extend_from_slice(SCRIPT.as_bytes());
     let pac = load(
@@ -112,7 +112,7 @@ async fn good_download_with_bom_loads() {
 }
 
 #[tokio::test]
-async fn oversized_announced_body_is_refused() {
+async fn pac_8_oversized_announced_body_is_refused() {
     let head = "HTTP/1.1 200 OK\r\nContent-Length: 52428800\r\n\r\n".to_string();
     let url = serve(Reply::Endless {
         head,
@@ -127,7 +127,7 @@ async fn oversized_announced_body_is_refused() {
 }
 
 #[tokio::test]
-async fn endless_stream_without_length_is_cut_at_the_cap() {
+async fn pac_8_endless_stream_without_length_is_cut_at_the_cap() {
     let head = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_string();
     let url = serve(Reply::Endless {
         head,
@@ -142,7 +142,7 @@ async fn endless_stream_without_length_is_cut_at_the_cap() {
 }
 
 #[tokio::test]
-async fn slow_server_hits_the_fetch_timeout() {
+async fn pac_8_slow_server_hits_the_fetch_timeout() {
     let head = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_string();
     let url = serve(Reply::Endless {
         head,
@@ -159,7 +159,7 @@ async fn slow_server_hits_the_fetch_timeout() {
 }
 
 #[tokio::test]
-async fn redirect_to_file_is_refused() {
+async fn pac_8_redirect_to_file_is_refused() {
     let reply =
         b"HTTP/1.1 302 Found\r\nLocation: file:///etc/passwd\r\nContent-Length: 0\r\n\r\n".to_vec();
     let msg = outcome(&load(serve(Reply::Bytes(reply)).await, Duration::from_secs(5)).await)
@@ -169,7 +169,7 @@ async fn redirect_to_file_is_refused() {
 }
 
 #[tokio::test]
-async fn non_utf8_and_compressed_bodies_are_refused() {
+async fn pac_8_non_utf8_and_compressed_bodies_are_refused() {
     let latin1 = ok_response(
         b"function FindProxyForURL(u,h){return 'DIRECT';} // caf\xE9",
         "",
@@ -259,7 +259,7 @@ async fn https_download_trusts_extra_roots_only() {
 }
 
 #[tokio::test]
-async fn https_to_http_redirect_is_refused() {
+async fn pac_8_https_to_http_redirect_is_refused() {
     let plain = serve(Reply::Bytes(ok_response(SCRIPT.as_bytes(), ""))).await;
     let redirect = format!("HTTP/1.1 302 Found\r\nLocation: {plain}\r\nContent-Length: 0\r\n\r\n");
     let (url, cert) = serve_tls(redirect.into_bytes()).await;

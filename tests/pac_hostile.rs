@@ -321,7 +321,7 @@ async fn pac_9_syntax_error_fails_closed_unless_direct_is_configured() {
 }
 
 #[tokio::test]
-async fn pac_10_unreachable_server_follows_policy_and_is_reported() {
+async fn pac_10_flt_14_unreachable_server_follows_policy_and_is_reported() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/proxy.pac", closed.local_addr().unwrap());
     drop(closed);

@@ -458,7 +458,7 @@ async fn plain_http_authenticates_the_connection_before_the_request() {
 }
 
 #[tokio::test]
-async fn through_the_proxy_wrong_credentials_are_502_upstream_auth_failed() {
+async fn tls_4_through_the_proxy_wrong_credentials_are_502_upstream_auth_failed() {
     let proxy = NtlmProxy::start(PLAIN).await;
     let config = UpstreamConfig {
         credentials: vec![creds(proxy.addr, "wrong")],

@@ -180,7 +180,7 @@ async fn tunnel_idle_timeout_closes() {
 }
 
 #[tokio::test]
-async fn overload_gets_503_and_drain_waits_for_in_flight() {
+async fn load_5_rel_2_overload_gets_503_and_drain_waits_for_in_flight() {
     let origin = start_origin().await;
     let limits = exoproxy::limits::Limits {
         max_connections: 1,

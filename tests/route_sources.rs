@@ -167,7 +167,7 @@ async fn pac_over_http_decides_per_host_through_the_proxy() {
 }
 
 #[tokio::test]
-async fn pac_9_unreachable_pac_fails_closed() {
+async fn pac_10_unreachable_pac_fails_closed() {
     let origin = start_origin().await;
     let stub = start_stub(StubMode::Forward { basic: None }).await;
     let dead = dead_port().await;
@@ -189,7 +189,7 @@ async fn pac_9_unreachable_pac_fails_closed() {
 }
 
 #[tokio::test]
-async fn pac_10_broken_script_fails_closed_unless_direct_is_opted_in() {
+async fn pac_9_broken_script_fails_closed_unless_direct_is_opted_in() {
     let origin = start_origin().await;
     let stub = start_stub(StubMode::Forward { basic: None }).await;
     let broken = PacSource::Inline("function FindProxyForURL(url, host) { return ".into());

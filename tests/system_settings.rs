@@ -748,7 +748,7 @@ fn linux_address_sources_parse_proc_files() {
 }
 
 #[test]
-fn live_reader_consults_env_only_when_chosen() {
+fn tls_8_live_reader_consults_env_only_when_chosen() {
     use exoproxy::route::system::{LiveConfig, read_and_select};
     let env = env_of(&[("https_proxy", "http://env.corp.test:3128")]);
     let mut live = LiveConfig {

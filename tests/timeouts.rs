@@ -33,7 +33,7 @@ async fn read_until_closed(stream: &mut TcpStream) -> (String, Duration) {
 }
 
 #[tokio::test]
-async fn slow_head_and_silent_client_are_closed() {
+async fn load_7_slow_head_and_silent_client_are_closed() {
     let proxy = start_proxy(direct(), test_upstream(), short_limits()).await;
     let mut silent = TcpStream::connect(proxy.addr).await.unwrap();
     let (text, took) = read_until_closed(&mut silent).await;

@@ -82,7 +82,7 @@ fn exo() -> Audience {
 }
 
 #[tokio::test(start_paused = true)]
-async fn load11_thousand_concurrent_gets_make_exactly_one_call() {
+async fn load11_tok7_thousand_concurrent_gets_make_exactly_one_call() {
     let dir = tempfile::tempdir().unwrap();
     seed(dir.path(), "rt-0", Some(("expired", 4000, -10)));
     let idp = FakeIdp::new(|_, _| {
@@ -608,7 +608,7 @@ async fn tok1_corrupt_cache_means_sign_in_not_a_crash() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn logout_wipes_disk_and_memory() {
+async fn tok9_logout_wipes_disk_and_memory() {
     let dir = tempfile::tempdir().unwrap();
     seed(dir.path(), "rt-0", Some(("at", 60, 3000)));
     let idp = FakeIdp::new(|_, _| device_start());

@@ -1,4 +1,13 @@
-//! Admin endpoints served on the proxy's own port: `GET /proxy.pac` (status and CA download later).
+//! Admin endpoints served on the proxy's own port: `GET /proxy.pac`, and the status surface
+//! (docs/STATUS.md): `GET /` (the page), `/status.json`, `/status.js`, `/exoproxy-ca.pem`,
+//! `/metrics` (Prometheus).
+//!
+//! Contract for the status surface ([`status_reply`]):
+//! - Origin-form `GET` only, and only when `Host` names our listen address ([`is_our_host`]): a
+//!   DNS-rebinding page gets a 400 and no data. The handler also requires the connecting socket to
+//!   belong to our own OS user (as token injection does, docs/ARCHITECTURE.md security model).
+//! - Every reply carries [`SECURITY_HEADERS`]: `no-store`, a CSP of `default-src 'self'`, no
+//!   framing, no sniffing.
 //!
 //! Contract for the served PAC ([`served_pac`]):
 //! - Only origin-form `GET /proxy.pac` whose `Host` is one of our listen addresses (or `localhost`
@@ -13,6 +22,9 @@
 //! - Patterns are emitted as JSON string literals (valid JS), matched with `shExpMatch` on the
 //!   lower-cased host; IP ranges (CIDR) are left to the proxy itself (a browser would need DNS).
 
+pub mod page;
+pub mod status;
+
 use std::net::SocketAddr;
 
 use crate::route::rules::split_port;
@@ -25,6 +37,59 @@ pub const PAC_CONTENT_TYPE: &str = "application/x-ns-proxy-autoconfig";
 pub const PAC_PATH: &str = "/proxy.pac";
 /// What the corporate `FindProxyForURL` is renamed to.
 pub const CORP_FUNCTION: &str = "__corp_FindProxyForURL";
+
+/// Headers on every status-surface reply.
+pub const SECURITY_HEADERS: [(&str, &str); 4] = [
+    ("cache-control", "no-store"),
+    ("content-security-policy", "default-src 'self'"),
+    ("x-frame-options", "DENY"),
+    ("x-content-type-options", "nosniff"),
+];
+
+/// The status-surface paths.
+pub const STATUS_PATHS: [&str; 5] = [
+    "/",
+    "/status.json",
+    "/status.js",
+    "/exoproxy-ca.pem",
+    "/metrics",
+];
+
+/// One status-surface reply: media type and body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+/// The reply for `path` (one of [`STATUS_PATHS`]), or `None` (the CA is asked for while
+/// interception is off, or the path is not ours).
+pub fn status_reply(path: &str, sources: &status::Sources) -> Option<Reply> {
+    let (content_type, body) = match path {
+        "/" => ("text/html; charset=utf-8", page::render(&sources.status())),
+        "/status.json" => (
+            "application/json",
+            serde_json::to_string_pretty(&sources.status()).ok()?,
+        ),
+        "/status.js" => ("text/javascript; charset=utf-8", page::SCRIPT.to_string()),
+        "/exoproxy-ca.pem" => ("application/x-pem-file", sources.ca_pem()?),
+        "/metrics" => (
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            crate::summary::metrics_text(),
+        ),
+        _ => return None,
+    };
+    Some(Reply { content_type, body })
+}
+
+/// True when `host` has the shape [`is_our_host`] can accept (an IP literal with a port, or
+/// `localhost:<port>`): the head guard's early filter, before the listen addresses are known.
+pub fn may_name_us(host: &str) -> bool {
+    host.parse::<SocketAddr>().is_ok()
+        || host.rsplit_once(':').is_some_and(|(name, port)| {
+            name.eq_ignore_ascii_case("localhost") && port.parse::<u16>().is_ok()
+        })
+}
 
 /// True when `host` (a `Host` header value) names one of `own` addresses.
 pub fn is_our_host(host: &str, own: &[SocketAddr]) -> bool {
@@ -233,6 +298,12 @@ mod tests {
         assert!(!is_our_host("127.0.0.1:8766", &own));
         assert!(!is_our_host("evil.example:8765", &own));
         assert!(!is_our_host("127.0.0.1", &own));
+        assert!(
+            may_name_us("127.0.0.1:8765") && may_name_us("[::1]:1") && may_name_us("LOCALHOST:2")
+        );
+        assert!(
+            !may_name_us("x") && !may_name_us("evil.example:8765") && !may_name_us("localhost")
+        );
     }
 
     #[test]

@@ -21,15 +21,28 @@
 //!   `main` returns (bounded by [`FLUSH_TIMEOUT`], so a stuck console cannot hang the exit). A
 //!   process killed outright (SIGKILL) loses at most the lines still queued.
 //! - When the writer thread cannot start, lines are written directly, as an unbuffered writer would.
+//!
+//! The log file ([`init_with`], [`file_wanted`]): `run` writes to a file instead of stderr when
+//! `[log] file` asks for one, and by default when there is no console to write to (Windows: no
+//! console window, as when started at logon; never by default on Unix, where a service manager
+//! collects stderr). The file sits behind the same queue and writer thread, so the contract above
+//! holds for it too. It is rotated daily (`exoproxy.YYYY-MM-DD.log`, UTC dates) by
+//! `tracing-appender`, which also deletes the oldest beyond [`KEEP_FILES`] at start and at each
+//! rotation; its folder is created owner-only (the lines name accounts and hosts). stderr gets one
+//! line naming the file, and the start line names it too ([`current_file`]).
 
 use std::io::{IsTerminal, Write};
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use tracing_appender::rolling::{Builder, Rotation};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+
+use crate::config::LogFile;
 
 /// The environment variable that sets the filter when no `-v`/`-q` is given.
 pub const LOG_ENV: &str = "EXOPROXY_LOG";
@@ -41,15 +54,105 @@ const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
 /// `EXOPROXY_LOG` and `configured`. Keep the guard until `main` returns: dropping it writes what is
 /// still queued. An invalid filter is an error for the caller to report (exit code 2).
 pub fn init(flag: Option<&str>, configured: &str) -> Result<LogGuard, String> {
+    init_with(flag, configured, None)
+}
+
+/// As [`init`], but into the rotated log `file` when given (see the module docs), saying so on
+/// stderr. An unusable folder is an error for the caller to report.
+pub fn init_with(
+    flag: Option<&str>,
+    configured: &str,
+    file: Option<&Path>,
+) -> Result<LogGuard, String> {
     let env = std::env::var(LOG_ENV).ok();
     let filter = choose_filter(flag, env.as_deref(), configured)?;
-    let (sink, guard) = LogSink::start(std::io::stderr());
+    let (sink, guard) = match file {
+        Some(file) => {
+            let (appender, current) = open_rotating(file, KEEP_FILES)?;
+            eprintln!("exoproxy: logging to {}", current.display());
+            let _ = CURRENT_FILE.set(current);
+            LogSink::start(appender)
+        }
+        None => LogSink::start(std::io::stderr()),
+    };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(file.is_none() && std::io::stderr().is_terminal())
         .with_writer(sink)
         .try_init();
     Ok(guard)
+}
+
+/// Rotated log files kept: a week of daily files.
+pub const KEEP_FILES: usize = 7;
+
+/// The file [`init_with`] opened at start, for the start line; `None` when logging to stderr.
+static CURRENT_FILE: OnceLock<PathBuf> = OnceLock::new();
+
+/// The log file named at start, if the log goes to a file.
+pub fn current_file() -> Option<&'static Path> {
+    CURRENT_FILE.get().map(PathBuf::as_path)
+}
+
+/// The file `run` should log to for this `[log] file` setting: the configured one, or by default
+/// the state dir's `logs/` when there is no console.
+pub fn file_wanted(setting: &LogFile) -> Option<&Path> {
+    match setting {
+        LogFile::At(path) => Some(path),
+        LogFile::Auto(path) => no_console().then_some(path.as_path()),
+        LogFile::Off => None,
+    }
+}
+
+/// True when no console shows stderr: on Windows, a process without a console window (started at
+/// logon, or detached). Unix: never, so piped stderr (service managers, the test suite) stays
+/// stderr.
+#[cfg(windows)]
+#[allow(unsafe_code)] // a documented OS call without arguments: GetConsoleWindow
+fn no_console() -> bool {
+    // SAFETY: GetConsoleWindow takes no arguments and only returns a handle (null when none).
+    unsafe { windows_sys::Win32::System::Console::GetConsoleWindow() }.is_null()
+}
+
+#[cfg(not(windows))]
+fn no_console() -> bool {
+    false
+}
+
+/// Opens the daily-rotated appender for `file` (`dir/stem.ext` becomes `dir/stem.YYYY-MM-DD.ext`),
+/// deleting the oldest beyond `keep`; returns it and today's file.
+fn open_rotating(
+    file: &Path,
+    keep: usize,
+) -> Result<(tracing_appender::rolling::RollingFileAppender, PathBuf), String> {
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let stem = file
+        .file_stem()
+        .map_or("exoproxy".into(), |s| s.to_string_lossy().into_owned());
+    let ext = file.extension().map(|e| e.to_string_lossy().into_owned());
+    let failed =
+        |e: &dyn std::fmt::Display| format!("cannot open the log file in {}: {e}", dir.display());
+    crate::platform::private_dir(dir).map_err(|e| failed(&e))?;
+    let mut builder = Builder::new()
+        .rotation(Rotation::DAILY)
+        .filename_prefix(&stem)
+        .max_log_files(keep);
+    if let Some(ext) = &ext {
+        builder = builder.filename_suffix(ext);
+    }
+    let appender = builder.build(dir).map_err(|e| failed(&e))?;
+    let today = time::OffsetDateTime::now_utc().date();
+    let name = format!(
+        "{stem}.{:04}-{:02}-{:02}{}",
+        today.year(),
+        u8::from(today.month()),
+        today.day(),
+        ext.map_or(String::new(), |e| format!(".{e}"))
+    );
+    Ok((appender, dir.join(name)))
 }
 
 /// The filter by precedence: `flag`, else `env` (unset or empty counts as absent), else `configured`.

@@ -202,4 +202,15 @@ pub struct TimeoutsSection {
 pub struct LogSection {
     /// A tracing filter such as `info` or `exoproxy=debug`.
     pub level: Option<String>,
+    /// `true` (logs in `<state_dir>/logs/`), `false` (never), or a file path; unset: a file only
+    /// when there is no console (see `app::log`).
+    pub file: Option<LogFileEntry>,
+}
+
+/// `[log] file`: a switch or a path.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum LogFileEntry {
+    Switch(bool),
+    Path(String),
 }

@@ -37,6 +37,8 @@ pub struct Config {
     /// Environment variables named by the file that are not set: warnings for `config check` and
     /// the commands that do not use them, errors for those that do ([`Config::require_secrets`]).
     pub missing_secrets: Vec<MissingSecret>,
+    /// Where `run` writes its log (`[log] file`).
+    pub log_file: LogFile,
 }
 
 /// An environment variable named by `password_env`, `nt_hash_env`, `secret_env` or
@@ -57,6 +59,23 @@ pub enum SecretUse<'a> {
     /// Signing one account in (`login`, `token`): upstream credentials (the IdP may be reached
     /// through the upstream proxy) and that account's.
     Account(&'a str),
+}
+
+/// `[log] file`, resolved against the state dir.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogFile {
+    /// Unset: a file in `<state_dir>/logs/` only when there is no console (`app::log`).
+    Auto(PathBuf),
+    /// `false`: always stderr.
+    Off,
+    /// `true` or a path: always this file (rotated daily beside it).
+    At(PathBuf),
+}
+
+/// The default log file: `<state_dir>/logs/exoproxy.log` (the rotated files are named
+/// `exoproxy.YYYY-MM-DD.log`).
+pub fn default_log_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("logs").join("exoproxy.log")
 }
 
 /// Values from the command line or environment that override the file.

@@ -26,7 +26,7 @@ fn example_config_parses() {
 }
 
 #[test]
-fn defaults_need_no_file() {
+fn sec_1_defaults_need_no_file() {
     let cfg = validate::validate(Default::default(), &Overrides::default(), None, &no_env).unwrap();
     assert_eq!(cfg.listen[0].to_string(), "127.0.0.1:8765");
     assert_eq!(cfg.route.upstream, UpstreamSource::Direct);
@@ -34,14 +34,14 @@ fn defaults_need_no_file() {
 }
 
 #[test]
-fn unknown_key_is_reported_with_its_line() {
+fn cfg_1_unknown_key_is_reported_with_its_line() {
     let err = check("[listen]\nadresses = [\"127.0.0.1:1\"]\n").unwrap_err();
     assert_eq!(err[0].line, Some(2), "{err:?}");
     assert!(err[0].message.contains("adresses"), "{err:?}");
 }
 
 #[test]
-fn every_error_is_reported_at_once() {
+fn cfg_1_sec_5_every_error_is_reported_at_once() {
     let text = "[listen]\naddresses = [\"0.0.0.0:8765\"]\n\n[routing]\nconnect_ports = [70000]\n\n[upstream]\nsource = \"pac2\"\n";
     let errs = check(text).unwrap_err();
     let paths: Vec<_> = errs.iter().map(|e| (e.path.as_str(), e.line)).collect();
@@ -78,7 +78,7 @@ fn proxy_urls_carry_credentials_into_the_allow_list() {
 }
 
 #[test]
-fn env_source_is_read_only_when_chosen() {
+fn tls_8_env_source_is_read_only_when_chosen() {
     let env = |k: &str| match k {
         "HTTPS_PROXY" => Some("http://envproxy:8080".to_string()),
         "NO_PROXY" => Some(".corp,localhost".to_string()),
@@ -436,4 +436,28 @@ fn the_source_name_is_decoded_once_for_every_source() {
             "{name}"
         );
     }
+}
+
+#[test]
+fn log_file_is_a_switch_or_a_path_under_the_state_dir() {
+    use super::LogFile;
+    let state = "state_dir = \"/s\"\n[log]\n";
+    let file = |line: &str| check(&format!("{state}{line}")).map(|c| c.log_file);
+    assert_eq!(file(""), Ok(LogFile::Auto("/s/logs/exoproxy.log".into())));
+    assert_eq!(
+        file("file = true"),
+        Ok(LogFile::At("/s/logs/exoproxy.log".into()))
+    );
+    assert_eq!(file("file = false"), Ok(LogFile::Off));
+    assert_eq!(
+        file("file = \"l/p.log\""),
+        Ok(LogFile::At("/s/l/p.log".into()))
+    );
+    assert_eq!(
+        file("file = \"/v/p.log\""),
+        Ok(LogFile::At("/v/p.log".into()))
+    );
+    let err = file("file = \"logs/\"").unwrap_err();
+    assert!(err[0].message.contains("names no file"), "{err:?}");
+    assert!(file("file = 3").is_err());
 }

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use super::file::{CredentialEntry, FileConfig};
+use super::file::{CredentialEntry, FileConfig, LogFileEntry, LogSection};
 use super::keys::KeyLines;
-use super::{Config, ConfigError, MissingSecret, Overrides};
+use super::{Config, ConfigError, LogFile, MissingSecret, Overrides, default_log_file};
 use crate::route::pac::{OnFailure, PacConfig, PacSource};
 use crate::route::source::SourceSpec;
 use crate::route::system::env::from_env;
@@ -129,6 +129,8 @@ pub fn validate(
         .clone()
         .or(file.log.level.clone())
         .unwrap_or_else(|| "info".into());
+    let state_dir = state_dir.unwrap_or_else(|| PathBuf::from(".exoproxy"));
+    let log_file = log_file(&file.log, &state_dir, &mut errors);
     if !errors.list.is_empty() {
         // File order; flags (no line) first.
         errors.list.sort_by_key(|e| e.line.unwrap_or(0));
@@ -137,12 +139,13 @@ pub fn validate(
     Ok(Config {
         listen,
         max_connections,
-        state_dir: state_dir.unwrap_or_else(|| PathBuf::from(".exoproxy")),
+        state_dir,
         route,
         upstream,
         intercept,
         log_level,
         missing_secrets: errors.missing,
+        log_file,
     })
 }
 
@@ -172,6 +175,24 @@ pub fn check_log_filter(filter: &str) -> Result<(), String> {
     tracing_subscriber::EnvFilter::try_new(filter)
         .map(|_| ())
         .map_err(|e| format!("{filter:?}: {e}"))
+}
+
+/// `[log] file`: a relative path is taken from the state dir; a path must name a file.
+fn log_file(log: &LogSection, state_dir: &Path, errors: &mut Errors) -> LogFile {
+    let path = match &log.file {
+        None => return LogFile::Auto(default_log_file(state_dir)),
+        Some(LogFileEntry::Switch(false)) => return LogFile::Off,
+        Some(LogFileEntry::Switch(true)) => return LogFile::At(default_log_file(state_dir)),
+        Some(LogFileEntry::Path(path)) => Path::new(path),
+    };
+    if path.file_stem().is_none() || path.as_os_str().to_string_lossy().ends_with(['/', '\\']) {
+        errors.push(
+            "log.file",
+            format!("{path:?} names no file: write true or a path such as \"logs/exoproxy.log\""),
+        );
+        return LogFile::Off;
+    }
+    LogFile::At(state_dir.join(path))
 }
 
 fn listen_addrs(file: &FileConfig, o: &Overrides, errors: &mut Errors) -> Vec<SocketAddr> {

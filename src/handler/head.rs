@@ -108,7 +108,7 @@ pub fn check_head(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, Pr
     };
     check_line_endings(&buf[..head_len])?;
     check_method(&head)?;
-    check_target(&head)?;
+    check_target(&head, request.headers)?;
     let framing = Framing::of(buf, request.headers)?;
     framing.check(&head, buf.len() > head_len)?;
     Ok(Some(head))
@@ -156,7 +156,7 @@ fn check_method(head: &RequestHead) -> Result<(), ProxyError> {
 }
 
 /// CONNECT takes `host:port`; everything else must be absolute-form `http://` (BAD-12).
-fn check_target(head: &RequestHead) -> Result<(), ProxyError> {
+fn check_target(head: &RequestHead, headers: &[httparse::Header<'_>]) -> Result<(), ProxyError> {
     if has_userinfo(&head.target) {
         return Err(userinfo_refused());
     }
@@ -166,8 +166,14 @@ fn check_target(head: &RequestHead) -> Result<(), ProxyError> {
             .map_err(|e| bad(e.0));
     }
     let t = head.target.as_bytes();
-    // The served PAC and CRL (admin): the handler answers them only when `Host` names this proxy.
-    if head.method == "GET" && (t == b"/proxy.pac" || t == b"/exoproxy-ca.crl") {
+    // The served PAC, CRL and status surface (admin): the handler answers them only when `Host`
+    // names this proxy; the status surface does not even get that far under a host name.
+    let status = crate::admin::STATUS_PATHS.iter().any(|p| p.as_bytes() == t)
+        && headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case("host")
+                && std::str::from_utf8(h.value).is_ok_and(crate::admin::may_name_us)
+        });
+    if head.method == "GET" && (t == b"/proxy.pac" || t == b"/exoproxy-ca.crl" || status) {
         return Ok(());
     }
     if t.starts_with(b"/") || t == b"*" {

@@ -81,6 +81,8 @@ pub struct Proxy {
     limits: Limits,
     /// TLS interception and token injection; `None`: intercepted targets are tunnelled blind.
     intercept: Option<Arc<InterceptState>>,
+    /// The status surface (`GET /`, `/status.json`, ...); `None`: those paths stay 400.
+    admin: Option<Arc<crate::admin::status::Sources>>,
 }
 
 // === impl Resolve for Router ===
@@ -123,12 +125,19 @@ impl Proxy {
             upstream,
             limits,
             intercept: None,
+            admin: None,
         }
     }
 
     /// Enables interception: `Action::Intercept` targets are TLS-terminated and get tokens.
     pub fn with_intercept(mut self, state: Arc<InterceptState>) -> Proxy {
         self.intercept = Some(state);
+        self
+    }
+
+    /// Enables the status surface on our own port (docs/STATUS.md).
+    pub fn with_admin(mut self, sources: Arc<crate::admin::status::Sources>) -> Proxy {
+        self.admin = Some(sources);
         self
     }
 
@@ -162,6 +171,7 @@ impl Proxy {
             peer,
             local: stream.local_addr().unwrap_or(peer),
         };
+        let _open = crate::summary::Open::Connection.guard();
         let io = TokioIo::new(Rewind::new(buffered, stream));
         let proxy = self.clone();
         // Every tunnel spawned from this connection holds a clone of `alive`; the connection (and its
@@ -200,14 +210,17 @@ impl Proxy {
         let started = Instant::now();
         let method = req.method().clone();
         let uri = redact_uri(req.uri());
+        let host = req.uri().host().unwrap_or_default().to_string();
         let result = match method {
             Method::CONNECT => self.connect(req, started, alive, addrs).await,
+            _ if self.is_status_request(&req) => self.serve_status(&req, addrs).await,
             _ => self.forward(req, started).await,
         };
         let response = result.unwrap_or_else(|err| {
             let rescue = rescue::Rescue::of(&err);
             tracing::debug!(%method, target = %uri, status = rescue.status.as_u16(), code = %rescue.code,
                 error = %err, ms = started.elapsed().as_millis() as u64, "refused");
+            record_error(&host, &rescue);
             rescue.response().map(|b| b.map_err(|never| match never {}).boxed())
         });
         crate::summary::request(response.status().as_u16());
@@ -269,6 +282,7 @@ impl Proxy {
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let connected = self.upstream.connect(&target, &decision).await?;
         let idle = self.limits.tunnel_idle;
+        let open = crate::summary::Open::Tunnel.guard();
         tokio::spawn(async move {
             let stats = match hyper::upgrade::on(req).await {
                 Ok(upgraded) => {
@@ -279,6 +293,8 @@ impl Proxy {
                     SpliceStats::default()
                 }
             };
+            drop(open);
+            crate::summary::relayed(stats.up, stats.down);
             tracing::debug!(method = "CONNECT", %target, %decision, hop = %connected.hop, status = 200,
                 up = stats.up, down = stats.down, end = ?stats.end,
                 ms = started.elapsed().as_millis() as u64, "tunnel closed");
@@ -303,7 +319,9 @@ impl Proxy {
             .await?;
         tracing::debug!(method = "CONNECT", target = %start.target, decision = %start.decision,
             hop = %connected.hop, status = 200, "intercepting");
+        let open = crate::summary::Open::Tunnel.guard();
         tokio::spawn(async move {
+            let _open = open;
             match hyper::upgrade::on(req).await {
                 Ok(upgraded) => intercept::serve(start, upgraded, connected.stream).await,
                 Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
@@ -395,6 +413,54 @@ impl Proxy {
         Some(response)
     }
 
+    /// Origin-form request for a status-surface path while the surface is on.
+    fn is_status_request(&self, req: &Request<Incoming>) -> bool {
+        self.admin.is_some()
+            && req.uri().scheme().is_none()
+            && crate::admin::STATUS_PATHS.contains(&req.uri().path())
+    }
+
+    /// The status surface: `GET`, `Host` naming us (else 400, no data: DNS rebinding), and the
+    /// connecting socket owned by our own OS user (else 403), as for token injection.
+    async fn serve_status(
+        &self,
+        req: &Request<Incoming>,
+        addrs: ClientAddrs,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok());
+        let ours = host.is_some_and(|h| self.resolver.is_own_host(h));
+        let sources = self.admin.as_ref().ok_or(ProxyError::NotAProxyRequest)?;
+        if req.method() != Method::GET || !ours {
+            return Err(ProxyError::NotAProxyRequest);
+        }
+        let ClientAddrs { peer, local } = addrs;
+        let user = tokio::task::spawn_blocking(move || crate::peer::check(peer, local))
+            .await
+            .unwrap_or_else(|e| crate::peer::PeerUser::Unknown(e.to_string()));
+        if user != crate::peer::PeerUser::Same {
+            return Err(ProxyError::ClientNotAuthorized(
+                "the status page is only for the OS user running the proxy".into(),
+            ));
+        }
+        let reply = crate::admin::status_reply(req.uri().path(), sources)
+            .ok_or(ProxyError::NotAProxyRequest)?;
+        let mut response =
+            Response::builder().header(http::header::CONTENT_TYPE, reply.content_type);
+        for (name, value) in crate::admin::SECURITY_HEADERS {
+            response = response.header(name, value);
+        }
+        response
+            .body(
+                http_body_util::Full::new(Bytes::from(reply.body))
+                    .map_err(|never| match never {})
+                    .boxed(),
+            )
+            .map_err(|e| ProxyError::Internal(e.to_string()))
+    }
+
     /// Origin-form `GET /proxy.pac` addressed to us; anything else stays `NotAProxyRequest`.
     async fn served_pac(&self, req: &Request<Incoming>) -> Result<Response<ProxyBody>, ProxyError> {
         let host = req
@@ -437,6 +503,7 @@ async fn reject_raw(mut stream: TcpStream, peer: SocketAddr, err: &ProxyError) {
     tracing::debug!(%peer, status = rescue.status.as_u16(), code = %rescue.code, error = %err,
         "rejected request head");
     crate::summary::request(rescue.status.as_u16());
+    record_error("", &rescue);
     let _ = stream.write_all(&rescue.to_http1()).await;
     let _ = stream.shutdown().await;
     // Lingering a little lets the client read the answer before a reset caused by unread input.
@@ -449,6 +516,20 @@ async fn reject_raw(mut stream: TcpStream, peer: SocketAddr, err: &ProxyError) {
         }
     };
     let _ = tokio::time::timeout(std::time::Duration::from_millis(500), linger).await;
+}
+
+/// Remembers an answered error for the status page: host, status, code and hint only.
+fn record_error(host: &str, rescue: &rescue::Rescue) {
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    crate::summary::error_answered(crate::summary::ErrorAnswered {
+        at,
+        host: host.to_string(),
+        status: rescue.status.as_u16(),
+        code: rescue.code.to_string(),
+        hint: rescue.message.clone(),
+    });
 }
 
 /// The URI for logs: scheme, host, port and path only (userinfo and queries may carry secrets).

@@ -42,7 +42,7 @@ fn injection_paths_are_case_insensitive_and_exact_segments() {
 }
 
 #[test]
-fn browser_requests_never_get_a_token() {
+fn sec_15_browser_requests_never_get_a_token() {
     // SEC-15
     for h in [
         headers(&[("origin", "https://evil.example")]),
@@ -90,7 +90,7 @@ fn account_selection_order() {
 }
 
 #[test]
-fn apply_replaces_every_authorization_header() {
+fn sec_17_apply_replaces_every_authorization_header() {
     // SEC-17: never two Authorization headers.
     let mut h = headers(&[
         ("authorization", "Basic Zm9vOmJhcg=="),

@@ -193,6 +193,13 @@ impl TokenCache {
     }
 
     /// Reads the account's file; quarantines it when unusable.
+    /// The account file's modification time and length, or `None` when there is none: a cheap way to
+    /// notice that another process (`exoproxy login`) wrote it since it was last read.
+    pub fn stamp(&self, upn: &str) -> Option<(SystemTime, u64)> {
+        let meta = fs::metadata(self.path_for(upn)).ok()?;
+        Some((meta.modified().ok()?, meta.len()))
+    }
+
     pub fn load(&self, upn: &str) -> Load {
         let path = self.path_for(upn);
         match read_checked(&path) {

@@ -8,7 +8,9 @@
 //! - Background refreshers renew ahead of expiry (`schedule::refresh_at`) with backoff (FLT-6), for
 //!   audiences asked for within the account's `idle_renewal` (1 h); an idle audience is renewed by its
 //!   next request.
-//! - `invalid_grant` parks the account in "sign-in required" until `login` (FLT-11).
+//! - `invalid_grant` parks the account in "sign-in required" until `login` (FLT-11), in this process
+//!   or in another one: a blocked account looks at its cache file (one `stat`) before answering and
+//!   adopts a newer sign-in written there (`Account::adopt_newer_sign_in`).
 //! - A refusal of one audience's scope that retrying cannot fix (`invalid_scope`, AADSTS650057, …) is
 //!   final for that account and audience until the configuration changes or a new sign-in succeeds;
 //!   the account's other audiences are not affected.
@@ -209,7 +211,13 @@ impl TokenManager {
             return Ok(token);
         }
         if let Some(err) = slot.refused().or_else(|| account.phase_error()) {
-            return Err(err);
+            // `exoproxy login` in another process may have signed in again since (issue 10 row 2).
+            if !account.adopt_newer_sign_in() {
+                return Err(err);
+            }
+            if let Some(token) = slot.fresh(self.shared.settings.expiry_margin) {
+                return Ok(token);
+            }
         }
         let config = account.config();
         if config.flow.is_delegated() && account.state().refresh_token.is_none() {

@@ -81,7 +81,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn debug_and_display_are_redacted() {
+    fn tok10_debug_and_display_are_redacted() {
         let token = AccessToken::new("eyJ-very-secret");
         assert_eq!(format!("{token}"), "[redacted]");
         assert_eq!(format!("{token:?}"), "AccessToken([redacted])");

@@ -314,7 +314,7 @@ mod tests {
     /// BAD-26 / SEC-8: a *name* that resolves to loopback is refused on the resolved address, and no
     /// connection is made (`localhost` stands in for a rebinding name: it needs no DNS server).
     #[tokio::test]
-    async fn name_resolving_to_loopback_is_refused_before_connecting() {
+    async fn bad_26_sec_8_name_resolving_to_loopback_is_refused_before_connecting() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let deny = AddrPolicy::Target { allow_local: false };

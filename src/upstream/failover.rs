@@ -30,6 +30,7 @@ impl BadProxies {
     }
 
     pub(crate) fn mark_bad(&self, proxy: &ProxyEndpoint) {
+        crate::summary::upstream_connect_failed(&proxy.to_string());
         if let Ok(mut map) = self.failed_at.lock() {
             map.insert(proxy.clone(), Instant::now());
         }
@@ -54,6 +55,22 @@ impl BadProxies {
             }
             None => false,
         }
+    }
+
+    /// The proxies remembered as bad now, each with the time left on its mark (status page).
+    pub(crate) fn snapshot(&self) -> Vec<(ProxyEndpoint, Duration)> {
+        let Ok(map) = self.failed_at.lock() else {
+            return Vec::new();
+        };
+        let mut bad: Vec<(ProxyEndpoint, Duration)> = map
+            .iter()
+            .filter_map(|(proxy, at)| {
+                let left = self.ttl.checked_sub(at.elapsed())?;
+                Some((proxy.clone(), left))
+            })
+            .collect();
+        bad.sort_by_key(|(proxy, _)| proxy.to_string());
+        bad
     }
 
     /// The hops to try, in order: good hops as listed, then bad proxies as listed.

@@ -162,6 +162,12 @@ impl Upstream {
         }
     }
 
+    /// The proxies remembered as bad (failed at connect level within the TTL) and the time left on
+    /// each mark: a read-only view for the status page.
+    pub fn bad_proxies(&self) -> Vec<(ProxyEndpoint, Duration)> {
+        self.bad.snapshot()
+    }
+
     /// A tunnel to `target` following `decision.hops` (CONNECT through proxies).
     pub async fn connect(
         &self,

@@ -16,6 +16,13 @@ pub(crate) struct Running {
     _dir: tempfile::TempDir,
 }
 
+impl Running {
+    /// The config file the proxy was started with.
+    pub(crate) fn config(&self) -> std::path::PathBuf {
+        self._dir.path().join("exoproxy.toml")
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -139,7 +139,7 @@ impl Harness {
             ..UpstreamConfig::default()
         };
         // Wired as app.rs does: one Router and one Upstream for client traffic and token calls.
-        let (router, upstream) = (router(), Arc::new(Upstream::new(upstream)));
+        let (router, upstream) = (router_at(proxy_addr), Arc::new(Upstream::new(upstream)));
         let client = OutboundClient::new(router.clone(), upstream.clone(), upstream_tls.clone());
         let refreshes = Arc::new(std::sync::Mutex::new(Vec::new()));
         let state_dir = options.state_dir.then(|| tmp.path().join("state"));
@@ -148,8 +148,16 @@ impl Harness {
             InterceptState::new(leaves.clone(), upstream_tls, tokens.clone())
                 .with_default_account(options.default_account.clone()),
         );
-        let proxy =
-            Proxy::new(router, upstream, Limits::default()).with_intercept(intercept.clone());
+        // The status surface, as app.rs wires it (tests/status_page.rs).
+        let admin = Arc::new(exoproxy::admin::status::Sources {
+            router: router.clone(),
+            upstream: upstream.clone(),
+            intercept: Some(intercept.clone()),
+            started: tokio::time::Instant::now(),
+        });
+        let proxy = Proxy::new(router, upstream, Limits::default())
+            .with_intercept(intercept.clone())
+            .with_admin(admin);
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(listener::serve(
             vec![listener],
@@ -217,6 +225,15 @@ impl Drop for Harness {
 
 /// Exchange and S&C hosts intercepted with the global profile; everything else DIRECT.
 pub fn router() -> Arc<Router> {
+    Arc::new(router_config())
+}
+
+/// [`router`] knowing the proxy's listen address (`Host` checks of the admin paths).
+pub fn router_at(own: SocketAddr) -> Arc<Router> {
+    Arc::new(router_config().with_own_addrs(&[own]))
+}
+
+fn router_config() -> Router {
     let config = RouteConfig {
         intercept: vec![InterceptRule {
             profile: "global".into(),
@@ -230,7 +247,7 @@ pub fn router() -> Arc<Router> {
         }],
         ..RouteConfig::default()
     };
-    Arc::new(Router::new(config).unwrap())
+    Router::new(config).unwrap()
 }
 
 pub fn token_manager(

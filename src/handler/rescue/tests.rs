@@ -35,7 +35,7 @@ fn s(v: &str) -> String {
 }
 
 #[test]
-fn client_side_rows() {
+fn rel_5_client_side_rows() {
     row(
         ProxyError::BadRequest(s("CL+TE")),
         400,
@@ -75,7 +75,7 @@ fn client_side_rows() {
 }
 
 #[test]
-fn policy_rows() {
+fn rel_5_policy_rows() {
     row(
         ProxyError::ConnectDenied {
             target: s("localhost:443"),
@@ -114,7 +114,7 @@ fn policy_rows() {
 }
 
 #[test]
-fn upstream_rows() {
+fn rel_5_upstream_rows() {
     row(
         ProxyError::UpstreamUnreachable {
             target: s("proxy p:1"),
@@ -189,7 +189,7 @@ fn upstream_rows() {
 }
 
 #[test]
-fn service_rows() {
+fn rel_5_service_rows() {
     let err = ProxyError::TokenUnavailable {
         account: s("a@b"),
         detail: s("IdP down"),
@@ -232,7 +232,7 @@ fn internal_detail_is_not_shown() {
 }
 
 #[test]
-fn every_variant_has_a_distinct_code_and_an_allowed_status() {
+fn rel_5_every_variant_has_a_distinct_code_and_an_allowed_status() {
     let allowed = [
         400, 401, 403, 405, 407, 413, 414, 421, 431, 500, 502, 503, 504,
     ];
@@ -253,7 +253,7 @@ fn every_variant_has_a_distinct_code_and_an_allowed_status() {
 }
 
 #[test]
-fn intercept_rows() {
+fn rel_5_intercept_rows() {
     row(
         ProxyError::Misdirected {
             connect: s("outlook.office365.com:443"),

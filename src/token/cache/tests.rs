@@ -189,7 +189,7 @@ fn tok4_lock_of_a_live_process_is_taken_over_after_5s() {
 }
 
 #[test]
-fn flt18_failed_write_keeps_the_old_file() {
+fn flt18_tok6_failed_write_keeps_the_old_file() {
     let state = tempfile::tempdir().unwrap();
     let cache = TokenCache::open(state.path()).unwrap();
     cache.save(&sample()).unwrap();
@@ -245,7 +245,7 @@ fn flt19_leftover_temp_files_are_ignored() {
 }
 
 #[test]
-fn logout_removes_the_file() {
+fn tok9_logout_removes_the_file() {
     let state = tempfile::tempdir().unwrap();
     let cache = TokenCache::open(state.path()).unwrap();
     cache.save(&sample()).unwrap();
@@ -380,7 +380,7 @@ fn sec19_concurrent_first_saves_agree_on_one_key() {
 }
 
 #[test]
-fn sec19_version_1_loads_and_is_rewritten_sealed() {
+fn sec19_rel6_version_1_loads_and_is_rewritten_sealed() {
     let state = tempfile::tempdir().unwrap();
     let cache = TokenCache::open(state.path()).unwrap();
     write_v1(&cache, UPN, "rt-plain-v1", "at-plain-v1");
@@ -527,7 +527,7 @@ fn tok5_key_file_holds_the_protected_key_and_round_trips() {
 }
 
 #[test]
-fn tok5_key_file_of_another_user_is_an_unusable_key() {
+fn tok2_tok5_key_file_of_another_user_is_an_unusable_key() {
     let state = tempfile::tempdir().unwrap();
     protected_cache(state.path(), 1).save(&sample()).unwrap();
     // The same profile read as another user (or a copied profile): the key does not unprotect.

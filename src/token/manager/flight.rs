@@ -229,13 +229,15 @@ pub(crate) async fn send(
     request: http::Request<bytes::Bytes>,
 ) -> Result<http::Response<bytes::Bytes>, CallFailure> {
     let shared = &account.shared;
-    send_with_timeout(
+    let started = Instant::now();
+    let sent = send_with_timeout(
         shared.transport.as_ref(),
         request,
         shared.settings.call_timeout,
     )
-    .await
-    .map_err(CallFailure::Transport)
+    .await;
+    crate::summary::idp_call(started.elapsed(), sent.is_ok());
+    sent.map_err(CallFailure::Transport)
 }
 
 /// OIDC discovery once per account (cached): the configured `discovery_url`, else where the authority's
@@ -266,7 +268,7 @@ pub(crate) async fn endpoints(account: &Account) -> Result<Endpoints, CallFailur
 
 /// Stores a fresh token; a rotated refresh token is persisted before the old one is dropped (TOK-8).
 pub(crate) fn store(account: &Account, slot: &Slot, tokens: TokenResponse) -> AccessToken {
-    crate::summary::token_refresh(true);
+    crate::summary::token_refresh(&account.upn(), true);
     let now = Instant::now();
     let access = tokens.access_token.clone();
     slot.set_token(Some(LiveToken {
@@ -296,8 +298,8 @@ pub(crate) fn store(account: &Account, slot: &Slot, tokens: TokenResponse) -> Ac
 }
 
 /// Turns a failed call into the account's new state and the caller's error.
-fn record_failure(account: &Account, failure: CallFailure) -> TokenError {
-    crate::summary::token_refresh(false);
+fn record_failure(account: &Arc<Account>, failure: CallFailure) -> TokenError {
+    crate::summary::token_refresh(&account.upn(), false);
     let upn = account.upn();
     let terminal = match &failure {
         CallFailure::OAuth(e) => e.needs_sign_in() || e.kind == ErrorKind::InvalidClient,
@@ -351,8 +353,21 @@ fn refuse(account: &Account, slot: &Slot, error: &OAuthError) -> TokenError {
     refusal
 }
 
-fn mark_sign_in_required(account: &Account, failure: &CallFailure, detail: String) -> TokenError {
+fn mark_sign_in_required(
+    account: &Arc<Account>,
+    failure: &CallFailure,
+    detail: String,
+) -> TokenError {
     let upn = account.upn();
+    // Another process may have signed in while this refresh token was refused: take its sign-in
+    // rather than overwrite it with the refused one (issue 10 row 2); the caller retries.
+    if account.adopt_newer_sign_in() {
+        return TokenError::Unavailable {
+            upn,
+            detail: format!("{detail}; a new sign-in was found: retry"),
+            retry_after: Some(std::time::Duration::from_secs(1)),
+        };
+    }
     let aadsts = match failure {
         CallFailure::OAuth(e) => e.aadsts,
         _ => None,

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::{Notify, watch};
 use tokio::task::AbortHandle;
@@ -50,6 +50,8 @@ pub(crate) struct Account {
     pub(crate) sign_in_task: Mutex<Option<(AbortHandle, watch::Receiver<FlightResult>)>>,
     /// Bumped by logout: a flight that started before must not store (or persist) its tokens.
     generation: AtomicU64,
+    /// The cache file's stamp when this process last looked for another process's sign-in.
+    cache_seen: Mutex<Option<(SystemTime, u64)>>,
 }
 
 /// Mutable per-account fields.
@@ -128,6 +130,7 @@ impl Account {
             sign_in_lock: tokio::sync::Mutex::new(()),
             sign_in_task: Mutex::new(None),
             generation: AtomicU64::new(0),
+            cache_seen: Mutex::new(None),
         }
     }
 
@@ -221,6 +224,46 @@ impl Account {
             }
             Load::Loaded(cached) => self.restore(*cached),
         }
+    }
+
+    /// Adopts a sign-in that another process (`exoproxy login`) wrote to the cache since this one last
+    /// looked: a refresh token other than ours, without a sign-in-required mark. Called while the
+    /// account is blocked (sign-in required, or an audience refused) and before parking it, so a new
+    /// sign-in is picked up at once instead of after a restart (issue 10 row 2). Cheap when nothing
+    /// changed: one `stat` of the account's file. True when the account was unblocked.
+    pub(crate) fn adopt_newer_sign_in(self: &Arc<Self>) -> bool {
+        let Some(cache) = &self.shared.cache else {
+            return false;
+        };
+        let upn = self.upn();
+        let stamp = cache.stamp(&upn);
+        if stamp.is_none() || std::mem::replace(&mut *lock(&self.cache_seen), stamp) == stamp {
+            return false;
+        }
+        let Load::Loaded(cached) = cache.load(&upn) else {
+            return false;
+        };
+        let newer = match (&cached.refresh_token, &self.state().refresh_token) {
+            (Some(theirs), ours) => ours.as_ref() != Some(theirs),
+            (None, _) => false,
+        };
+        if !newer || cached.sign_in_required.is_some() {
+            return false;
+        }
+        tracing::info!(account = %upn, "a new sign-in was found in the token cache: using it");
+        {
+            let mut state = self.state();
+            state.phase = Phase::Ready;
+            state.backoff.record_success();
+            state.next_attempt = None;
+            state.last_error = None;
+        }
+        self.clear_refusals();
+        for slot in self.slots() {
+            slot.set_token(None);
+        }
+        self.restore(*cached);
+        true
     }
 
     fn restore(self: &Arc<Self>, cached: CachedAccount) {

@@ -1,0 +1,220 @@
+//! The status page (`GET /`): server-rendered HTML of the [`Status`] snapshot, complete without
+//! JavaScript. `/status.js` ([`SCRIPT`]) only turns the `data-expires` times into live countdowns;
+//! it is served from our own path because the page's CSP is `default-src 'self'` (no inline script,
+//! no inline style, nothing from elsewhere). Every value is HTML-escaped.
+//!
+//! Later actions (sign in, sign out, renew, reload: POST with CSRF token and `Origin`) go in the
+//! account rows' last cell and a form per action; nothing here needs to change shape for them.
+
+use std::fmt::Write;
+
+use super::status::{AccountView, Status};
+
+/// The countdown script, served as `/status.js`.
+pub const SCRIPT: &str = include_str!("status.js");
+
+/// The PowerShell line that trusts the downloaded CA for the current user.
+pub const TRUST_LINE: &str =
+    r"Import-Certificate -FilePath .\exoproxy-ca.pem -CertStoreLocation Cert:\CurrentUser\Root";
+
+/// The page for `status`.
+pub fn render(status: &Status) -> String {
+    let mut out = String::with_capacity(8192);
+    out.push_str(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>exoproxy status</title><script src=\"/status.js\" defer></script></head><body>\n",
+    );
+    let _ = writeln!(
+        out,
+        "<h1>exoproxy {}</h1>\n<p>Up <span data-uptime=\"{}\">{}</span>; snapshot at \
+         <time data-now=\"{}\">{}</time> (Unix seconds). Machine-readable: \
+         <a href=\"/status.json\">/status.json</a>, <a href=\"/metrics\">/metrics</a>.</p>",
+        esc(status.version),
+        status.uptime_seconds,
+        duration(status.uptime_seconds),
+        status.now,
+        status.now
+    );
+    accounts(&mut out, status);
+    upstream(&mut out, status);
+    ca(&mut out, status);
+    errors(&mut out, status);
+    let _ = writeln!(
+        out,
+        "<h2>Open</h2>\n<p id=\"open\">{} connections, {} tunnels</p>",
+        status.open.connections, status.open.tunnels
+    );
+    out.push_str("</body></html>\n");
+    out
+}
+
+fn accounts(out: &mut String, status: &Status) {
+    out.push_str("<h2>Accounts</h2>\n");
+    if status.accounts.is_empty() {
+        out.push_str("<p>No accounts configured.</p>\n");
+        return;
+    }
+    out.push_str(
+        "<table id=\"accounts\"><tr><th>Account</th><th>State</th><th>Tokens (expire in)</th>\
+         <th>Last renewal</th><th>Last error</th></tr>\n",
+    );
+    for account in &status.accounts {
+        account_row(out, account);
+    }
+    out.push_str("</table>\n");
+}
+
+fn account_row(out: &mut String, a: &AccountView) {
+    let mut state = esc(a.state);
+    if let Some(sign_in) = &a.sign_in {
+        let _ = write!(
+            state,
+            ": enter <code>{}</code> at <a href=\"{uri}\">{uri}</a>",
+            esc(&sign_in.user_code),
+            uri = esc(&sign_in.verification_uri)
+        );
+    }
+    let tokens: Vec<String> = a
+        .tokens
+        .iter()
+        .map(|t| {
+            format!(
+                "{} <span data-expires=\"{}\">{}</span>",
+                esc(&t.audience),
+                t.expires_at,
+                duration(t.expires_in_seconds)
+            )
+        })
+        .collect();
+    let renewal = a.last_renewal.as_ref().map_or(String::from("none"), |r| {
+        format!(
+            "<time data-at=\"{}\">{}</time> {}",
+            r.at,
+            r.at,
+            if r.ok { "ok" } else { "failed" }
+        )
+    });
+    let _ = writeln!(
+        out,
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        esc(&a.upn),
+        state,
+        tokens.join("<br>"),
+        renewal,
+        esc(a.last_error.as_deref().unwrap_or(""))
+    );
+}
+
+fn upstream(out: &mut String, status: &Status) {
+    out.push_str("<h2>Routing</h2>\n<p>Intercepted hosts: ");
+    out.push_str(&list(&status.intercepted_hosts));
+    out.push_str("</p>\n<p>Bad proxies (tried last): ");
+    let bad: Vec<String> = (status.upstream.bad_proxies.iter())
+        .map(|b| format!("{} ({} s left)", b.proxy, b.seconds_left))
+        .collect();
+    out.push_str(&list(&bad));
+    out.push_str("</p>\n<p>STS hosts (DIRECT): ");
+    let sts: Vec<String> = (status.sts.iter())
+        .map(|d| match &d.last_error {
+            Some(e) => format!("{}: {} (last error: {e})", d.domain, d.hosts.join(", ")),
+            None => format!("{}: {}", d.domain, d.hosts.join(", ")),
+        })
+        .collect();
+    out.push_str(&list(&sts));
+    out.push_str("</p>\n");
+}
+
+fn ca(out: &mut String, status: &Status) {
+    out.push_str("<h2>Local CA</h2>\n");
+    let Some(ca) = &status.ca else {
+        out.push_str("<p>Interception is off: no CA.</p>\n");
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "<p>SHA-256 <code>{}</code>, expires <time data-at=\"{}\">{}</time>. \
+         <a href=\"/exoproxy-ca.pem\" download=\"exoproxy-ca.pem\">Download exoproxy-ca.pem</a>, \
+         then trust it for your user in PowerShell:</p>\n<pre>{}</pre>",
+        esc(&ca.fingerprint_sha256),
+        ca.not_after,
+        ca.not_after,
+        esc(TRUST_LINE)
+    );
+}
+
+fn errors(out: &mut String, status: &Status) {
+    out.push_str("<h2>Recent errors</h2>\n");
+    if status.recent_errors.is_empty() {
+        out.push_str("<p>None.</p>\n");
+        return;
+    }
+    out.push_str(
+        "<table id=\"errors\"><tr><th>Time</th><th>Host</th><th>Status</th><th>Code</th>\
+         <th>What to do</th></tr>\n",
+    );
+    for e in &status.recent_errors {
+        let _ = writeln!(
+            out,
+            "<tr><td><time data-at=\"{}\">{}</time></td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
+            e.at,
+            e.at,
+            esc(&e.host),
+            e.status,
+            esc(&e.code),
+            esc(&e.hint)
+        );
+    }
+    out.push_str("</table>\n");
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        return "none".into();
+    }
+    items.iter().map(|i| esc(i)).collect::<Vec<_>>().join(", ")
+}
+
+/// `3h 05m 07s`-style text for a number of seconds.
+fn duration(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    if h > 0 {
+        format!("{h}h {m:02}m {s:02}s")
+    } else {
+        format!("{m}m {s:02}s")
+    }
+}
+
+/// HTML-escapes text for element content and double-quoted attributes.
+pub fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            esc("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(duration(65), "1m 05s");
+        assert_eq!(duration(3 * 3600 + 5 * 60 + 7), "3h 05m 07s");
+    }
+}

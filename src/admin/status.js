@@ -1,0 +1,31 @@
+// exoproxy status page: live countdowns. The page is complete without this script; it only
+// rewrites the `data-expires` (Unix seconds) elements every second and shows `data-at` times in
+// the browser's local time. Served as /status.js (CSP default-src 'self': no inline script).
+"use strict";
+(function () {
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function left(secs) {
+    if (secs <= 0) { return "expired"; }
+    var h = Math.floor(secs / 3600), m = Math.floor(secs / 60) % 60, s = secs % 60;
+    return (h > 0 ? h + "h " + pad(m) + "m " : m + "m ") + pad(s) + "s";
+  }
+  function tick() {
+    var now = Math.floor(Date.now() / 1000);
+    var items = document.querySelectorAll("[data-expires]");
+    for (var i = 0; i < items.length; i++) {
+      items[i].textContent = left(parseInt(items[i].getAttribute("data-expires"), 10) - now);
+    }
+  }
+  function localTimes() {
+    var items = document.querySelectorAll("[data-at]");
+    for (var i = 0; i < items.length; i++) {
+      var at = parseInt(items[i].getAttribute("data-at"), 10);
+      items[i].textContent = new Date(at * 1000).toLocaleString();
+    }
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    localTimes();
+    tick();
+    setInterval(tick, 1000);
+  });
+})();

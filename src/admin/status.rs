@@ -1,0 +1,270 @@
+//! The status snapshot behind `GET /status.json` and `GET /` (docs/STATUS.md is the schema).
+//!
+//! Contract:
+//! - [`Status`] is schema [`SCHEMA`]: fields are only added within a schema number; a rename or a
+//!   removal bumps it.
+//! - It is built from read-only views of the live state (token manager, bad-proxy memory, STS
+//!   directory, local CA, the summary's gauges and recent errors); building it never dials, never
+//!   waits on a token call and never contains a token, a refresh token, a header value or a secret
+//!   (`tests/status_page.rs` checks with a canary token).
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::time::Instant;
+
+use crate::intercept::InterceptState;
+use crate::route::Router;
+use crate::summary::{ErrorAnswered, Open};
+use crate::token::manager::{AccountStatus, AccountSummary};
+use crate::upstream::Upstream;
+
+/// The schema number of [`Status`].
+pub const SCHEMA: u32 = 1;
+
+/// What the status page and `/status.json` show.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub schema: u32,
+    /// exoproxy's version.
+    pub version: &'static str,
+    /// Unix seconds when this snapshot was taken.
+    pub now: i64,
+    pub uptime_seconds: u64,
+    pub accounts: Vec<AccountView>,
+    pub upstream: UpstreamView,
+    /// Federation domains and the STS hosts sent DIRECT for them.
+    pub sts: Vec<StsView>,
+    /// Host patterns whose HTTPS is intercepted (and gets tokens).
+    pub intercepted_hosts: Vec<String>,
+    /// The local CA; `null` when interception is off.
+    pub ca: Option<CaView>,
+    /// The last answered errors, newest first (at most 50).
+    pub recent_errors: Vec<ErrorAnswered>,
+    pub open: OpenView,
+}
+
+/// One account, without any token.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountView {
+    pub upn: String,
+    /// `ready`, `failing`, `sign_in_required`, `sign_in_pending` or `signed_out`.
+    pub state: &'static str,
+    /// Consecutive failures (state `failing`).
+    pub failures: Option<u32>,
+    /// AADSTS code of the refusal (state `sign_in_required`).
+    pub aadsts: Option<u32>,
+    /// The device-code sign-in waiting for the user (state `sign_in_pending`).
+    pub sign_in: Option<SignInView>,
+    pub has_refresh_token: bool,
+    /// Access tokens held, per audience.
+    pub tokens: Vec<TokenView>,
+    pub last_renewal: Option<RenewalView>,
+    pub last_error: Option<String>,
+}
+
+/// A pending device-code sign-in: what the user enters where.
+#[derive(Debug, Clone, Serialize)]
+pub struct SignInView {
+    pub user_code: String,
+    pub verification_uri: String,
+}
+
+/// An access token's audience and expiry (never the token).
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenView {
+    pub audience: String,
+    /// Unix seconds.
+    pub expires_at: i64,
+    pub expires_in_seconds: u64,
+}
+
+/// The last renewal attempt.
+#[derive(Debug, Clone, Serialize)]
+pub struct RenewalView {
+    /// Unix seconds.
+    pub at: i64,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// The upstream side.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpstreamView {
+    /// Proxies that failed at connect level recently: tried last until the mark expires.
+    pub bad_proxies: Vec<BadProxyView>,
+}
+
+/// One remembered bad proxy.
+#[derive(Debug, Clone, Serialize)]
+pub struct BadProxyView {
+    pub proxy: String,
+    pub seconds_left: u64,
+}
+
+/// One federation domain.
+#[derive(Debug, Clone, Serialize)]
+pub struct StsView {
+    pub domain: String,
+    pub hosts: Vec<String>,
+    pub last_error: Option<String>,
+    pub failures: u32,
+}
+
+/// The local CA.
+#[derive(Debug, Clone, Serialize)]
+pub struct CaView {
+    /// SHA-256 of the certificate (DER), upper-case hex pairs joined by `:`.
+    pub fingerprint_sha256: String,
+    /// Unix seconds.
+    pub not_after: i64,
+    pub permitted_domains: Vec<String>,
+}
+
+/// What is open now.
+#[derive(Debug, Clone, Serialize)]
+pub struct OpenView {
+    pub connections: u64,
+    pub tunnels: u64,
+}
+
+/// What the snapshot is read from: the running proxy's shared services.
+#[derive(Debug)]
+pub struct Sources {
+    pub router: Arc<Router>,
+    pub upstream: Arc<Upstream>,
+    /// Interception (CA, token manager); `None` when off.
+    pub intercept: Option<Arc<InterceptState>>,
+    pub started: Instant,
+}
+
+// === impl Sources ===
+
+impl Sources {
+    /// The snapshot now.
+    pub fn status(&self) -> Status {
+        let now = unix_now();
+        let accounts = match &self.intercept {
+            Some(state) => (state.tokens().accounts().iter())
+                .map(|a| account_view(a, now))
+                .collect(),
+            None => Vec::new(),
+        };
+        Status {
+            schema: SCHEMA,
+            version: env!("CARGO_PKG_VERSION"),
+            now,
+            uptime_seconds: self.started.elapsed().as_secs(),
+            accounts,
+            upstream: UpstreamView {
+                bad_proxies: self
+                    .upstream
+                    .bad_proxies()
+                    .into_iter()
+                    .map(|(proxy, left)| BadProxyView {
+                        proxy: proxy.to_string(),
+                        seconds_left: left.as_secs(),
+                    })
+                    .collect(),
+            },
+            sts: self.sts(),
+            intercepted_hosts: self.router.patterns().intercept.clone(),
+            ca: self.intercept.as_ref().map(|s| ca_view(s)),
+            recent_errors: crate::summary::recent_errors(),
+            open: OpenView {
+                connections: Open::Connection.count(),
+                tunnels: Open::Tunnel.count(),
+            },
+        }
+    }
+
+    /// The local CA certificate (PEM), for `/exoproxy-ca.pem`.
+    pub fn ca_pem(&self) -> Option<String> {
+        let state = self.intercept.as_ref()?;
+        Some(state.leaves().ca().cert_pem().to_string())
+    }
+
+    fn sts(&self) -> Vec<StsView> {
+        let Some(sts) = self.router.sts() else {
+            return Vec::new();
+        };
+        sts.domains()
+            .into_iter()
+            .map(|(domain, d)| StsView {
+                domain,
+                hosts: d.hosts,
+                last_error: d.last_error,
+                failures: d.failures,
+            })
+            .collect()
+    }
+}
+
+/// `now`: Unix seconds, to turn the token's seconds left into an expiry time.
+fn account_view(summary: &AccountSummary, now: i64) -> AccountView {
+    let (state, failures, aadsts, sign_in) = match &summary.status {
+        AccountStatus::Ready => ("ready", None, None, None),
+        AccountStatus::Failing { failures } => ("failing", Some(*failures), None, None),
+        AccountStatus::SignInRequired { aadsts } => ("sign_in_required", None, *aadsts, None),
+        AccountStatus::SignInPending {
+            user_code,
+            verification_uri,
+        } => (
+            "sign_in_pending",
+            None,
+            None,
+            Some(SignInView {
+                user_code: user_code.clone(),
+                verification_uri: verification_uri.clone(),
+            }),
+        ),
+        AccountStatus::SignedOut => ("signed_out", None, None, None),
+    };
+    AccountView {
+        upn: summary.upn.clone(),
+        state,
+        failures,
+        aadsts,
+        sign_in,
+        has_refresh_token: summary.has_refresh_token,
+        tokens: summary
+            .tokens
+            .iter()
+            .map(|(audience, left)| TokenView {
+                audience: audience.to_string(),
+                expires_at: now.saturating_add(i64::try_from(*left).unwrap_or(i64::MAX)),
+                expires_in_seconds: *left,
+            })
+            .collect(),
+        last_renewal: summary.last_refresh.as_ref().map(|r| RenewalView {
+            at: r.at,
+            ok: r.ok,
+            detail: r.detail.clone(),
+        }),
+        last_error: summary.last_error.clone(),
+    }
+}
+
+fn ca_view(state: &InterceptState) -> CaView {
+    let ca = state.leaves().ca();
+    let digest = ring::digest::digest(&ring::digest::SHA256, ca.cert_der().as_ref());
+    let fingerprint = digest
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    CaView {
+        fingerprint_sha256: fingerprint,
+        not_after: ca.not_after().unix_timestamp(),
+        permitted_domains: ca.permitted_domains().to_vec(),
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
