@@ -1,6 +1,6 @@
 //! `[log] file`: the proxy logs to a daily-rotated file in `<state_dir>/logs/` instead of stderr,
 //! keeps at most `KEEP_FILES` of them, and says on stderr (and in its start line) where the log is
-//! (issue 12, deliverable 3; src/app/log.rs).
+//! (src/app/log.rs).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -211,7 +211,7 @@ impl TokenManager {
             return Ok(token);
         }
         if let Some(err) = slot.refused().or_else(|| account.phase_error()) {
-            // `exoproxy login` in another process may have signed in again since (issue 10 row 2).
+            // `exoproxy login` in another process may have signed in again since.
             if !account.adopt_newer_sign_in() {
                 return Err(err);
             }

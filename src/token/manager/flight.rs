@@ -360,7 +360,7 @@ fn mark_sign_in_required(
 ) -> TokenError {
     let upn = account.upn();
     // Another process may have signed in while this refresh token was refused: take its sign-in
-    // rather than overwrite it with the refused one (issue 10 row 2); the caller retries.
+    // rather than overwrite it with the refused one; the caller retries.
     if account.adopt_newer_sign_in() {
         return TokenError::Unavailable {
             upn,

@@ -229,7 +229,7 @@ impl Account {
     /// Adopts a sign-in that another process (`exoproxy login`) wrote to the cache since this one last
     /// looked: a refresh token other than ours, without a sign-in-required mark. Called while the
     /// account is blocked (sign-in required, or an audience refused) and before parking it, so a new
-    /// sign-in is picked up at once instead of after a restart (issue 10 row 2). Cheap when nothing
+    /// sign-in is picked up at once instead of after a restart. Cheap when nothing
     /// changed: one `stat` of the account's file. True when the account was unblocked.
     pub(crate) fn adopt_newer_sign_in(self: &Arc<Self>) -> bool {
         let Some(cache) = &self.shared.cache else {
