@@ -22,8 +22,6 @@
 //!   passed a POST on, so a POST gets 504 `upstream_timeout` instead of being sent twice
 //!   (docs/TESTING.md#flt-2). Streamed bodies keep the idle limit alone (their upload may take long).
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -32,11 +30,11 @@ use http::request::Parts;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
 
 use crate::error::ProxyError;
-use crate::io::IdleIo;
+use crate::io::{IdleIo, PrefixedBody};
 use crate::target::{Decision, Hop, ProxyEndpoint, Target};
 use crate::upstream::auth;
 use crate::upstream::{HttpConnected, Upstream};
@@ -65,7 +63,7 @@ enum RequestBody {
     /// All of it, framing verified: can be sent again (407 retry, failover).
     Complete(Bytes),
     /// More than [`BODY_BUFFER`]: what was read, then the rest as it arrives; sent once.
-    Streaming(Prefixed),
+    Streaming(PrefixedBody),
 }
 
 /// Forwards `req` to `target` along `decision`; returns the response and the hop that served it.
@@ -186,10 +184,10 @@ async fn read_body(mut body: Incoming, idle: Duration) -> Result<RequestBody, Pr
             buf.extend_from_slice(&data);
         }
         if buf.len() > BODY_BUFFER {
-            return Ok(RequestBody::Streaming(Prefixed {
-                prefix: Some(buf.freeze()),
-                rest: body,
-            }));
+            return Ok(RequestBody::Streaming(PrefixedBody::new(
+                buf.freeze(),
+                body,
+            )));
         }
     }
     Ok(RequestBody::Complete(buf.freeze()))
@@ -354,44 +352,6 @@ impl RequestBody {
                     RequestBody::Streaming(prefixed) => prefixed.boxed(),
                     RequestBody::Complete(_) => empty(),
                 }
-            }
-        }
-    }
-}
-
-/// The bytes read ahead, then the rest of the client's body.
-struct Prefixed {
-    prefix: Option<Bytes>,
-    rest: Incoming,
-}
-
-impl Body for Prefixed {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        if let Some(prefix) = self.prefix.take() {
-            return Poll::Ready(Some(Ok(Frame::data(prefix))));
-        }
-        Pin::new(&mut self.rest).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.prefix.is_none() && self.rest.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        let read = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
-        let rest = self.rest.size_hint();
-        match rest.exact() {
-            Some(n) => SizeHint::with_exact(n + read),
-            None => {
-                let mut hint = SizeHint::new();
-                hint.set_lower(rest.lower() + read);
-                hint
             }
         }
     }

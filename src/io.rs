@@ -8,6 +8,8 @@
 //! - [`IdleIo`] fails the next read with `TimedOut` once `idle` passed without a read or a write
 //!   completing; otherwise it is transparent.
 //! - Both require `Unpin` inner streams (sockets, TLS streams and upgraded connections are).
+//! - [`PrefixedBody`] is the same idea for an HTTP request body: the bytes a pre-read took, then
+//!   the rest of the client's body (plain `http://` forwarding and interception both pre-read).
 
 use std::future::Future as _;
 use std::io;
@@ -16,6 +18,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
@@ -166,6 +169,58 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A request body that yields `prefix` first, then the rest of the client's body.
+#[derive(Debug)]
+pub struct PrefixedBody {
+    prefix: Option<Bytes>,
+    rest: Incoming,
+}
+
+impl PrefixedBody {
+    pub fn new(prefix: Bytes, rest: Incoming) -> Self {
+        Self {
+            prefix: Some(prefix),
+            rest,
+        }
+    }
+}
+
+impl Body for PrefixedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if let Some(prefix) = self.prefix.take() {
+            return Poll::Ready(Some(Ok(Frame::data(prefix))));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_none() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        // The rest's hint counts what is left of the client's body; the prefix comes on top.
+        let read = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
+        let rest = self.rest.size_hint();
+        match rest.exact() {
+            Some(n) => SizeHint::with_exact(n + read),
+            None => {
+                let mut hint = SizeHint::new();
+                hint.set_lower(rest.lower() + read);
+                if let Some(upper) = rest.upper() {
+                    hint.set_upper(upper + read);
+                }
+                hint
+            }
+        }
     }
 }
 

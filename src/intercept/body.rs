@@ -8,17 +8,16 @@
 //! - [`discard`] reads at most 64 KiB of a rejected response within 5 s and drops it, so that the
 //!   connection can carry the replay.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::Response;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 
 use crate::error::ProxyError;
+use crate::io::PrefixedBody;
 
 /// Request bodies up to this size are buffered so that a token rejection can be replayed once.
 pub const REPLAY_LIMIT: usize = 1024 * 1024;
@@ -34,12 +33,6 @@ pub type OutBody = BoxBody<Bytes, hyper::Error>;
 pub enum Prepared {
     Buffered(Bytes),
     Streaming(OutBody),
-}
-
-/// A body that yields `prefix` first, then the rest of the client's body.
-struct PrefixedBody {
-    prefix: Option<Bytes>,
-    rest: Incoming,
 }
 
 /// Reads up to [`REPLAY_LIMIT`] of the body: all of it → buffered; more → streaming.
@@ -60,9 +53,8 @@ pub async fn prepare(mut body: Incoming) -> Result<Prepared, ProxyError> {
             }
         }
     }
-    let prefix = Some(buffered.freeze());
     Ok(Prepared::Streaming(
-        PrefixedBody { prefix, rest: body }.boxed(),
+        PrefixedBody::new(buffered.freeze(), body).boxed(),
     ))
 }
 
@@ -75,37 +67,4 @@ pub async fn discard(response: Response<Incoming>) {
 /// A buffered body, as sent upstream.
 pub fn full(bytes: Bytes) -> OutBody {
     Full::new(bytes).map_err(|never| match never {}).boxed()
-}
-
-// === impl PrefixedBody ===
-
-impl Body for PrefixedBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        if let Some(prefix) = self.prefix.take() {
-            return Poll::Ready(Some(Ok(Frame::data(prefix))));
-        }
-        Pin::new(&mut self.rest).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.prefix.is_none() && self.rest.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        // The rest's hint counts what is left of the client's body; the prefix comes on top.
-        let rest = self.rest.size_hint();
-        let extra = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
-        let mut hint = SizeHint::new();
-        if let Some(upper) = rest.upper() {
-            hint.set_upper(upper + extra);
-        }
-        hint.set_lower(rest.lower() + extra);
-        hint
-    }
 }
