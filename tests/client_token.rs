@@ -192,6 +192,7 @@ async fn a_pooled_connection_closed_by_the_server_is_replaced() {
     });
     let router = Router::new(RouteConfig {
         allow_local: vec!["127.0.0.1".into()],
+        http_ports: vec![port],
         ..RouteConfig::default()
     })
     .unwrap();
