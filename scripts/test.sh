@@ -24,7 +24,7 @@ stage "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet "${demo[@]}"
 
 stage "tests"
-cargo test --workspace "${demo[@]}"
+cargo test --workspace --no-fail-fast "${demo[@]}"
 
 stage "interop: squid"
 scripts/interop-squid.sh
