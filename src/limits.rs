@@ -22,6 +22,9 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Time a fresh client connection may stay silent before its first request (90 s).
     pub client_idle: Duration,
+    /// At the connection limit, a connection silent for at least this long (1 s) may be closed to
+    /// admit a new one; younger ones are still sending their request (a burst gets 503s, LOAD-5).
+    pub evict_idle_after: Duration,
     /// No traffic on a forwarded request/response for this long ends it (5 min).
     pub stream_idle: Duration,
     /// No traffic in either direction of a tunnel for this long closes it (1 h).
@@ -41,6 +44,7 @@ impl Default for Limits {
             max_request_line: 16 * 1024,
             header_read_timeout: Duration::from_secs(15),
             client_idle: Duration::from_secs(90),
+            evict_idle_after: Duration::from_secs(1),
             stream_idle: Duration::from_secs(300),
             tunnel_idle: Duration::from_secs(3600),
             drain_timeout: Duration::from_secs(10),

@@ -3,8 +3,9 @@
 //! Contract: [`serve`] takes already-bound listeners (tests bind port 0) and runs until `shutdown`
 //! completes; then it stops accepting and waits up to [`Limits::drain_timeout`] for connections in
 //! flight. At most [`Limits::max_connections`] connections are served at once. At the limit, the
-//! oldest *idle* connection (accepted, still waiting for its request head: no request in flight, no
-//! tunnel) is closed to admit the new one, so a client holding many idle keep-alive connections
+//! oldest *idle* connection (accepted at least [`Limits::evict_idle_after`] ago and still waiting
+//! for its request head: no request in flight, no tunnel) is closed to admit the new one, so a
+//! client holding many idle keep-alive connections
 //! cannot lock everyone else out (docs/TESTING.md#load-5). When every connection is
 //! busy, the new one gets a quick 503 `overloaded` and is closed, so overload never crashes or
 //! queues without bound.
@@ -13,7 +14,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -32,7 +33,7 @@ pub async fn serve(
 ) {
     let limits = state.limits().clone();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let idle = Arc::new(IdleConnections::default());
+    let idle = Arc::new(IdleConnections::new(limits.evict_idle_after));
     let trim = Arc::new(Trim {
         low: limits.max_connections.into(),
     });
@@ -122,22 +123,31 @@ fn release_free_heap() {
 fn release_free_heap() {}
 
 /// Every open connection in accept order, with the handle that closes it while it waits for its
-/// request head. The handle's receiver is dropped once the head arrived (`serve_connection`), so a
-/// closed handle marks a busy connection.
-#[derive(Default)]
+/// request head and when it was accepted. The handle's receiver is dropped once the head arrived
+/// (`serve_connection`), so a closed handle marks a busy connection.
 struct IdleConnections {
     next: std::sync::atomic::AtomicU64,
-    open: Mutex<BTreeMap<u64, oneshot::Sender<()>>>,
+    open: Mutex<BTreeMap<u64, (oneshot::Sender<()>, Instant)>>,
+    /// Only connections silent this long are idle; a younger one is still sending its request.
+    min_age: Duration,
 }
 
 // === impl IdleConnections ===
 
 impl IdleConnections {
+    fn new(min_age: Duration) -> Self {
+        IdleConnections {
+            next: 0.into(),
+            open: Mutex::default(),
+            min_age,
+        }
+    }
+
     fn register(&self) -> (u64, oneshot::Receiver<()>) {
         let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         if let Ok(mut open) = self.open.lock() {
-            open.insert(id, tx);
+            open.insert(id, (tx, Instant::now()));
         }
         (id, rx)
     }
@@ -148,17 +158,18 @@ impl IdleConnections {
         }
     }
 
-    /// Closes the oldest connection still waiting for its head; false when none is idle.
+    /// Closes the oldest connection that has waited for its head at least `min_age`; false when
+    /// none is idle.
     fn evict_oldest(&self) -> bool {
         let Ok(mut open) = self.open.lock() else {
             return false;
         };
         let idle = open
             .iter()
-            .find(|(_, tx)| !tx.is_closed())
+            .find(|(_, (tx, since))| !tx.is_closed() && since.elapsed() >= self.min_age)
             .map(|(id, _)| *id);
         match idle.and_then(|id| open.remove(&id)) {
-            Some(tx) => tx.send(()).is_ok(),
+            Some((tx, _)) => tx.send(()).is_ok(),
             None => false,
         }
     }

@@ -19,6 +19,8 @@ fn small_limits() -> Limits {
     Limits {
         max_connections: LIMIT,
         client_idle: Duration::from_secs(30),
+        // Any connection without a request head counts as idle here, however young.
+        evict_idle_after: Duration::ZERO,
         ..test_limits()
     }
 }
