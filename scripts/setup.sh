@@ -25,10 +25,17 @@ install_apt() {
   for p in "${missing[@]}"; do
     if apt-cache show "$p" >/dev/null 2>&1; then available+=("$p"); else log "not available: $p"; fi
   done
+  # Debian starts squid (and nginx) as services on install; the tests run their own instances on
+  # their own ports. A policy-rc.d that says "no" (exit 101, the Debian convention) keeps the
+  # packages from starting anything, so this script never has to stop a service by name.
+  local policy=/usr/sbin/policy-rc.d created_policy=""
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | sudo_if_needed tee "$policy" >/dev/null
+    sudo_if_needed chmod 755 "$policy"
+    created_policy=yes
+  fi
   DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -qq --no-install-recommends "${available[@]}" >/dev/null
-  # Debian starts squid as a service on install; the tests run their own instances.
-  if command -v systemctl >/dev/null 2>&1; then systemctl stop squid >/dev/null 2>&1 || true; fi
-  pkill -x squid >/dev/null 2>&1 || true
+  if [ -n "$created_policy" ]; then sudo_if_needed rm -f "$policy"; fi
 }
 
 install_rust_targets() {
