@@ -54,6 +54,7 @@ username = 'CORP\\ntlmtester'
 password_env = "NTLM_PASSWORD"
 [routing]
 connect_ports = [443, $origin]
+http_ports = [80, $http_origin]
 CONF
 NTLM_PASSWORD='n7lm-Secret' "$exo" --config "$tmp/exoproxy.toml" -v >"$tmp/exo.log" 2>&1 &
 pids+=($!)
