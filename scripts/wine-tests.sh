@@ -113,7 +113,7 @@ check "config check accepts the example config" test "$rc" = 0
 
 # === 2. defaults: 127.0.0.1:8765, state dir %LOCALAPPDATA%\exoproxy, CONNECT tunnel
 if (echo >/dev/tcp/127.0.0.1/8765) 2>/dev/null; then fail "port 8765 is busy; the defaults check needs it"; fi
-start_exo "$tmp/exo-defaults.log" --connect-to "echo.test:443:127.0.0.1:$up1" run
+start_exo "$tmp/exo-defaults.log" run --connect-to "echo.test:443:127.0.0.1:$up1"
 wait_port 8765 "exoproxy.exe on defaults"
 for _ in $(seq 1 100); do grep -q 'ready; point clients' "$tmp/exo-defaults.log" && break; sleep 0.1; done
 out=$(cat "$tmp/exo-defaults.log")
@@ -230,10 +230,10 @@ check "WinHTTP settings blob: its <local> bypass goes DIRECT" grep -q "DIRECT.*<
 # exoproxy: one proxy per source, both on up1; the registry then names up2 for both.
 reg add "$ie_key" /v ProxyServer /t REG_SZ /d "127.0.0.1:$up1" /f
 ie_port=$(free_port)
-start_exo "$tmp/exo-live-ie.log" --config "$(winpath "$tmp/ie.toml")" --listen "127.0.0.1:$ie_port" run
+start_exo "$tmp/exo-live-ie.log" --config "$(winpath "$tmp/ie.toml")" run --listen "127.0.0.1:$ie_port"
 ie_pid=$exo_pid
 wh_port=$(free_port)
-start_exo "$tmp/exo-live-winhttp.log" --config "$(winpath "$tmp/winhttp.toml")" --listen "127.0.0.1:$wh_port" run
+start_exo "$tmp/exo-live-winhttp.log" --config "$(winpath "$tmp/winhttp.toml")" run --listen "127.0.0.1:$wh_port"
 wh_pid=$exo_pid
 wait_port "$ie_port" "exoproxy.exe with source = ie"
 wait_port "$wh_port" "exoproxy.exe with source = winhttp"

@@ -104,14 +104,21 @@ pub fn file_wanted(setting: &LogFile) -> Option<&Path> {
     }
 }
 
-/// True when no console shows stderr: on Windows, a process without a console window (started at
-/// logon, or detached). Unix: never, so piped stderr (service managers, the test suite) stays
-/// stderr.
+/// True when no console shows stderr and nobody captures it: on Windows, a process without a
+/// console window (started at logon, or detached) whose stderr is not redirected to a file or pipe
+/// (a redirected stderr is someone's log already, as in the Wine stage of the suite). Unix: never,
+/// so piped stderr (service managers, the test suite) stays stderr.
 #[cfg(windows)]
 #[allow(unsafe_code)] // a documented OS call without arguments: GetConsoleWindow
 fn no_console() -> bool {
+    use std::io::IsTerminal;
+    use std::os::windows::io::AsRawHandle;
     // SAFETY: GetConsoleWindow takes no arguments and only returns a handle (null when none).
-    unsafe { windows_sys::Win32::System::Console::GetConsoleWindow() }.is_null()
+    let windowless = unsafe { windows_sys::Win32::System::Console::GetConsoleWindow() }.is_null();
+    let stderr = std::io::stderr();
+    let handle = stderr.as_raw_handle();
+    let captured = !stderr.is_terminal() && !handle.is_null() && handle as isize != -1;
+    windowless && !captured
 }
 
 #[cfg(not(windows))]
