@@ -10,10 +10,11 @@ use std::ptr;
 
 use windows_sys::Win32::Foundation::{ERROR_FILE_NOT_FOUND, ERROR_MORE_DATA, ERROR_SUCCESS};
 use windows_sys::Win32::Security::Cryptography::{
-    CERT_FIND_EXISTING, CERT_STORE_ADD_REPLACE_EXISTING, CERT_STORE_PROV_SYSTEM_W,
-    CERT_SYSTEM_STORE_CURRENT_USER, CertAddEncodedCertificateToStore, CertCloseStore,
-    CertCreateCertificateContext, CertDeleteCertificateFromStore, CertFindCertificateInStore,
-    CertFreeCertificateContext, CertOpenStore, HCERTSTORE, PKCS_7_ASN_ENCODING, X509_ASN_ENCODING,
+    CERT_FIND_SHA1_HASH, CERT_STORE_ADD_REPLACE_EXISTING, CERT_STORE_PROV_SYSTEM_W,
+    CERT_SYSTEM_STORE_CURRENT_USER, CRYPT_INTEGER_BLOB, CertAddEncodedCertificateToStore,
+    CertCloseStore, CertCreateCertificateContext, CertDeleteCertificateFromStore,
+    CertFindCertificateInStore, CertFreeCertificateContext, CertOpenStore, HCERTSTORE,
+    PKCS_7_ASN_ENCODING, X509_ASN_ENCODING,
 };
 use windows_sys::Win32::System::Registry::{
     HKEY, HKEY_CURRENT_USER, KEY_SET_VALUE, REG_OPTION_NON_VOLATILE, RRF_NOEXPAND, RRF_RT_ANY,
@@ -147,15 +148,23 @@ impl Desktop for Registry {
         if cert.is_null() {
             return Err(last("reading the saved CA certificate"));
         }
+        // Found by its SHA-1 thumbprint, the store's own key (Wine does not implement
+        // CERT_FIND_EXISTING; Windows accepts both).
+        let thumbprint = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, der);
+        let blob = CRYPT_INTEGER_BLOB {
+            cbData: 20,
+            pbData: thumbprint.as_ref().as_ptr().cast_mut(),
+        };
         let result = with_root_store(|store| {
-            // SAFETY: `store` and `cert` are valid; a found context is consumed by the delete.
+            // SAFETY: `store` is valid and `blob` points to the 20-byte thumbprint, alive for the
+            // call; a found context is consumed by the delete.
             unsafe {
                 let found = CertFindCertificateInStore(
                     store,
                     ENCODING,
                     0,
-                    CERT_FIND_EXISTING,
-                    cert.cast_const().cast(),
+                    CERT_FIND_SHA1_HASH,
+                    ptr::addr_of!(blob).cast(),
                     ptr::null(),
                 );
                 if !found.is_null() && CertDeleteCertificateFromStore(found) == 0 {
