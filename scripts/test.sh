@@ -4,11 +4,12 @@
 # PAC interop scripts, and the Windows build check. Exits non-zero on the first failing stage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+start=$SECONDS
 
-stage() { printf '\n=== %s ===\n' "$*"; }
+# Each stage header says how long the suite has run, so a slow stage shows in CI's log.
+stage() { printf '\n=== %s (at %ss) ===\n' "$*" "$((SECONDS - start))"; }
 # The demo feature builds `exoproxy demo` (and links the emulator); the product binary is built without it.
 demo=(--features exoproxy/demo)
-start=$SECONDS
 
 stage "setup"
 scripts/setup.sh

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Windows build, run for real under Wine (README "Windows: what is checked on Wine").
-# Builds the x86_64-pc-windows-gnu release exe, the ProcessPrng stub (windows/wine-stub, Wine 8 has no
+# Builds the x86_64-pc-windows-gnu exe (profile `wine`: the shipped code, unoptimised, to keep the suite
+# within its time), the ProcessPrng stub (windows/wine-stub, Wine 8 has no
 # bcryptprimitives.dll) and the Windows test client (windows/testclient) with mingw, creates a
 # throwaway WINEPREFIX, and checks with Windows clients against native peers on loopback (an echo
 # server that doubles as upstream proxy, exosim): start on defaults, CONNECT tunnel, owner-only DACL,
@@ -35,11 +36,12 @@ bad() { echo "FAIL $1${2:+ -- $2}"; failed=$((failed + 1)); }
 out=
 check() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name" "$(tail -c 600 <<<"$out")"; fi; }
 
-# --- build: the exe (release, as shipped), the stub and the client (mingw), exosim (native)
+# --- build: the exe (profile wine, see Cargo.toml), the stub and the client (mingw), exosim (native)
 t0=$SECONDS
-cargo build --quiet --release --target "$target" --bin exoproxy || { echo "FAIL cargo build --target $target"; exit 1; }
+export EXOPROXY_PROFILE=wine # scripts/package-windows.sh (section 10) packages this same build
+cargo build --quiet --profile wine --target "$target" --bin exoproxy || { echo "FAIL cargo build --target $target"; exit 1; }
 cargo build --quiet -p exosim --bin exosim || { echo "FAIL cargo build exosim"; exit 1; }
-exe=$root/target/$target/release/exoproxy.exe
+exe=$root/target/$target/wine/exoproxy.exe
 sim=$root/target/debug/exosim
 
 tmp=$(mktemp -d /tmp/exoproxy-wine.XXXXXX)

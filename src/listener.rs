@@ -216,7 +216,12 @@ async fn accept_loop(
         // Spawned: waiting for an evicted connection's permit must not hold up the accept loop.
         tokio::spawn(async move {
             let Some(permit) = slots.acquire().await else {
-                return refuse_overloaded(stream, peer).await;
+                // Stopping: the drain holds every free permit, so this is not an overload.
+                let why = match *stop_rx.borrow() {
+                    true => "the proxy is shutting down",
+                    false => "too many open connections",
+                };
+                return refuse_overloaded(stream, peer, why).await;
             };
             slots
                 .trim
@@ -233,9 +238,9 @@ async fn accept_loop(
 }
 
 /// Answers 503 without reading the request, within a short bound.
-async fn refuse_overloaded(mut stream: TcpStream, peer: SocketAddr) {
-    let err = ProxyError::Overloaded("too many open connections".into());
-    tracing::warn!(%peer, "connection limit reached: 503");
+async fn refuse_overloaded(mut stream: TcpStream, peer: SocketAddr, why: &str) {
+    let err = ProxyError::Overloaded(why.into());
+    tracing::warn!(%peer, reason = why, "connection refused: 503");
     let rescue = Rescue::of(&err);
     crate::summary::request(rescue.status.as_u16());
     let reply = rescue.to_http1();

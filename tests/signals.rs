@@ -91,6 +91,9 @@ enum Seen {
     Complete,
     /// Refused, reset or closed before any byte of a response.
     Nothing,
+    /// A whole error response: only a 503 that says the proxy is stopping is allowed (a
+    /// connection accepted just before the signal, when the drain already holds every free slot).
+    Refused(String),
     /// Some bytes of a response, but not all of it: never allowed.
     Half(String),
 }
@@ -111,8 +114,8 @@ fn one_request(addr: std::net::SocketAddr) -> Seen {
         return Seen::Nothing;
     }
     let text = String::from_utf8_lossy(&got).into_owned();
-    let complete = text.split_once("\r\n\r\n").is_some_and(|(head, body)| {
-        head.starts_with("HTTP/1.1 200")
+    let whole = text.split_once("\r\n\r\n").is_some_and(|(head, body)| {
+        head.starts_with("HTTP/1.1 ")
             && head.lines().any(|l| {
                 l.to_ascii_lowercase()
                     .strip_prefix("content-length:")
@@ -120,9 +123,10 @@ fn one_request(addr: std::net::SocketAddr) -> Seen {
                     == Some(body.len())
             })
     });
-    match complete {
-        true => Seen::Complete,
-        false => Seen::Half(text),
+    match (whole, text.starts_with("HTTP/1.1 200")) {
+        (true, true) => Seen::Complete,
+        (true, false) => Seen::Refused(text),
+        (false, _) => Seen::Half(text),
     }
 }
 
@@ -166,6 +170,20 @@ fn rel_3_sigterm_under_load_gives_whole_responses_or_none() {
     assert!(
         seen.contains(&Seen::Nothing),
         "no request was refused after the exit"
+    );
+    let wrong_refusals: Vec<_> = seen
+        .iter()
+        .filter(|s| match s {
+            Seen::Refused(text) => {
+                !(text.starts_with("HTTP/1.1 503") && text.contains("the proxy is shutting down"))
+            }
+            _ => false,
+        })
+        .collect();
+    assert!(
+        wrong_refusals.is_empty(),
+        "refused for another reason than stopping: {:?}",
+        wrong_refusals.first()
     );
     assert!(
         half.is_empty(),
