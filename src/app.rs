@@ -5,7 +5,7 @@
 //! ([`crate::route::pac::script_args`]), same result grammar.
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use std::net::SocketAddr;
@@ -36,6 +36,7 @@ pub mod accounts;
 pub mod demo;
 pub mod desktop;
 pub mod log;
+pub mod reload;
 mod services;
 pub mod signals;
 
@@ -216,17 +217,16 @@ fn shorten(error: &str) -> String {
     }
 }
 
-/// Keeps the STS directory fresh in the background (discovery through the normal route).
+/// Keeps the STS directory fresh in the background (discovery through the normal route); the
+/// handle stops it when a reload replaces the router.
 fn spawn_sts_refresher(
     router: &Arc<Router>,
     client: &OutboundClient,
     sts: &crate::route::StsConfig,
-) {
-    let Some(directory) = router.sts().cloned().filter(|_| sts.discover) else {
-        return;
-    };
+) -> Option<tokio::task::AbortHandle> {
+    let directory = router.sts().cloned().filter(|_| sts.discover)?;
     if sts.domains.is_empty() {
-        return;
+        return None;
     }
     let client = client.clone();
     let fetch = move |url: String| {
@@ -237,7 +237,9 @@ fn spawn_sts_refresher(
                 .await
         }
     };
-    tokio::spawn(directory.run_refresher(sts.domains.clone(), fetch, RefreshPolicy::default()));
+    let task =
+        tokio::spawn(directory.run_refresher(sts.domains.clone(), fetch, RefreshPolicy::default()));
+    Some(task.abort_handle())
 }
 
 /// `exoproxy pac eval URL|HOST [--pac FILE|URL]`: prints what the PAC script returns for what the
@@ -360,9 +362,19 @@ fn bare_host_target(arg: &str) -> Result<Target, String> {
     Target::parse_connect(&authority).map_err(|e| e.0)
 }
 
+/// Where the running configuration was read from, to read it again ([`reload`]).
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    /// The file; `None`: built-in defaults only.
+    pub file: Option<PathBuf>,
+    /// The command line and environment, which keep beating the file on every reload.
+    pub overrides: Overrides,
+}
+
 /// Runs the proxy until a stop signal ([`signals`]: Ctrl-C, SIGTERM, Windows console events), holding the state dir's instance lock (one proxy per
-/// state dir) until it returns.
-pub async fn run(config: Config) -> ExitCode {
+/// state dir) until it returns. `config` was read from `source`; a change of that file, or SIGHUP,
+/// reloads it ([`reload`]).
+pub async fn run(config: Config, source: ConfigSource) -> ExitCode {
     let lock = ensure_state_dir(&config.state_dir)
         .and_then(|()| InstanceLock::acquire(&config.state_dir, &config.listen));
     let _instance = match lock {
@@ -372,7 +384,8 @@ pub async fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match serve(config, signals::shutdown()).await {
+    let (stop, hangups) = signals::install();
+    match serve_live(config, Some((source, hangups)), stop).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(StartError::Config(errors)) => {
             for e in errors {
@@ -398,12 +411,29 @@ pub enum StartError {
 
 /// Binds, builds the shared state and serves until `shutdown` completes.
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
-    let (proxy, listeners, _services) = start(&config).await?;
+    serve_live(config, None, shutdown).await
+}
+
+/// [`serve`]; with a source, the configuration is reloaded on SIGHUP and when its file changes.
+async fn serve_live(
+    config: Config,
+    live: Option<(ConfigSource, signals::Hangups)>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let (source, hangups) = live.unzip();
+    let (proxy, listeners, _services) = start_with(&config, source.clone()).await?;
+    let watcher = hangups.map(|hangups| {
+        let file = source.and_then(|s| s.file);
+        tokio::spawn(reload::watch(proxy.clone(), file, hangups))
+    });
     let (stop_summary, stopped) = tokio::sync::oneshot::channel::<()>();
     let summary = tokio::spawn(crate::summary::run(crate::summary::interval(), async {
         let _ = stopped.await;
     }));
     listener::serve(listeners, proxy, shutdown).await;
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
     let _ = stop_summary.send(());
     let _ = summary.await;
     tracing::info!("exoproxy stopped");
@@ -414,6 +444,14 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
 pub async fn start(
     config: &Config,
 ) -> Result<(Arc<Proxy>, Vec<TcpListener>, Services), StartError> {
+    start_with(config, None).await
+}
+
+/// [`start`]; with the `source` of `config`, the proxy can reload it ([`Proxy::reload_config`]).
+async fn start_with(
+    config: &Config,
+    source: Option<ConfigSource>,
+) -> Result<(Arc<Proxy>, Vec<TcpListener>, Services), StartError> {
     ensure_state_dir(&config.state_dir).map_err(StartError::Runtime)?;
     let listeners = bind(config).await?;
     let bound: Vec<SocketAddr> = listeners
@@ -421,7 +459,12 @@ pub async fn start(
         .filter_map(|l| l.local_addr().ok())
         .collect();
     let services = Services::build(config, &bound).await?;
-    spawn_sts_refresher(&services.router, &services.client, &config.route.sts);
+    let refresher = spawn_sts_refresher(&services.router, &services.client, &config.route.sts);
+    let reloader = source.map(|source| {
+        Arc::new(reload::Reloader::new(
+            source, config, &bound, &services, refresher,
+        ))
+    });
     let limits = Limits {
         max_connections: config.max_connections,
         ..Limits::default()
@@ -435,7 +478,11 @@ pub async fn start(
         upstream: services.upstream.clone(),
         intercept: services.intercept.clone(),
         started: tokio::time::Instant::now(),
+        config: reloader.as_ref().map(|r| r.view()),
     }));
+    if let Some(reloader) = reloader {
+        proxy = proxy.with_reloader(reloader);
+    }
     announce(config, &bound, &services);
     Ok((Arc::new(proxy), listeners, services))
 }

@@ -8,7 +8,7 @@
 
 use std::fmt::Write;
 
-use super::status::{AccountView, Status};
+use super::status::{AccountView, ReloadResult, Status};
 
 /// The countdown script, served as `/status.js`.
 pub const SCRIPT: &str = include_str!("status.js");
@@ -39,6 +39,7 @@ pub fn render(status: &Status) -> String {
     upstream(&mut out, status);
     ca(&mut out, status);
     errors(&mut out, status);
+    configuration(&mut out, status);
     let _ = writeln!(
         out,
         "<h2>Open</h2>\n<p id=\"open\">{} connections, {} tunnels</p>",
@@ -165,6 +166,46 @@ fn errors(out: &mut String, status: &Status) {
         );
     }
     out.push_str("</table>\n");
+}
+
+/// The file in use, when it was loaded, and how the last reload ended (docs/STATUS.md, `config`).
+fn configuration(out: &mut String, status: &Status) {
+    out.push_str("<h2>Configuration</h2>\n");
+    let Some(config) = &status.config else {
+        out.push_str("<p>Not reloadable: restart to apply changes.</p>\n");
+        return;
+    };
+    let file = config.file.as_deref().unwrap_or("built-in defaults");
+    let _ = writeln!(
+        out,
+        "<p id=\"config\"><code>{}</code>, loaded <time data-at=\"{}\">{}</time>. \
+         Changes to the file apply to new requests within seconds (or on SIGHUP).</p>",
+        esc(file),
+        config.loaded_at,
+        config.loaded_at
+    );
+    let Some(last) = &config.last_reload else {
+        return;
+    };
+    let result = match last.result {
+        ReloadResult::Applied => "applied",
+        ReloadResult::Refused => "refused: the running configuration stays",
+    };
+    let _ = writeln!(
+        out,
+        "<p id=\"last-reload\">Last reload <time data-at=\"{}\">{}</time>: {}.</p>",
+        last.at, last.at, result
+    );
+    if !last.errors.is_empty() {
+        let _ = writeln!(out, "<p>Errors: {}</p>", list(&last.errors));
+    }
+    if !last.restart_needed.is_empty() {
+        let _ = writeln!(
+            out,
+            "<p>Needs a restart to apply: {}</p>",
+            list(&last.restart_needed)
+        );
+    }
 }
 
 fn list(items: &[String]) -> String {

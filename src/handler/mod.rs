@@ -26,7 +26,7 @@ use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -43,6 +43,7 @@ use tokio::time::Instant;
 
 use self::head::{HeadError, RequestHead};
 use self::intercept::ClientAddrs;
+use crate::admin::status::{ReloadOutcome, ReloadTrigger};
 use crate::error::ProxyError;
 use crate::intercept::InterceptState;
 use crate::io::Rewind;
@@ -73,16 +74,39 @@ pub trait Resolve: Send + Sync + fmt::Debug {
     }
 }
 
-/// Shared state of the request path (`Arc<Proxy>`).
+/// Shared state of the request path (`Arc<Proxy>`): the limits, fixed for the process, and the
+/// current [`Routing`], which a configuration reload replaces.
 #[derive(Debug)]
 pub struct Proxy {
-    resolver: Arc<dyn Resolve>,
-    upstream: Arc<Upstream>,
+    /// Read once per request ([`Proxy::routing`]): a request or tunnel keeps the snapshot it
+    /// started with (docs/ARCHITECTURE.md, "Live configuration").
+    routing: RwLock<Arc<Routing>>,
     limits: Limits,
+    /// Reads the configuration again and builds the next [`Routing`]; `None`: no reload.
+    reloader: Option<Arc<dyn Reload>>,
+}
+
+/// The configuration-derived part of the request path, one immutable snapshot per configuration.
+#[derive(Debug, Clone)]
+pub struct Routing {
+    pub resolver: Arc<dyn Resolve>,
+    pub upstream: Arc<Upstream>,
     /// TLS interception and token injection; `None`: intercepted targets are tunnelled blind.
-    intercept: Option<Arc<InterceptState>>,
+    pub intercept: Option<Arc<InterceptState>>,
     /// The status surface (`GET /`, `/status.json`, ...); `None`: those paths stay 400.
-    admin: Option<Arc<crate::admin::status::Sources>>,
+    pub admin: Option<Arc<crate::admin::status::Sources>>,
+}
+
+/// Builds the [`Routing`] of the configuration file as it is now (`app` implements it: only it
+/// knows how the services are wired).
+pub trait Reload: Send + Sync + fmt::Debug {
+    /// Reads and validates the file again; on success calls `apply` with the new routing, then
+    /// reports. An invalid file leaves everything as it was. Reloads never run concurrently.
+    fn reload<'a>(
+        &'a self,
+        trigger: ReloadTrigger,
+        apply: &'a (dyn Fn(Routing) + Send + Sync),
+    ) -> BoxFuture<'a, ReloadOutcome>;
 }
 
 // === impl Resolve for Router ===
@@ -120,29 +144,75 @@ impl Proxy {
         upstream: Arc<Upstream>,
         limits: Limits,
     ) -> Proxy {
-        Proxy {
+        let routing = Routing {
             resolver,
             upstream,
-            limits,
             intercept: None,
             admin: None,
+        };
+        Proxy {
+            routing: RwLock::new(Arc::new(routing)),
+            limits,
+            reloader: None,
         }
     }
 
     /// Enables interception: `Action::Intercept` targets are TLS-terminated and get tokens.
-    pub fn with_intercept(mut self, state: Arc<InterceptState>) -> Proxy {
-        self.intercept = Some(state);
-        self
+    pub fn with_intercept(self, state: Arc<InterceptState>) -> Proxy {
+        self.edit(|routing| routing.intercept = Some(state))
     }
 
     /// Enables the status surface on our own port (docs/STATUS.md).
-    pub fn with_admin(mut self, sources: Arc<crate::admin::status::Sources>) -> Proxy {
-        self.admin = Some(sources);
+    pub fn with_admin(self, sources: Arc<crate::admin::status::Sources>) -> Proxy {
+        self.edit(|routing| routing.admin = Some(sources))
+    }
+
+    /// Enables [`Proxy::reload_config`].
+    pub fn with_reloader(mut self, reloader: Arc<dyn Reload>) -> Proxy {
+        self.reloader = Some(reloader);
+        self
+    }
+
+    fn edit(self, change: impl FnOnce(&mut Routing)) -> Proxy {
+        let mut routing = Routing::clone(&self.routing());
+        change(&mut routing);
+        self.set_routing(routing);
         self
     }
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// The routing in force now; the caller keeps this snapshot for the whole request.
+    pub fn routing(&self) -> Arc<Routing> {
+        self.routing
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_routing(&self, routing: Routing) {
+        *self
+            .routing
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(routing);
+    }
+
+    /// Reads the configuration file again and, when it is valid, applies it to new requests;
+    /// tunnels and requests in flight keep the routing they started with, tokens are kept. The
+    /// outcome is also logged and shown on the status page (docs/STATUS.md, `config`). Without a
+    /// reloader (tests, no file) the outcome is `refused` with the reason.
+    pub async fn reload_config(&self, trigger: ReloadTrigger) -> ReloadOutcome {
+        let Some(reloader) = &self.reloader else {
+            return ReloadOutcome::refused(
+                trigger,
+                "this proxy was started without a reloadable configuration",
+            );
+        };
+        reloader
+            .reload(trigger, &|routing| self.set_routing(routing))
+            .await
     }
 
     /// Serves one client connection: the guarded head, then hyper for exactly that request (CONNECT
@@ -211,10 +281,11 @@ impl Proxy {
         let method = req.method().clone();
         let uri = redact_uri(req.uri());
         let host = req.uri().host().unwrap_or_default().to_string();
+        let routing = self.routing();
         let result = match method {
-            Method::CONNECT => self.connect(req, started, alive, addrs).await,
-            _ if self.is_status_request(&req) => self.serve_status(&req, addrs).await,
-            _ => self.forward(req, started).await,
+            Method::CONNECT => self.connect(&routing, req, started, alive, addrs).await,
+            _ if is_status_request(&routing, &req) => serve_status(&routing, &req, addrs).await,
+            _ => self.forward(&routing, req, started).await,
         };
         let response = result.unwrap_or_else(|err| {
             let rescue = rescue::Rescue::of(&err);
@@ -230,6 +301,7 @@ impl Proxy {
     /// CONNECT: parse the authority strictly, decide, then tunnel or intercept.
     async fn connect(
         self: &Arc<Self>,
+        routing: &Routing,
         req: Request<Incoming>,
         started: Instant,
         alive: mpsc::Sender<()>,
@@ -244,12 +316,12 @@ impl Proxy {
             return Err(head::userinfo_refused());
         }
         let target = Target::parse_connect(authority).map_err(|e| ProxyError::BadRequest(e.0))?;
-        let decision = self.decide(&target).await?;
-        match self.interception(&decision) {
+        let decision = decide(routing, &target).await?;
+        match interception(routing, &decision) {
             Some((state, profile)) => {
                 let start = intercept::Start {
                     state,
-                    upstream: self.upstream.clone(),
+                    upstream: routing.upstream.clone(),
                     profile,
                     target,
                     decision,
@@ -258,29 +330,25 @@ impl Proxy {
                 };
                 self.intercept(req, start, alive).await
             }
-            None => self.tunnel(req, target, decision, started, alive).await,
+            None => {
+                let upstream = &routing.upstream;
+                self.tunnel(upstream, req, target, decision, started, alive)
+                    .await
+            }
         }
-    }
-
-    /// The interception state and profile when `decision` intercepts and interception is on;
-    /// `None` relays the tunnel blind, as when interception is not configured (BAD-33).
-    fn interception(&self, decision: &Decision) -> Option<(Arc<InterceptState>, Arc<str>)> {
-        let Action::Intercept { profile } = &decision.action else {
-            return None;
-        };
-        Some((self.intercept.clone()?, profile.clone()))
     }
 
     /// Dial first; only then answer 200 and splice in the background, logging one line at the end.
     async fn tunnel(
         &self,
+        upstream: &Upstream,
         req: Request<Incoming>,
         target: Target,
         decision: Decision,
         started: Instant,
         alive: mpsc::Sender<()>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        let connected = self.upstream.connect(&target, &decision).await?;
+        let connected = upstream.connect(&target, &decision).await?;
         let idle = self.limits.tunnel_idle;
         let open = crate::summary::Open::Tunnel.guard();
         tokio::spawn(async move {
@@ -313,7 +381,7 @@ impl Proxy {
         start: intercept::Start,
         alive: mpsc::Sender<()>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        let connected = self
+        let connected = start
             .upstream
             .connect(&start.target, &start.decision)
             .await?;
@@ -337,15 +405,16 @@ impl Proxy {
     /// Absolute-form `http://`: decide, dial, forward, relay the response.
     async fn forward(
         self: &Arc<Self>,
+        routing: &Routing,
         req: Request<Incoming>,
         started: Instant,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let uri = req.uri();
         if uri.scheme().is_none() && uri.path() == crate::admin::PAC_PATH {
-            return self.served_pac(&req).await;
+            return served_pac(routing, &req).await;
         }
         if uri.path() == crate::intercept::ca::CRL_PATH
-            && let Some(response) = self.served_crl(&req)
+            && let Some(response) = served_crl(routing, &req)
         {
             return response;
         }
@@ -358,7 +427,7 @@ impl Proxy {
         }
         let target =
             Target::from_http_authority(authority).map_err(|e| ProxyError::BadRequest(e.0))?;
-        let decision = self.decide(&target).await?;
+        let decision = decide(routing, &target).await?;
         if let Action::Intercept { .. } = decision.action {
             // Never send a token over plaintext (BAD-34).
             return Err(ProxyError::PlainHttpToIntercepted {
@@ -367,7 +436,7 @@ impl Proxy {
         }
         let method = req.method().clone();
         let (response, hop) = crate::forward::forward(
-            &self.upstream,
+            &routing.upstream,
             &target,
             &decision,
             req,
@@ -378,123 +447,134 @@ impl Proxy {
             ms = started.elapsed().as_millis() as u64, "forwarded");
         Ok(response.map(BodyExt::boxed))
     }
+}
 
-    /// `GET /exoproxy-ca.crl` addressed to us (origin-form, or absolute-form from a client whose
-    /// proxy is us): the local CA's current CRL, so WinRM's revocation check of our leaves passes.
-    /// `None` when the request is for someone else or interception is off.
-    fn served_crl(
-        &self,
-        req: &Request<Incoming>,
-    ) -> Option<Result<Response<ProxyBody>, ProxyError>> {
-        let state = self.intercept.as_ref()?;
-        let host = match req.uri().authority() {
-            Some(authority) => authority.as_str(),
-            None => req.headers().get(http::header::HOST)?.to_str().ok()?,
-        };
-        if req.method() != Method::GET || !self.resolver.is_own_host(host) {
-            return None;
-        }
-        let crl = match state.leaves().ca().crl_der() {
-            Ok(der) => der,
-            Err(e) => return Some(Err(ProxyError::Internal(format!("CRL: {e}")))),
-        };
-        let response = Response::builder()
-            .header(
-                http::header::CONTENT_TYPE,
-                crate::intercept::ca::CRL_CONTENT_TYPE,
-            )
-            .header(http::header::CACHE_CONTROL, "max-age=3600")
-            .body(
-                http_body_util::Full::new(Bytes::from(crl))
-                    .map_err(|never| match never {})
-                    .boxed(),
-            )
-            .map_err(|e| ProxyError::Internal(e.to_string()));
-        Some(response)
+/// `GET /exoproxy-ca.crl` addressed to us (origin-form, or absolute-form from a client whose
+/// proxy is us): the local CA's current CRL, so WinRM's revocation check of our leaves passes.
+/// `None` when the request is for someone else or interception is off.
+fn served_crl(
+    routing: &Routing,
+    req: &Request<Incoming>,
+) -> Option<Result<Response<ProxyBody>, ProxyError>> {
+    let state = routing.intercept.as_ref()?;
+    let host = match req.uri().authority() {
+        Some(authority) => authority.as_str(),
+        None => req.headers().get(http::header::HOST)?.to_str().ok()?,
+    };
+    if req.method() != Method::GET || !routing.resolver.is_own_host(host) {
+        return None;
     }
+    let crl = match state.leaves().ca().crl_der() {
+        Ok(der) => der,
+        Err(e) => return Some(Err(ProxyError::Internal(format!("CRL: {e}")))),
+    };
+    let response = Response::builder()
+        .header(
+            http::header::CONTENT_TYPE,
+            crate::intercept::ca::CRL_CONTENT_TYPE,
+        )
+        .header(http::header::CACHE_CONTROL, "max-age=3600")
+        .body(
+            http_body_util::Full::new(Bytes::from(crl))
+                .map_err(|never| match never {})
+                .boxed(),
+        )
+        .map_err(|e| ProxyError::Internal(e.to_string()));
+    Some(response)
+}
 
-    /// Origin-form request for a status-surface path while the surface is on.
-    fn is_status_request(&self, req: &Request<Incoming>) -> bool {
-        self.admin.is_some()
-            && req.uri().scheme().is_none()
-            && crate::admin::STATUS_PATHS.contains(&req.uri().path())
-    }
+/// Origin-form request for a status-surface path while the surface is on.
+fn is_status_request(routing: &Routing, req: &Request<Incoming>) -> bool {
+    routing.admin.is_some()
+        && req.uri().scheme().is_none()
+        && crate::admin::STATUS_PATHS.contains(&req.uri().path())
+}
 
-    /// The status surface: `GET`, `Host` naming us (else 400, no data: DNS rebinding), and the
-    /// connecting socket owned by our own OS user (else 403), as for token injection.
-    async fn serve_status(
-        &self,
-        req: &Request<Incoming>,
-        addrs: ClientAddrs,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
-        let host = req
-            .headers()
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok());
-        let ours = host.is_some_and(|h| self.resolver.is_own_host(h));
-        let sources = self.admin.as_ref().ok_or(ProxyError::NotAProxyRequest)?;
-        if req.method() != Method::GET || !ours {
-            return Err(ProxyError::NotAProxyRequest);
-        }
-        let ClientAddrs { peer, local } = addrs;
-        let user = tokio::task::spawn_blocking(move || crate::peer::check(peer, local))
-            .await
-            .unwrap_or_else(|e| crate::peer::PeerUser::Unknown(e.to_string()));
-        if user != crate::peer::PeerUser::Same {
-            return Err(ProxyError::ClientNotAuthorized(
-                "the status page is only for the OS user running the proxy".into(),
-            ));
-        }
-        let reply = crate::admin::status_reply(req.uri().path(), sources)
-            .ok_or(ProxyError::NotAProxyRequest)?;
-        let mut response =
-            Response::builder().header(http::header::CONTENT_TYPE, reply.content_type);
-        for (name, value) in crate::admin::SECURITY_HEADERS {
-            response = response.header(name, value);
-        }
-        response
-            .body(
-                http_body_util::Full::new(Bytes::from(reply.body))
-                    .map_err(|never| match never {})
-                    .boxed(),
-            )
-            .map_err(|e| ProxyError::Internal(e.to_string()))
+/// The status surface: `GET`, `Host` naming us (else 400, no data: DNS rebinding), and the
+/// connecting socket owned by our own OS user (else 403), as for token injection.
+async fn serve_status(
+    routing: &Routing,
+    req: &Request<Incoming>,
+    addrs: ClientAddrs,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let ours = host.is_some_and(|h| routing.resolver.is_own_host(h));
+    let sources = routing.admin.as_ref().ok_or(ProxyError::NotAProxyRequest)?;
+    if req.method() != Method::GET || !ours {
+        return Err(ProxyError::NotAProxyRequest);
     }
+    let ClientAddrs { peer, local } = addrs;
+    let user = tokio::task::spawn_blocking(move || crate::peer::check(peer, local))
+        .await
+        .unwrap_or_else(|e| crate::peer::PeerUser::Unknown(e.to_string()));
+    if user != crate::peer::PeerUser::Same {
+        return Err(ProxyError::ClientNotAuthorized(
+            "the status page is only for the OS user running the proxy".into(),
+        ));
+    }
+    let reply = crate::admin::status_reply(req.uri().path(), sources)
+        .ok_or(ProxyError::NotAProxyRequest)?;
+    let mut response = Response::builder().header(http::header::CONTENT_TYPE, reply.content_type);
+    for (name, value) in crate::admin::SECURITY_HEADERS {
+        response = response.header(name, value);
+    }
+    response
+        .body(
+            http_body_util::Full::new(Bytes::from(reply.body))
+                .map_err(|never| match never {})
+                .boxed(),
+        )
+        .map_err(|e| ProxyError::Internal(e.to_string()))
+}
 
-    /// Origin-form `GET /proxy.pac` addressed to us; anything else stays `NotAProxyRequest`.
-    async fn served_pac(&self, req: &Request<Incoming>) -> Result<Response<ProxyBody>, ProxyError> {
-        let host = req
-            .headers()
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok());
-        let pac = match (req.method(), host) {
-            (&Method::GET, Some(host)) => self.resolver.served_pac(host).await,
-            _ => None,
-        };
-        let pac = pac.ok_or(ProxyError::NotAProxyRequest)?;
-        Response::builder()
-            .header(http::header::CONTENT_TYPE, crate::admin::PAC_CONTENT_TYPE)
-            .header(http::header::CACHE_CONTROL, "no-store")
-            .body(
-                http_body_util::Full::new(Bytes::from(pac))
-                    .map_err(|never| match never {})
-                    .boxed(),
-            )
-            .map_err(|e| ProxyError::Internal(e.to_string()))
-    }
+/// Origin-form `GET /proxy.pac` addressed to us; anything else stays `NotAProxyRequest`.
+async fn served_pac(
+    routing: &Routing,
+    req: &Request<Incoming>,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let pac = match (req.method(), host) {
+        (&Method::GET, Some(host)) => routing.resolver.served_pac(host).await,
+        _ => None,
+    };
+    let pac = pac.ok_or(ProxyError::NotAProxyRequest)?;
+    Response::builder()
+        .header(http::header::CONTENT_TYPE, crate::admin::PAC_CONTENT_TYPE)
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .body(
+            http_body_util::Full::new(Bytes::from(pac))
+                .map_err(|never| match never {})
+                .boxed(),
+        )
+        .map_err(|e| ProxyError::Internal(e.to_string()))
+}
 
-    /// The routing decision (`Router::decide` in the product); a Block becomes a 403 here, so the
-    /// request path after this point only sees Tunnel and Intercept.
-    async fn decide(&self, target: &Target) -> Result<Decision, ProxyError> {
-        let decision = self.resolver.resolve(target).await?;
-        match &decision.action {
-            Action::Block { reason } => Err(ProxyError::ConnectDenied {
-                target: target.to_string(),
-                reason: reason.to_string(),
-            }),
-            Action::Tunnel | Action::Intercept { .. } => Ok(decision),
-        }
+/// The routing decision (`Router::decide` in the product); a Block becomes a 403 here, so the
+/// request path after this point only sees Tunnel and Intercept.
+async fn decide(routing: &Routing, target: &Target) -> Result<Decision, ProxyError> {
+    let decision = routing.resolver.resolve(target).await?;
+    match &decision.action {
+        Action::Block { reason } => Err(ProxyError::ConnectDenied {
+            target: target.to_string(),
+            reason: reason.to_string(),
+        }),
+        Action::Tunnel | Action::Intercept { .. } => Ok(decision),
     }
+}
+
+/// The interception state and profile when `decision` intercepts and interception is on;
+/// `None` relays the tunnel blind, as when interception is not configured (BAD-33).
+fn interception(routing: &Routing, decision: &Decision) -> Option<(Arc<InterceptState>, Arc<str>)> {
+    let Action::Intercept { profile } = &decision.action else {
+        return None;
+    };
+    Some((routing.intercept.clone()?, profile.clone()))
 }
 
 /// Answers a head the guard rejected, then closes; pipelined bytes are never read (BAD-10).

@@ -154,6 +154,7 @@ impl Harness {
             upstream: upstream.clone(),
             intercept: Some(intercept.clone()),
             started: tokio::time::Instant::now(),
+            config: None,
         });
         let proxy = Proxy::new(router, upstream, Limits::default())
             .with_intercept(intercept.clone())
