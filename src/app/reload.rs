@@ -329,7 +329,7 @@ mod tests {
     }
 
     #[test]
-    fn cfg_4_only_process_settings_need_a_restart() {
+    fn only_process_settings_need_a_restart() {
         let running = config("listen = [\"127.0.0.1:8765\"]\n");
         let routing_only = config(
             "listen = [\"127.0.0.1:8765\"]\n[upstream]\nproxies = [\"http://10.0.0.1:3128\"]\n",
