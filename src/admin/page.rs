@@ -254,6 +254,73 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_reload_shows_its_errors_and_an_applied_one_what_needs_a_restart() {
+        use crate::admin::status::{
+            ConfigView, OpenView, ReloadOutcome, ReloadTrigger, UpstreamView,
+        };
+        let outcome = |result, errors: &[&str], restart: &[&str]| ReloadOutcome {
+            at: 1_700_000_000,
+            trigger: ReloadTrigger::FileChanged,
+            result,
+            errors: errors.iter().map(|e| e.to_string()).collect(),
+            restart_needed: restart.iter().map(|e| e.to_string()).collect(),
+        };
+        let mut status = Status {
+            schema: 1,
+            version: "0",
+            now: 0,
+            uptime_seconds: 0,
+            accounts: Vec::new(),
+            upstream: UpstreamView {
+                bad_proxies: Vec::new(),
+            },
+            sts: Vec::new(),
+            intercepted_hosts: Vec::new(),
+            ca: None,
+            recent_errors: Vec::new(),
+            open: OpenView {
+                connections: 0,
+                tunnels: 0,
+            },
+            config: None,
+        };
+        assert!(render(&status).contains("Not reloadable"));
+        let refused = outcome(
+            ReloadResult::Refused,
+            &["line 3: upstream.x: unknown <key>"],
+            &[],
+        );
+        status.config = Some(ConfigView {
+            file: Some("/etc/exoproxy.toml".into()),
+            loaded_at: 1_600_000_000,
+            last_reload: Some(refused),
+        });
+        let page = render(&status);
+        assert!(
+            page.contains("<code>/etc/exoproxy.toml</code>, loaded"),
+            "{page}"
+        );
+        assert!(
+            page.contains("refused: the running configuration stays"),
+            "{page}"
+        );
+        assert!(
+            page.contains("line 3: upstream.x: unknown &lt;key&gt;"),
+            "{page}"
+        );
+        let applied = outcome(ReloadResult::Applied, &[], &["listen (a → b)"]);
+        if let Some(config) = &mut status.config {
+            config.last_reload = Some(applied);
+        }
+        let page = render(&status);
+        assert!(page.contains(": applied."), "{page}");
+        assert!(
+            page.contains("Needs a restart to apply: listen (a → b)"),
+            "{page}"
+        );
+    }
+
+    #[test]
     fn durations_read_well() {
         assert_eq!(duration(65), "1m 05s");
         assert_eq!(duration(3 * 3600 + 5 * 60 + 7), "3h 05m 07s");
