@@ -35,7 +35,16 @@ use crate::client::OutboundClient;
 use crate::config::{self, Config, SecretUse};
 use crate::handler::{BoxFuture, Proxy, Reload, Routing};
 use crate::intercept::LeafCache;
+use crate::route::Router;
+use crate::route::sts::StsDirectory;
 use crate::token::TokenManager;
+
+/// What the configuration in force runs: replaced on each applied reload.
+struct Current {
+    router: Arc<Router>,
+    /// Stopped when a new router replaces this one.
+    sts_refresher: Option<AbortHandle>,
+}
 
 /// How often the file's content is compared with the one last read.
 pub const POLL: Duration = Duration::from_secs(2);
@@ -53,8 +62,8 @@ pub struct Reloader {
     leaves: Option<Arc<LeafCache>>,
     since: tokio::time::Instant,
     view: Arc<Mutex<ConfigView>>,
-    /// The STS refresher of the configuration in force; replaced on each applied reload.
-    sts_refresher: Mutex<Option<AbortHandle>>,
+    /// The router of the configuration in force and its STS refresher.
+    current: Mutex<Current>,
     /// One reload at a time, so the last one read is the one in force.
     one_at_a_time: tokio::sync::Mutex<()>,
 }
@@ -85,7 +94,10 @@ impl Reloader {
             leaves: services.intercept.as_ref().map(|s| s.leaves().clone()),
             since: tokio::time::Instant::now(),
             view: Arc::new(Mutex::new(view)),
-            sts_refresher: Mutex::new(sts_refresher),
+            current: Mutex::new(Current {
+                router: services.router.clone(),
+                sts_refresher,
+            }),
             one_at_a_time: tokio::sync::Mutex::new(()),
         }
     }
@@ -96,7 +108,7 @@ impl Reloader {
     }
 
     /// The status sources of a configuration's snapshot.
-    pub(super) fn sources(&self, routing: &Routing, router: &Arc<crate::route::Router>) -> Sources {
+    pub(super) fn sources(&self, routing: &Routing, router: &Arc<Router>) -> Sources {
         Sources {
             router: router.clone(),
             upstream: routing.upstream.clone(),
@@ -151,6 +163,12 @@ impl Reloader {
         let config = config::load(self.source.file.as_deref(), &self.source.overrides)?;
         config.require_secrets(SecretUse::Serve)?;
         let (router, upstream) = routing_parts(&config, &self.bound, &self.upstream_tls).await?;
+        // Discovered STS hosts stay DIRECT while the new refresher rediscovers them.
+        if let (true, Some(new), Some(old)) =
+            (config.route.sts.discover, router.sts(), self.current_sts())
+        {
+            new.inherit(&old, &config.route.sts.domains);
+        }
         // From here on nothing fails: the proxy's own calls and the accounts move over.
         self.client.set_route(router.clone(), upstream.clone());
         for account in &config.intercept.accounts {
@@ -158,16 +176,13 @@ impl Reloader {
         }
         let intercept = (self.leaves.clone())
             .map(|leaves| intercept_state(&config, leaves, &self.upstream_tls, &self.tokens));
-        let refresher = spawn_sts_refresher(&router, &self.client, &config.route.sts);
-        let old = std::mem::replace(
-            &mut *self
-                .sts_refresher
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-            refresher,
-        );
-        if let Some(old) = old {
-            old.abort();
+        let next = Current {
+            router: router.clone(),
+            sts_refresher: spawn_sts_refresher(&router, &self.client, &config.route.sts),
+        };
+        let old = std::mem::replace(&mut *self.current(), next);
+        if let Some(refresher) = old.sts_refresher {
+            refresher.abort();
         }
         let mut routing = Routing {
             resolver: router.clone(),
@@ -177,6 +192,17 @@ impl Reloader {
         };
         routing.admin = Some(Arc::new(self.sources(&routing, &router)));
         Ok((routing, restart_needed(&self.started, &config)))
+    }
+
+    /// The STS directory of the configuration in force (its discovered hosts carry over).
+    fn current_sts(&self) -> Option<Arc<StsDirectory>> {
+        self.current().router.sts().cloned()
+    }
+
+    fn current(&self) -> std::sync::MutexGuard<'_, Current> {
+        self.current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn file_name(&self) -> String {
