@@ -10,7 +10,8 @@
 //!   intercepted hosts and profiles, accounts, STS discovery), swapped in whole. Requests and
 //!   tunnels in flight keep the snapshot they started with, so nothing open is closed; the token
 //!   manager, its tokens and the local CA are the same objects before and after. The proxy's own
-//!   calls (token endpoint, STS discovery) follow the new route too.
+//!   calls (token endpoint, STS discovery) follow the new route too, and STS hosts discovered for
+//!   domains still configured stay DIRECT while the new router rediscovers them.
 //! - Settings fixed for the process ([`restart_needed`]: listen addresses, state dir, connection
 //!   limit, logging, turning interception on, the CA's domains, extra roots) keep their running
 //!   value; a change is reported as "needs a restart" (log and status page) and the rest applies.
