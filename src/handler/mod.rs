@@ -284,7 +284,9 @@ impl Proxy {
         let routing = self.routing();
         let result = match method {
             Method::CONNECT => self.connect(&routing, req, started, alive, addrs).await,
-            _ if is_status_request(&routing, &req) => serve_status(&routing, &req, addrs).await,
+            _ if self.is_status_request(&routing, &req) => {
+                self.serve_status(&routing, &req, addrs).await
+            }
             _ => self.forward(&routing, req, started).await,
         };
         let response = result.unwrap_or_else(|err| {
@@ -316,8 +318,8 @@ impl Proxy {
             return Err(head::userinfo_refused());
         }
         let target = Target::parse_connect(authority).map_err(|e| ProxyError::BadRequest(e.0))?;
-        let decision = decide(routing, &target).await?;
-        match interception(routing, &decision) {
+        let decision = self.decide(routing, &target).await?;
+        match self.interception(routing, &decision) {
             Some((state, profile)) => {
                 let start = intercept::Start {
                     state,
@@ -336,6 +338,19 @@ impl Proxy {
                     .await
             }
         }
+    }
+
+    /// The interception state and profile when `decision` intercepts and interception is on;
+    /// `None` relays the tunnel blind, as when interception is not configured (BAD-33).
+    fn interception(
+        &self,
+        routing: &Routing,
+        decision: &Decision,
+    ) -> Option<(Arc<InterceptState>, Arc<str>)> {
+        let Action::Intercept { profile } = &decision.action else {
+            return None;
+        };
+        Some((routing.intercept.clone()?, profile.clone()))
     }
 
     /// Dial first; only then answer 200 and splice in the background, logging one line at the end.
@@ -411,10 +426,10 @@ impl Proxy {
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let uri = req.uri();
         if uri.scheme().is_none() && uri.path() == crate::admin::PAC_PATH {
-            return served_pac(routing, &req).await;
+            return self.served_pac(routing, &req).await;
         }
         if uri.path() == crate::intercept::ca::CRL_PATH
-            && let Some(response) = served_crl(routing, &req)
+            && let Some(response) = self.served_crl(routing, &req)
         {
             return response;
         }
@@ -427,7 +442,7 @@ impl Proxy {
         }
         let target =
             Target::from_http_authority(authority).map_err(|e| ProxyError::BadRequest(e.0))?;
-        let decision = decide(routing, &target).await?;
+        let decision = self.decide(routing, &target).await?;
         if let Action::Intercept { .. } = decision.action {
             // Never send a token over plaintext (BAD-34).
             return Err(ProxyError::PlainHttpToIntercepted {
@@ -447,134 +462,129 @@ impl Proxy {
             ms = started.elapsed().as_millis() as u64, "forwarded");
         Ok(response.map(BodyExt::boxed))
     }
-}
 
-/// `GET /exoproxy-ca.crl` addressed to us (origin-form, or absolute-form from a client whose
-/// proxy is us): the local CA's current CRL, so WinRM's revocation check of our leaves passes.
-/// `None` when the request is for someone else or interception is off.
-fn served_crl(
-    routing: &Routing,
-    req: &Request<Incoming>,
-) -> Option<Result<Response<ProxyBody>, ProxyError>> {
-    let state = routing.intercept.as_ref()?;
-    let host = match req.uri().authority() {
-        Some(authority) => authority.as_str(),
-        None => req.headers().get(http::header::HOST)?.to_str().ok()?,
-    };
-    if req.method() != Method::GET || !routing.resolver.is_own_host(host) {
-        return None;
+    /// `GET /exoproxy-ca.crl` addressed to us (origin-form, or absolute-form from a client whose
+    /// proxy is us): the local CA's current CRL, so WinRM's revocation check of our leaves passes.
+    /// `None` when the request is for someone else or interception is off.
+    fn served_crl(
+        &self,
+        routing: &Routing,
+        req: &Request<Incoming>,
+    ) -> Option<Result<Response<ProxyBody>, ProxyError>> {
+        let state = routing.intercept.as_ref()?;
+        let host = match req.uri().authority() {
+            Some(authority) => authority.as_str(),
+            None => req.headers().get(http::header::HOST)?.to_str().ok()?,
+        };
+        if req.method() != Method::GET || !routing.resolver.is_own_host(host) {
+            return None;
+        }
+        let crl = match state.leaves().ca().crl_der() {
+            Ok(der) => der,
+            Err(e) => return Some(Err(ProxyError::Internal(format!("CRL: {e}")))),
+        };
+        let response = Response::builder()
+            .header(
+                http::header::CONTENT_TYPE,
+                crate::intercept::ca::CRL_CONTENT_TYPE,
+            )
+            .header(http::header::CACHE_CONTROL, "max-age=3600")
+            .body(
+                http_body_util::Full::new(Bytes::from(crl))
+                    .map_err(|never| match never {})
+                    .boxed(),
+            )
+            .map_err(|e| ProxyError::Internal(e.to_string()));
+        Some(response)
     }
-    let crl = match state.leaves().ca().crl_der() {
-        Ok(der) => der,
-        Err(e) => return Some(Err(ProxyError::Internal(format!("CRL: {e}")))),
-    };
-    let response = Response::builder()
-        .header(
-            http::header::CONTENT_TYPE,
-            crate::intercept::ca::CRL_CONTENT_TYPE,
-        )
-        .header(http::header::CACHE_CONTROL, "max-age=3600")
-        .body(
-            http_body_util::Full::new(Bytes::from(crl))
-                .map_err(|never| match never {})
-                .boxed(),
-        )
-        .map_err(|e| ProxyError::Internal(e.to_string()));
-    Some(response)
-}
 
-/// Origin-form request for a status-surface path while the surface is on.
-fn is_status_request(routing: &Routing, req: &Request<Incoming>) -> bool {
-    routing.admin.is_some()
-        && req.uri().scheme().is_none()
-        && crate::admin::STATUS_PATHS.contains(&req.uri().path())
-}
-
-/// The status surface: `GET`, `Host` naming us (else 400, no data: DNS rebinding), and the
-/// connecting socket owned by our own OS user (else 403), as for token injection.
-async fn serve_status(
-    routing: &Routing,
-    req: &Request<Incoming>,
-    addrs: ClientAddrs,
-) -> Result<Response<ProxyBody>, ProxyError> {
-    let host = req
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok());
-    let ours = host.is_some_and(|h| routing.resolver.is_own_host(h));
-    let sources = routing.admin.as_ref().ok_or(ProxyError::NotAProxyRequest)?;
-    if req.method() != Method::GET || !ours {
-        return Err(ProxyError::NotAProxyRequest);
+    /// Origin-form request for a status-surface path while the surface is on.
+    fn is_status_request(&self, routing: &Routing, req: &Request<Incoming>) -> bool {
+        routing.admin.is_some()
+            && req.uri().scheme().is_none()
+            && crate::admin::STATUS_PATHS.contains(&req.uri().path())
     }
-    let ClientAddrs { peer, local } = addrs;
-    let user = tokio::task::spawn_blocking(move || crate::peer::check(peer, local))
-        .await
-        .unwrap_or_else(|e| crate::peer::PeerUser::Unknown(e.to_string()));
-    if user != crate::peer::PeerUser::Same {
-        return Err(ProxyError::ClientNotAuthorized(
-            "the status page is only for the OS user running the proxy".into(),
-        ));
-    }
-    let reply = crate::admin::status_reply(req.uri().path(), sources)
-        .ok_or(ProxyError::NotAProxyRequest)?;
-    let mut response = Response::builder().header(http::header::CONTENT_TYPE, reply.content_type);
-    for (name, value) in crate::admin::SECURITY_HEADERS {
-        response = response.header(name, value);
-    }
-    response
-        .body(
-            http_body_util::Full::new(Bytes::from(reply.body))
-                .map_err(|never| match never {})
-                .boxed(),
-        )
-        .map_err(|e| ProxyError::Internal(e.to_string()))
-}
 
-/// Origin-form `GET /proxy.pac` addressed to us; anything else stays `NotAProxyRequest`.
-async fn served_pac(
-    routing: &Routing,
-    req: &Request<Incoming>,
-) -> Result<Response<ProxyBody>, ProxyError> {
-    let host = req
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok());
-    let pac = match (req.method(), host) {
-        (&Method::GET, Some(host)) => routing.resolver.served_pac(host).await,
-        _ => None,
-    };
-    let pac = pac.ok_or(ProxyError::NotAProxyRequest)?;
-    Response::builder()
-        .header(http::header::CONTENT_TYPE, crate::admin::PAC_CONTENT_TYPE)
-        .header(http::header::CACHE_CONTROL, "no-store")
-        .body(
-            http_body_util::Full::new(Bytes::from(pac))
-                .map_err(|never| match never {})
-                .boxed(),
-        )
-        .map_err(|e| ProxyError::Internal(e.to_string()))
-}
-
-/// The routing decision (`Router::decide` in the product); a Block becomes a 403 here, so the
-/// request path after this point only sees Tunnel and Intercept.
-async fn decide(routing: &Routing, target: &Target) -> Result<Decision, ProxyError> {
-    let decision = routing.resolver.resolve(target).await?;
-    match &decision.action {
-        Action::Block { reason } => Err(ProxyError::ConnectDenied {
-            target: target.to_string(),
-            reason: reason.to_string(),
-        }),
-        Action::Tunnel | Action::Intercept { .. } => Ok(decision),
+    /// The status surface: `GET`, `Host` naming us (else 400, no data: DNS rebinding), and the
+    /// connecting socket owned by our own OS user (else 403), as for token injection.
+    async fn serve_status(
+        &self,
+        routing: &Routing,
+        req: &Request<Incoming>,
+        addrs: ClientAddrs,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok());
+        let ours = host.is_some_and(|h| routing.resolver.is_own_host(h));
+        let sources = routing.admin.as_ref().ok_or(ProxyError::NotAProxyRequest)?;
+        if req.method() != Method::GET || !ours {
+            return Err(ProxyError::NotAProxyRequest);
+        }
+        let ClientAddrs { peer, local } = addrs;
+        let user = tokio::task::spawn_blocking(move || crate::peer::check(peer, local))
+            .await
+            .unwrap_or_else(|e| crate::peer::PeerUser::Unknown(e.to_string()));
+        if user != crate::peer::PeerUser::Same {
+            return Err(ProxyError::ClientNotAuthorized(
+                "the status page is only for the OS user running the proxy".into(),
+            ));
+        }
+        let reply = crate::admin::status_reply(req.uri().path(), sources)
+            .ok_or(ProxyError::NotAProxyRequest)?;
+        let mut response =
+            Response::builder().header(http::header::CONTENT_TYPE, reply.content_type);
+        for (name, value) in crate::admin::SECURITY_HEADERS {
+            response = response.header(name, value);
+        }
+        response
+            .body(
+                http_body_util::Full::new(Bytes::from(reply.body))
+                    .map_err(|never| match never {})
+                    .boxed(),
+            )
+            .map_err(|e| ProxyError::Internal(e.to_string()))
     }
-}
 
-/// The interception state and profile when `decision` intercepts and interception is on;
-/// `None` relays the tunnel blind, as when interception is not configured (BAD-33).
-fn interception(routing: &Routing, decision: &Decision) -> Option<(Arc<InterceptState>, Arc<str>)> {
-    let Action::Intercept { profile } = &decision.action else {
-        return None;
-    };
-    Some((routing.intercept.clone()?, profile.clone()))
+    /// Origin-form `GET /proxy.pac` addressed to us; anything else stays `NotAProxyRequest`.
+    async fn served_pac(
+        &self,
+        routing: &Routing,
+        req: &Request<Incoming>,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok());
+        let pac = match (req.method(), host) {
+            (&Method::GET, Some(host)) => routing.resolver.served_pac(host).await,
+            _ => None,
+        };
+        let pac = pac.ok_or(ProxyError::NotAProxyRequest)?;
+        Response::builder()
+            .header(http::header::CONTENT_TYPE, crate::admin::PAC_CONTENT_TYPE)
+            .header(http::header::CACHE_CONTROL, "no-store")
+            .body(
+                http_body_util::Full::new(Bytes::from(pac))
+                    .map_err(|never| match never {})
+                    .boxed(),
+            )
+            .map_err(|e| ProxyError::Internal(e.to_string()))
+    }
+
+    /// The routing decision (`Router::decide` in the product); a Block becomes a 403 here, so the
+    /// request path after this point only sees Tunnel and Intercept.
+    async fn decide(&self, routing: &Routing, target: &Target) -> Result<Decision, ProxyError> {
+        let decision = routing.resolver.resolve(target).await?;
+        match &decision.action {
+            Action::Block { reason } => Err(ProxyError::ConnectDenied {
+                target: target.to_string(),
+                reason: reason.to_string(),
+            }),
+            Action::Tunnel | Action::Intercept { .. } => Ok(decision),
+        }
+    }
 }
 
 /// Answers a head the guard rejected, then closes; pipelined bytes are never read (BAD-10).
