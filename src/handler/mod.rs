@@ -16,6 +16,9 @@
 //!   response is relayed with hop-by-hop headers removed.
 //! - One log line per request or tunnel: target, decision, hop, status, bytes, duration; never
 //!   credentials.
+//! - Each request reads the configuration-derived [`Routing`] once and keeps it to its end; a
+//!   reload ([`Proxy::reload_config`]) swaps in a new snapshot for the requests after it and closes
+//!   nothing (docs/ARCHITECTURE.md#live-configuration).
 
 pub mod head;
 mod intercept;
