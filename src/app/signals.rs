@@ -1,7 +1,7 @@
 //! Process signals: which ones stop the proxy, and which one must not.
 //!
 //! Contract:
-//! - [`shutdown`] installs every handler when it is called (before the proxy binds and announces
+//! - [`install`] installs every handler when it is called (before the proxy binds and announces
 //!   that it is ready, so a signal during startup is handled too) and returns a future that
 //!   completes on the first stop signal, after logging which one it was. The caller then stops
 //!   accepting and drains the connections in flight (see `listener::serve`).
