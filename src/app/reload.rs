@@ -39,10 +39,12 @@ use crate::intercept::LeafCache;
 use crate::route::Router;
 use crate::route::sts::StsDirectory;
 use crate::token::TokenManager;
+use crate::upstream::Upstream;
 
 /// What the configuration in force runs: replaced on each applied reload.
 struct Current {
     router: Arc<Router>,
+    upstream: Arc<Upstream>,
     /// Stopped when a new router replaces this one.
     sts_refresher: Option<AbortHandle>,
 }
@@ -97,6 +99,7 @@ impl Reloader {
             view: Arc::new(Mutex::new(view)),
             current: Mutex::new(Current {
                 router: services.router.clone(),
+                upstream: services.upstream.clone(),
                 sts_refresher,
             }),
             one_at_a_time: tokio::sync::Mutex::new(()),
@@ -164,6 +167,7 @@ impl Reloader {
         let config = config::load(self.source.file.as_deref(), &self.source.overrides)?;
         config.require_secrets(SecretUse::Serve)?;
         let (router, upstream) = routing_parts(&config, &self.bound, &self.upstream_tls).await?;
+        upstream.inherit_bad_proxies(&self.current().upstream);
         // Discovered STS hosts stay DIRECT while the new refresher rediscovers them.
         if let (true, Some(new), Some(old)) =
             (config.route.sts.discover, router.sts(), self.current_sts())
@@ -179,6 +183,7 @@ impl Reloader {
             .map(|leaves| intercept_state(&config, leaves, &self.upstream_tls, &self.tokens));
         let next = Current {
             router: router.clone(),
+            upstream: upstream.clone(),
             sts_refresher: spawn_sts_refresher(&router, &self.client, &config.route.sts),
         };
         let old = std::mem::replace(&mut *self.current(), next);
