@@ -51,6 +51,9 @@ struct Current {
 
 /// How often the file's content is compared with the one last read.
 pub const POLL: Duration = Duration::from_secs(2);
+/// A changed file is read again after this long and reloaded only when both reads agree, so a
+/// file caught half-written by its editor is not reported as invalid.
+const SETTLE: Duration = Duration::from_millis(300);
 
 /// Builds each new configuration's [`Routing`] over the services that outlive it.
 pub struct Reloader {
@@ -332,8 +335,14 @@ pub async fn watch(proxy: Arc<Proxy>, file: Option<PathBuf>, mut hangups: Hangup
             _ = tick.tick() => ReloadTrigger::FileChanged,
         };
         let now = file.as_deref().map(fingerprint);
-        if trigger == ReloadTrigger::FileChanged && now == seen {
-            continue;
+        if trigger == ReloadTrigger::FileChanged {
+            if now == seen {
+                continue;
+            }
+            tokio::time::sleep(SETTLE).await;
+            if file.as_deref().map(fingerprint) != now {
+                continue; // still being written: the next check sees it again
+            }
         }
         seen = now;
         proxy.reload_config(trigger).await;
