@@ -167,8 +167,12 @@ impl Reloader {
     /// Loads and validates the file, then builds the new routing; nothing running is touched
     /// until everything that can fail has succeeded.
     async fn build(&self) -> Result<(Routing, Vec<String>), Vec<String>> {
-        let config = config::load(self.source.file.as_deref(), &self.source.overrides)?;
+        let mut config = config::load(self.source.file.as_deref(), &self.source.overrides)?;
         config.require_secrets(SecretUse::Serve)?;
+        let restart_needed = restart_needed(&self.started, &config);
+        if self.started.intercept.enabled {
+            intercept_within(&mut config, &self.started.intercept.ca_domains());
+        }
         let (router, upstream) = routing_parts(&config, &self.bound, &self.upstream_tls).await?;
         upstream.inherit_bad_proxies(&self.current().upstream);
         // Discovered STS hosts stay DIRECT while the new refresher rediscovers them.
@@ -200,7 +204,7 @@ impl Reloader {
             admin: None,
         };
         routing.admin = Some(Arc::new(self.sources(&routing, &router)));
-        Ok((routing, restart_needed(&self.started, &config)))
+        Ok((routing, restart_needed))
     }
 
     /// The STS directory of the configuration in force (its discovered hosts carry over).
@@ -294,6 +298,16 @@ pub fn restart_needed(running: &Config, new: &Config) -> Vec<String> {
     out
 }
 
+/// Leaves out of the route the intercepted host patterns outside the running CA's `ca_domains`
+/// (its leaves could not be trusted for them): those hosts keep their running route until a
+/// restart, which [`restart_needed`] reports.
+fn intercept_within(new: &mut Config, ca_domains: &[String]) {
+    for rule in &mut new.route.intercept {
+        rule.hosts
+            .retain(|h| ca_domains.contains(&config::intercept::ca_domain(h)));
+    }
+}
+
 fn words(trigger: ReloadTrigger) -> &'static str {
     match trigger {
         ReloadTrigger::FileChanged => "configuration file changed",
@@ -385,5 +399,65 @@ mod tests {
         assert_eq!(needed.len(), 2, "{needed:?}");
         assert_eq!(needed[0], "listen (127.0.0.1:8765 → 127.0.0.1:9000)");
         assert!(needed[1].starts_with("max_connections ("), "{needed:?}");
+    }
+
+    #[test]
+    fn interception_turned_on_or_widened_beyond_the_ca_needs_a_restart() {
+        let off = config("[intercept]\nenabled = false\n");
+        let on = config("");
+        assert_eq!(
+            restart_needed(&off, &on),
+            ["intercept (turned on; the local CA is loaded at start)"]
+        );
+        assert_eq!(
+            restart_needed(&on, &off),
+            Vec::<String>::new(),
+            "turning it off applies"
+        );
+        let graph = config(
+            "[[intercept.profile]]\nname = \"graph\"\n\
+             hosts = { \"graph.microsoft.com\" = \"https://graph.microsoft.com\" }\n",
+        );
+        assert_eq!(
+            restart_needed(&on, &graph),
+            ["intercepted hosts outside the local CA's domains (graph.microsoft.com)"]
+        );
+        assert_eq!(
+            restart_needed(&graph, &on),
+            Vec::<String>::new(),
+            "narrowing applies"
+        );
+    }
+
+    #[test]
+    fn hosts_outside_the_running_ca_are_not_intercepted_until_a_restart() {
+        let running = config("");
+        let mut widened = config(
+            "[[intercept.profile]]\nname = \"graph\"\n\
+             hosts = { \"graph.microsoft.com\" = \"https://graph.microsoft.com\" }\n",
+        );
+        let hosts = |c: &Config| -> Vec<String> {
+            c.route
+                .intercept
+                .iter()
+                .flat_map(|r| r.hosts.clone())
+                .collect()
+        };
+        let before = hosts(&widened);
+        assert!(
+            before.contains(&"graph.microsoft.com".to_string()),
+            "{before:?}"
+        );
+        intercept_within(&mut widened, &running.intercept.ca_domains());
+        let after = hosts(&widened);
+        assert!(
+            !after.contains(&"graph.microsoft.com".to_string()),
+            "{after:?}"
+        );
+        assert_eq!(
+            after.len(),
+            before.len() - 1,
+            "the running hosts stay intercepted"
+        );
     }
 }
