@@ -19,6 +19,8 @@
 //! - [`check_not_writable_by_others`]: a config file or state dir that other users can change is
 //!   refused with the command that fixes it (module `perms`).
 //! - [`InstanceLock`]: one running proxy per state dir (module `instance`).
+//! - `registry::read_value` (Windows): the one registry reader, for the proxy settings and the
+//!   desktop install plan alike.
 //! - The OS calls live in small `cfg(windows)` modules (`windows_acl`, `dpapi`); the SDDL text and the
 //!   seam are platform-neutral and tested on Linux.
 
@@ -29,6 +31,8 @@ mod instance;
 mod perms;
 mod private;
 mod protect;
+#[cfg(windows)]
+pub(crate) mod registry;
 #[cfg(windows)]
 mod windows_acl;
 
