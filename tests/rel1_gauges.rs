@@ -98,14 +98,21 @@ fn back(base: &Reading, now: &Reading) -> Vec<String> {
         ("resident_memory_bytes", 32.0 * 1024.0 * 1024.0),
     ] {
         if now.get(name) > base.get(name) + slack {
-            off.push(format!("{name}: {} > {} + {slack}", now.get(name), base.get(name)));
+            off.push(format!(
+                "{name}: {} > {} + {slack}",
+                now.get(name),
+                base.get(name)
+            ));
         }
     }
     if now.fds > base.fds + 5 {
         off.push(format!("/proc/self/fd: {} > {} + 5", now.fds, base.fds));
     }
     if now.token_state != base.token_state {
-        off.push(format!("token state {} ≠ {}", now.token_state, base.token_state));
+        off.push(format!(
+            "token state {} ≠ {}",
+            now.token_state, base.token_state
+        ));
     }
     off
 }
@@ -136,7 +143,10 @@ async fn rel_1_gauges_come_back_to_baseline_after_a_burst() {
     assert!(peak.get("open_tunnels") >= tunnels, "{peak:?}");
     assert!(peak.get("open_connections") >= tunnels, "{peak:?}");
     assert!(peak.get("tasks") > base.get("tasks"), "{peak:?}");
-    assert!(peak.get("open_fds") >= base.get("open_fds") + tunnels, "{peak:?}");
+    assert!(
+        peak.get("open_fds") >= base.get("open_fds") + tunnels,
+        "{peak:?}"
+    );
     assert!(peak.fds >= base.fds + 2 * BURST, "{peak:?}");
     assert!(peak.get("resident_memory_bytes") > 0.0, "{peak:?}");
 
@@ -144,5 +154,8 @@ async fn rel_1_gauges_come_back_to_baseline_after_a_burst() {
     drop(blind);
     let after = settled(h.proxy, &base).await;
     let off = back(&base, &after);
-    assert!(off.is_empty(), "not back to baseline: {off:?}\nbefore: {base:?}\nafter: {after:?}");
+    assert!(
+        off.is_empty(),
+        "not back to baseline: {off:?}\nbefore: {base:?}\nafter: {after:?}"
+    );
 }

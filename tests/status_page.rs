@@ -283,7 +283,13 @@ async fn metrics_parse_with_the_prometheus_parser() {
     assert_eq!(family("exoproxy_tasks")["type"], "gauge");
     assert!(value("exoproxy_tasks", "exoproxy_tasks", serde_json::json!({})) >= 1.0);
     assert_eq!(family("exoproxy_open_fds")["type"], "gauge");
-    assert!(value("exoproxy_open_fds", "exoproxy_open_fds", serde_json::json!({})) >= 3.0);
+    assert!(
+        value(
+            "exoproxy_open_fds",
+            "exoproxy_open_fds",
+            serde_json::json!({})
+        ) >= 3.0
+    );
     let rss = family("exoproxy_resident_memory_bytes");
     assert_eq!(rss["type"], "gauge", "{rss:#}");
     let rss = value(
