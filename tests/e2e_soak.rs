@@ -1,7 +1,7 @@
 //! Soak (docs/TESTING.md#load-6, CI-sized): a WS-Man client (pypsrp, one whole session per run: 302,
 //! MS-WSMAN cookie, shell,
-//! command, delete) and a REST client (one keep-alive connection plus periodic front-door 302 checks)
-//! run together for `EXOPROXY_SOAK_SECS` (default 60) with 5-second tokens. Pass: 0 failed requests;
+//! command, delete), a REST client (one keep-alive connection plus periodic front-door 302 checks)
+//! and blind tunnels churning (one opened and closed every 500 ms) run together for `EXOPROXY_SOAK_SECS` (default 60) with 5-second tokens. Pass: 0 failed requests;
 //! token calls equal the rollovers (one refresh per token generation, never two close together),
 //! within the range the refresh schedule allows; resident memory grows less than 10 % after the
 //! first third (the plan's first hour, scaled), and once both clients stopped, open file
@@ -64,6 +64,21 @@ async fn rest_loop(h: Arc<Harness>, until: Instant) -> Tally {
     tally
 }
 
+/// Opens and closes a blind (not intercepted) tunnel every 500 ms: the plan's tunnel churn.
+async fn tunnel_loop(h: Arc<Harness>, until: Instant) -> Tally {
+    let mut tally = Tally::default();
+    while Instant::now() < until {
+        let (stream, head) = try_connect(h.proxy, "blind.test").await;
+        match head.starts_with("HTTP/1.1 200") {
+            true => tally.ok += 1,
+            false => tally.failed.push(format!("CONNECT blind.test: {head}")),
+        }
+        drop(stream);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tally
+}
+
 /// VmRSS of this process (proxy, emulator and clients), in KiB.
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
@@ -121,7 +136,9 @@ async fn load_4_6_wsman_and_rest_together_with_short_tokens() {
     });
     let rest = tokio::spawn(rest_loop(h.clone(), until));
     let wsman = tokio::spawn(wsman_loop(h.clone(), until));
+    let tunnels = tokio::spawn(tunnel_loop(h.clone(), until));
     let (rest, wsman) = (rest.await.unwrap(), wsman.await.unwrap());
+    let tunnels = tunnels.await.unwrap();
     let elapsed = started.elapsed();
     let calls = refresh_calls(&h) - calls_before;
     let (rss_warmed, rss_end) = (warmed.await.unwrap(), rss_kib());
@@ -132,7 +149,15 @@ async fn load_4_6_wsman_and_rest_together_with_short_tokens() {
         "WS-Man failures: {:#?}",
         wsman.failed
     );
-    assert!(rest.ok > 0 && wsman.ok > 0, "rest {rest:?} wsman {wsman:?}");
+    assert!(
+        tunnels.failed.is_empty(),
+        "tunnel failures: {:#?}",
+        tunnels.failed
+    );
+    assert!(
+        rest.ok > 0 && wsman.ok > 0 && tunnels.ok > 0,
+        "rest {rest:?} wsman {wsman:?} tunnels {tunnels:?}"
+    );
 
     // Rollovers: each refresh the proxy sent is a new token generation; two sent close together
     // would be a duplicate (a storm), so the gaps must be about a token's renewal period.
@@ -167,8 +192,8 @@ async fn load_4_6_wsman_and_rest_together_with_short_tokens() {
         "{calls} token calls in {secs:.1} s, expected {low:.0}..{high:.0}"
     );
     eprintln!(
-        "soak {secs:.1} s: REST ok {}, WS-Man sessions ok {}, token calls {calls}",
-        rest.ok, wsman.ok
+        "soak {secs:.1} s: REST ok {}, WS-Man sessions ok {}, tunnels ok {}, token calls {calls}",
+        rest.ok, wsman.ok, tunnels.ok
     );
 
     // LOAD-6's resource checks.
