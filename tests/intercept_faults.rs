@@ -6,135 +6,29 @@
 
 mod intercept_support;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use exoproxy::limits::Limits;
-use exoproxy::upstream::ConnectTo;
 use http_body_util::{BodyExt, Full};
 use intercept_support::*;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::server::TlsStream;
+use tokio::net::TcpStream;
 
 /// The host the scripted origin serves (intercepted, with a token audience).
 const HOST: &str = "outlook.office365.com";
 
-type Tls = TlsStream<TcpStream>;
-type Handler = Arc<dyn Fn(Tls) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+type Tls = OriginTls;
 
-/// An HTTPS origin for [`HOST`] running `handler` on each accepted TLS connection.
-struct Origin {
-    port: u16,
-    ca_pem: String,
-}
-
-async fn origin(handler: Handler) -> Origin {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec![HOST.to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &issuer)
-        .unwrap();
-    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![leaf.der().clone()], key)
-    .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let (acceptor, handler) = (acceptor.clone(), handler.clone());
-            tokio::spawn(async move {
-                if let Ok(tls) = acceptor.accept(stream).await {
-                    handler(tls).await;
-                }
-            });
-        }
-    });
-    Origin {
-        port,
-        ca_pem: ca.pem(),
-    }
+/// A scripted origin for [`HOST`].
+async fn origin(handler: OriginHandler) -> ScriptedOrigin {
+    scripted_origin(HOST, handler).await
 }
 
 /// The proxy with [`HOST`] mapped to `origin` (trusted upstream) and the given limits.
-async fn harness(origin: &Origin, limits: Limits) -> Harness {
-    Harness::start(Options {
-        connect_to: vec![ConnectTo {
-            host: HOST.into(),
-            port: None,
-            to_host: "127.0.0.1".into(),
-            to_port: origin.port,
-        }],
-        extra_roots: vec![origin.ca_pem.clone()],
-        limits,
-        ..Options::default()
-    })
-    .await
-}
-
-/// One request as the origin saw it.
-#[derive(Debug, Clone, Default)]
-struct Seen {
-    head: String,
-    /// `Content-Length` of the head (0 without one).
-    length: usize,
-    /// Body bytes that arrived before the stream ended or `length` was reached.
-    body: usize,
-}
-
-impl Seen {
-    fn complete(&self) -> bool {
-        self.body == self.length
-    }
-}
-
-/// Reads one request (head and a `Content-Length` body) until it is whole or the stream ends;
-/// `None` when the stream ended before a whole head.
-async fn read_request<S: AsyncRead + Unpin>(stream: &mut S) -> Option<Seen> {
-    let mut data = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    let end = loop {
-        if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => data.extend_from_slice(&buf[..n]),
-        }
-    };
-    let head = String::from_utf8_lossy(&data[..end]).into_owned();
-    let length = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse().unwrap())
-        })
-        .unwrap_or(0);
-    let mut body = data.len() - end;
-    while body < length {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => body += n,
-        }
-    }
-    Some(Seen { head, length, body })
+async fn harness(origin: &ScriptedOrigin, limits: Limits) -> Harness {
+    Harness::start(origin.options(HOST, limits)).await
 }
 
 /// A CONNECT tunnel to [`HOST`] with TLS trusting exoproxy's CA.
