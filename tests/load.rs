@@ -20,6 +20,10 @@ use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// The tests here measure latency, descriptors and memory of the whole process: they run one at a
+/// time (each holds this while it runs), so that one's burst is not another's p99.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// No single request or tunnel setup may take longer than this, loaded debug build included.
 const STALL: Duration = Duration::from_millis(500);
 
@@ -130,11 +134,14 @@ fn load_upstream(port: u16) -> UpstreamConfig {
     }
 }
 
-/// LOAD-1: absolute-form GETs from 16 clients at once: every one answered 2xx, none stalls. The
+/// LOAD-1: absolute-form GETs from 16 clients at once: every one answered 2xx, none stalls, RSS
+/// steady (< 10 % growth after the first third; this binary's other tests run beside it, so the
+/// figure is the whole process's). The
 /// proxy serves one plain request per client connection (every request passes the guard,
 /// `src/handler/mod.rs`), so each GET is a new connection; the origin keeps its side alive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_1_absolute_form_gets_from_16_clients_all_succeed() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let origin = origin_keeping_alive().await;
     let proxy = start_proxy(direct(), load_upstream(origin.port()), test_limits()).await;
     let direct_request = b"GET /load HTTP/1.1\r\nHost: origin.test\r\nConnection: close\r\n\r\n";
@@ -148,7 +155,14 @@ async fn load_1_absolute_form_gets_from_16_clients_all_succeed() {
 
     let request =
         b"GET http://origin.test/load HTTP/1.1\r\nHost: origin.test\r\nConnection: close\r\n\r\n";
-    let results = request_load(proxy.addr, request, 16, Instant::now() + run_for(3)).await;
+    let duration = run_for(3);
+    let started = Instant::now();
+    let warmed = tokio::spawn(async move {
+        tokio::time::sleep_until((started + duration / 3).into()).await;
+        rss_kib()
+    });
+    let results = request_load(proxy.addr, request, 16, started + duration).await;
+    let (rss_warmed, rss_end) = (warmed.await.unwrap(), rss_kib());
     let failed: Vec<_> = results
         .iter()
         .filter(|(s, _)| !(200..300).contains(s))
@@ -174,6 +188,21 @@ async fn load_1_absolute_form_gets_from_16_clients_all_succeed() {
         results.len()
     );
     assert!(through < STALL, "p99 {through:?}");
+    // RSS steady: no growth beyond 10 % after the first third of the run.
+    if let (Some(warmed), Some(end)) = (rss_warmed, rss_end) {
+        println!("LOAD-1: RSS {warmed} KiB after a third, {end} KiB at the end");
+        assert!(
+            end as f64 <= warmed as f64 * 1.10,
+            "RSS grew from {warmed} KiB to {end} KiB"
+        );
+    }
+}
+
+/// VmRSS of this process in KiB (Linux), or none where `/proc` is missing.
+fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// LOAD-2: CONNECT tunnels opened at 300 per second, each held about 0.67 s, so that about 200
@@ -182,6 +211,7 @@ async fn load_1_absolute_form_gets_from_16_clients_all_succeed() {
 /// kernel's accept queue and measures its 1 s retransmission, not the proxy (LOAD-5 is the burst).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_2_connect_tunnels_at_300_per_second_200_open_all_succeed() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     const EVERY: Duration = Duration::from_micros(3_333);
     const HOLD: Duration = Duration::from_millis(667);
     let echo = echo_origin().await;
@@ -234,6 +264,7 @@ fn open_fds() -> Option<usize> {
 /// CI-sized: a cap of 64 and a burst of 600 (the plan: 1 024 and 3 000).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_5_burst_against_the_connection_cap_is_refused_quickly_and_recovers() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     const CAP: usize = 64;
     const BURST: usize = 600;
     let echo = echo_origin().await;
@@ -320,6 +351,7 @@ async fn load_5_burst_against_the_connection_cap_is_refused_quickly_and_recovers
 /// stalled tunnel is closed at the tunnel idle limit, which the origin sees as a failed write.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_9_unread_50_mib_download_is_bounded_and_closed_at_idle() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     const DOWNLOAD: usize = 50 << 20;
     // Loopback socket buffers on both sides of the proxy (up to ~20 MiB with Linux autotuning)
     // plus the tunnel's 128 KiB cap; far below the download.
@@ -374,6 +406,7 @@ async fn load_9_unread_50_mib_download_is_bounded_and_closed_at_idle() {
 /// the proxy (LOAD-5 is the burst). The plan: 900 connections at a byte every 10 s against 15 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_7_slowloris_is_closed_at_the_head_timeout_while_gets_go_on() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     const SLOW: usize = 300;
     let head_timeout = Duration::from_secs(2);
     let origin = origin_keeping_alive().await;
