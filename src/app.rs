@@ -424,6 +424,7 @@ pub async fn start(
     spawn_sts_refresher(&services.router, &services.client, &config.route.sts);
     let limits = Limits {
         max_connections: config.max_connections,
+        streaming_idle: config.streaming_idle,
         ..Limits::default()
     };
     let mut proxy = Proxy::new(services.router.clone(), services.upstream.clone(), limits);

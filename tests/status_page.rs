@@ -279,6 +279,25 @@ async fn metrics_parse_with_the_prometheus_parser() {
             serde_json::json!({})
         ) >= 1.0
     );
+    // REL-1's process gauges (tests/rel1_gauges.rs follows them through a burst).
+    assert_eq!(family("exoproxy_tasks")["type"], "gauge");
+    assert!(value("exoproxy_tasks", "exoproxy_tasks", serde_json::json!({})) >= 1.0);
+    assert_eq!(family("exoproxy_open_fds")["type"], "gauge");
+    assert!(
+        value(
+            "exoproxy_open_fds",
+            "exoproxy_open_fds",
+            serde_json::json!({})
+        ) >= 3.0
+    );
+    let rss = family("exoproxy_resident_memory_bytes");
+    assert_eq!(rss["type"], "gauge", "{rss:#}");
+    let rss = value(
+        "exoproxy_resident_memory_bytes",
+        "exoproxy_resident_memory_bytes",
+        serde_json::json!({}),
+    );
+    assert!(rss >= 1024.0 * 1024.0, "{rss}");
     assert_eq!(family("exoproxy_relayed_bytes")["type"], "counter");
     let up = serde_json::json!({"direction": "up"});
     assert!(value("exoproxy_relayed_bytes", "exoproxy_relayed_bytes_total", up) >= 9.0);

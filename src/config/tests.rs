@@ -461,3 +461,21 @@ fn log_file_is_a_switch_or_a_path_under_the_state_dir() {
     assert!(err[0].message.contains("names no file"), "{err:?}");
     assert!(file("file = 3").is_err());
 }
+
+/// FLT-15: `[timeouts] streaming_idle_secs` sets the EWS stream-idle limit (35 min unless set);
+/// a value outside (0, 86400] is an error at its line.
+#[test]
+fn flt_15_streaming_idle_is_configured_and_checked() {
+    let cfg = check("").unwrap();
+    assert_eq!(cfg.streaming_idle, crate::limits::DEFAULT_STREAMING_IDLE);
+    let cfg = check("[timeouts]\nstreaming_idle_secs = 3600\n").unwrap();
+    assert_eq!(cfg.streaming_idle, std::time::Duration::from_secs(3600));
+    for bad in ["0", "-5", "100000"] {
+        let err = check(&format!("[timeouts]\n\nstreaming_idle_secs = {bad}\n")).unwrap_err();
+        assert_eq!(
+            paths_and_lines(&err),
+            vec![("timeouts.streaming_idle_secs", Some(3))],
+            "{bad}"
+        );
+    }
+}
