@@ -13,6 +13,11 @@ use super::status::{AccountView, Status};
 /// The countdown script, served as `/status.js`.
 pub const SCRIPT: &str = include_str!("status.js");
 
+/// The page's icon, served as `/favicon.ico` (SVG: browsers go by the media type, not the name).
+pub const ICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\">\
+    <rect width=\"16\" height=\"16\" rx=\"3\" fill=\"#24527a\"/>\
+    <path d=\"M4 4l8 8M12 4l-8 8\" stroke=\"#fff\" stroke-width=\"2\"/></svg>";
+
 /// The PowerShell line that trusts the downloaded CA for the current user.
 pub const TRUST_LINE: &str =
     r"Import-Certificate -FilePath .\exoproxy-ca.pem -CertStoreLocation Cert:\CurrentUser\Root";
