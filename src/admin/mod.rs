@@ -1,6 +1,6 @@
 //! Admin endpoints served on the proxy's own port: `GET /proxy.pac`, and the status surface
 //! (docs/STATUS.md): `GET /` (the page), `/status.json`, `/status.js`, `/exoproxy-ca.pem`,
-//! `/metrics` (Prometheus).
+//! `/metrics` (Prometheus), and the actions `POST /action/<name>` ([`action`]).
 //!
 //! Contract for the status surface ([`status_reply`]):
 //! - Origin-form `GET` only, and only when `Host` names our listen address ([`is_our_host`]): a
@@ -22,6 +22,7 @@
 //! - Patterns are emitted as JSON string literals (valid JS), matched with `shExpMatch` on the
 //!   lower-cased host; IP ranges (CIDR) are left to the proxy itself (a browser would need DNS).
 
+pub mod action;
 pub mod page;
 pub mod status;
 
@@ -66,7 +67,10 @@ pub struct Reply {
 /// interception is off, or the path is not ours).
 pub fn status_reply(path: &str, sources: &status::Sources) -> Option<Reply> {
     let (content_type, body) = match path {
-        "/" => ("text/html; charset=utf-8", page::render(&sources.status())),
+        "/" => (
+            "text/html; charset=utf-8",
+            page::render(&sources.status(), sources.actions.token().expose()),
+        ),
         "/status.json" => (
             "application/json",
             serde_json::to_string_pretty(&sources.status()).ok()?,
