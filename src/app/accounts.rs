@@ -201,6 +201,7 @@ fn status_text(status: &AccountStatus, upn: &str) -> String {
         AccountStatus::SignInPending {
             user_code,
             verification_uri,
+            ..
         } => format!("waiting for sign-in: open {verification_uri} and enter {user_code}"),
         AccountStatus::SignedOut => format!("signed out: run `exoproxy login {upn}`"),
     }
