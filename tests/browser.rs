@@ -97,33 +97,39 @@ impl SignedIn {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(addr).is_err() {
-            assert!(Instant::now() < deadline, "the proxy did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        SignedIn {
+        let started = SignedIn {
             sim,
             proxy,
             addr,
             state,
             _dir: dir,
+        };
+        // The port is bound before the admin surface (and its token file) is ready.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while started.try_status().is_none() {
+            assert!(Instant::now() < deadline, "the proxy did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        started
     }
 
     /// `/status.json`, as a same-user client that names us in `Host` reads it.
     fn status(&self) -> Value {
-        let mut stream = TcpStream::connect(self.addr).unwrap();
+        self.try_status().expect("/status.json answers 200")
+    }
+
+    fn try_status(&self) -> Option<Value> {
+        let mut stream = TcpStream::connect(self.addr).ok()?;
         let request = format!(
             "GET /status.json HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
             self.addr
         );
-        stream.write_all(request.as_bytes()).unwrap();
+        stream.write_all(request.as_bytes()).ok()?;
         let mut text = String::new();
-        stream.read_to_string(&mut text).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap();
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        serde_json::from_str(body).unwrap()
+        stream.read_to_string(&mut text).ok()?;
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.1 200")
+            .then(|| serde_json::from_str(body).unwrap())
     }
 
     fn account(&self) -> Value {
