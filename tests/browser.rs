@@ -405,6 +405,10 @@ async fn sec_12_13_a_page_on_another_origin_can_neither_read_the_status_nor_sign
     }))
     .await;
     assert_eq!(page_errors(&run), Vec::<String>::new(), "console errors");
+    let statuses: Vec<&Value> = (responses(&run, "POST", &signout).iter())
+        .map(|r| &r["status"])
+        .collect();
+    assert_eq!(statuses, [&json!(303)], "{:#}", run["responses"]);
     assert_eq!(p.account()["has_refresh_token"], false, "{}", p.status());
 }
 

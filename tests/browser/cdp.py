@@ -15,7 +15,8 @@ Steps, run in order, each giving one entry of "results":
     {"screenshot": "<file.png>"}      the whole page as PNG; the file name
     {"download": "<css selector>", "dir": "<dir>"}
                                       clicks the element, waits for the download; the file's path
-    {"wait_load": secs}               waits for the next load event (after a navigation)
+    {"wait_load": secs}               waits for a load event since the previous step began (the
+                                      navigation that step started)
 
 The result: {"results": [...], "console": [{"level", "text"}], "exceptions": [text],
 "log": [{"level", "source", "text", "url"}], "responses": [{"url", "method", "status", "headers"}],
@@ -28,9 +29,11 @@ by its pid, and its temp dirs are removed.
 """
 
 import base64
+import ctypes
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -84,7 +87,8 @@ class Browser:
         args.append("about:blank")
         self.proc = subprocess.Popen(
             args, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=open(os.path.join(self.home, "chromium.log"), "wb"))
+            stderr=open(os.path.join(self.home, "chromium.log"), "wb"),
+            preexec_fn=die_with_parent)
         port = self._debug_port()
         pages = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5))
         page = next(p for p in pages if p["type"] == "page")
@@ -94,6 +98,7 @@ class Browser:
         self.events = []
         self.requests = {}  # requestId -> (method, url), for the responses and failures
         self.download_state = None
+        self.previous_step = 0  # event number at which the previous step began
         self.out = {"results": [], "console": [], "exceptions": [], "log": [], "responses": [],
                     "failed": []}
 
@@ -156,25 +161,34 @@ class Browser:
         elif method == "Log.entryAdded":
             e = p["entry"]
             self.out["log"].append({k: e.get(k, "") for k in ("level", "source", "text", "url")})
-        elif method == "Network.responseReceived" and not p["response"]["url"].startswith("data:"):
-            r = p["response"]
-            self.out["responses"].append({"url": r["url"], "status": r["status"],
-                                          "headers": {k.lower(): v for k, v in r["headers"].items()},
-                                          "request_id": p["requestId"]})
         elif method == "Network.requestWillBeSent":
+            # A redirect reuses the request id: the response that redirected comes with the next
+            # request, and belongs to the request before it.
+            if "redirectResponse" in p:
+                self.response(p["requestId"], p["redirectResponse"])
             self.requests[p["requestId"]] = (p["request"]["method"], p["request"]["url"])
+        elif method == "Network.responseReceived":
+            self.response(p["requestId"], p["response"])
         elif method == "Network.loadingFailed":
-            self.out["failed"].append({"error": p.get("errorText", ""),
+            verb, url = self.requests.get(p["requestId"], ("", ""))
+            self.out["failed"].append({"method": verb, "url": url, "error": p.get("errorText", ""),
                                        "blocked": p.get("blockedReason", ""),
-                                       "cors": p.get("corsErrorStatus", {}).get("corsError", ""),
-                                       "request_id": p["requestId"]})
+                                       "cors": p.get("corsErrorStatus", {}).get("corsError", "")})
         elif method == "Browser.downloadProgress":
             self.download_state = p["state"]
 
-    def wait_event(self, method, secs):
+    def response(self, request_id, r):
+        if r["url"].startswith("data:"):
+            return
+        verb, _ = self.requests.get(request_id, ("", ""))
+        headers = {k.lower(): v for k, v in r["headers"].items()}
+        self.out["responses"].append({"method": verb, "url": r["url"], "status": r["status"],
+                                      "headers": headers})
+
+    def wait_event(self, method, secs, since):
+        """Waits until `method` has been seen since event number `since`."""
         deadline = time.time() + secs
-        start = len(self.events)
-        while method not in self.events[start:]:
+        while method not in self.events[since:]:
             if self.receive(deadline) is None:
                 raise RuntimeError(f"no {method} within {secs}s")
 
@@ -196,6 +210,11 @@ class Browser:
             self.proc.kill()
             self.proc.wait()
         shutil.rmtree(self.home, ignore_errors=True)
+
+
+def die_with_parent():
+    """In the child: SIGTERM when this driver dies, so a killed test leaves no browser behind."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def trust(home, pem):
@@ -246,7 +265,7 @@ def run_step(b, step):
         files = [os.path.join(step["dir"], n) for n in os.listdir(step["dir"])]
         return files[0] if len(files) == 1 else files
     if "wait_load" in step:
-        b.wait_event("Page.loadEventFired", step["wait_load"])
+        b.wait_event("Page.loadEventFired", step["wait_load"], b.previous_step)
         return None
     raise RuntimeError(f"unknown step {step}")
 
@@ -257,17 +276,16 @@ def main():
     try:
         for domain in ("Page", "Runtime", "Log", "Network"):
             b.call(f"{domain}.enable")
+        since = len(b.events)
         b.call("Page.navigate", url=plan["url"])
-        b.wait_event("Page.loadEventFired", 15)
+        b.wait_event("Page.loadEventFired", 15, since)
         for step in plan["steps"]:
+            b.previous_step, since = since, len(b.events)
             b.out["results"].append(run_step(b, step))
         # Events already sent (late console messages, responses) are recorded before the end.
         b.receive(time.time() + 0.2)
     finally:
         b.close()
-    for r in b.out["responses"] + b.out["failed"]:
-        r["method"], url = b.requests.get(r.pop("request_id"), ("", ""))
-        r.setdefault("url", url)
     json.dump(b.out, sys.stdout)
 
 
