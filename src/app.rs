@@ -37,8 +37,10 @@ pub mod accounts;
 pub mod demo;
 pub mod desktop;
 pub mod log;
+pub mod running;
 mod services;
 pub mod signals;
+pub mod status;
 
 pub use services::Services;
 
