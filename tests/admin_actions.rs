@@ -60,6 +60,9 @@ async fn output(mut cmd: Command) -> Output {
     .unwrap()
 }
 
+/// Request headers: name, value.
+type Headers<'a> = Vec<(&'a str, &'a str)>;
+
 /// A raw reply: status, lower-cased head, body.
 struct Reply {
     status: u16,
@@ -289,7 +292,7 @@ async fn sec_9_an_action_without_or_with_a_wrong_token_is_401_and_changes_nothin
     let origin = env.origin();
     let account = format!("account={ADMIN}");
     let wrong = format!("token={}&account={ADMIN}", "0".repeat(64));
-    let cases: [(&str, Vec<(&str, &str)>, &str); 4] = [
+    let cases: [(&str, Headers, &str); 4] = [
         ("no token at all", vec![("Origin", &origin)], &account),
         ("a wrong form token", vec![("Origin", &origin)], &wrong),
         (
@@ -342,7 +345,7 @@ async fn sec_12_a_foreign_origin_a_form_without_origin_or_text_plain_is_403() {
     let token = env.admin_token();
     let origin = env.origin();
     let body = format!("token={token}&account={ADMIN}");
-    let cases: [(&str, Vec<(&str, &str)>); 5] = [
+    let cases: [(&str, Headers); 5] = [
         (
             "a foreign Origin",
             vec![
@@ -547,7 +550,7 @@ async fn a_waiting_client_and_signin_share_one_device_code() {
     assert_eq!(account["sign_in"]["user_code"], code.as_str(), "{account}");
 
     // `exoproxy login` prints the same code and waits until it is approved.
-    let mut login = env
+    let login = env
         .exoproxy(&["login", ADMIN])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

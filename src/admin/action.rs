@@ -504,7 +504,7 @@ fn secs(d: Duration) -> i64 {
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| secs(d))
+        .map_or(0, secs)
 }
 
 /// `2026-12-07T18:23:21Z` for Unix seconds.

@@ -5,9 +5,9 @@
 //!
 //! Actions (docs/STATUS.md, "Actions") are plain `<form method="post">`s, one per action and
 //! account, each with the admin token as a hidden `token` field: they work without JavaScript, the
-//! browser sends our own `Origin`, and the reply is a 303 back here, where [`last_action`] shows the
-//! outcome. The token is in the page because the page is readable only by the same OS user and only
-//! same-origin (the `Host` gate stops DNS rebinding).
+//! browser sends our own `Origin`, and the reply is a 303 back here, where the `last-action`
+//! paragraph shows the outcome. The token is in the page because the page is readable only by the
+//! same OS user and only same-origin (the `Host` gate stops DNS rebinding).
 
 use std::fmt::Write;
 
