@@ -115,7 +115,15 @@ pub enum Command {
     /// PAC tools.
     #[command(subcommand)]
     Pac(PacCommand),
-    /// Sign in an account now (device code by default) and keep its tokens for the proxy.
+    /// What the running proxy says about itself: accounts, tokens, upstream, CA, recent errors
+    /// (its /status.json).
+    Status {
+        /// Print the raw /status.json instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign in an account now (device code by default) and keep its tokens for the proxy; through
+    /// the running proxy when one runs for this state dir (used at once, same code as it shows).
     Login {
         /// e.g. admin@contoso.com
         upn: String,
@@ -125,7 +133,8 @@ pub enum Command {
         #[command(flatten)]
         network: NetworkArgs,
     },
-    /// Forget an account's tokens (memory and disk).
+    /// Forget an account's tokens (memory and disk); through the running proxy when one runs, which
+    /// then stops renewing them until the next login.
     Logout {
         /// e.g. admin@contoso.com
         upn: String,

@@ -64,6 +64,7 @@ fn main() -> ExitCode {
             app::block_on(accounts::login(&config, upn, flow.as_deref()))
         }
         Some(Command::Logout { upn }) => app::block_on(accounts::logout(&config, upn)),
+        Some(Command::Status { json }) => app::block_on(app::status::status(&config, *json)),
         Some(Command::Accounts) => app::block_on(accounts::accounts(&config)),
         Some(Command::Token { upn, audience, .. }) => {
             app::block_on(accounts::token(&config, upn, audience.as_deref()))

@@ -131,6 +131,13 @@ async fn status_json_page_script_and_ca_for_our_own_host() {
     assert_security_headers(&head, "/exoproxy-ca.pem");
     assert_eq!(pem, h.ca_pem);
 
+    // The icon a browser asks for with every page (a refusal would be a console error).
+    let (status, head, icon) = raw(h.proxy, "GET", "/favicon.ico", &host).await;
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: image/svg+xml"), "{head}");
+    assert_security_headers(&head, "/favicon.ico");
+    assert!(icon.starts_with("<svg "), "{icon}");
+
     // `localhost:<port>` names us too.
     let localhost = format!("localhost:{}", h.proxy.port());
     let (status, _, _) = raw(h.proxy, "GET", "/status.json", &localhost).await;

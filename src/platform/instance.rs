@@ -9,7 +9,8 @@
 //! would keep the second process from reading the lock file itself). A second process that finds the
 //! lock held fails with a message naming that pid; the file's content is only believed while the
 //! lock is held, so a stale `exoproxy.pid` is harmless. CLI commands (`accounts`, `login`, …) do not
-//! take the lock: they must work while the proxy runs.
+//! take the lock: they must work while the proxy runs. [`running`] tells them whether a proxy holds
+//! it, and where it listens (so `login` / `logout` / `status` can go through it).
 
 use std::fs::{File, OpenOptions};
 use std::net::SocketAddr;
@@ -57,6 +58,30 @@ impl InstanceLock {
     }
 }
 
+/// The listen addresses of the proxy that holds `state_dir`'s lock, or `None` when none does.
+/// Looks at the lock only when the recorded pid is alive, and then with a shared lock released at
+/// once, so a proxy starting at that moment is not kept from its own lock but by a vanishing chance.
+pub(crate) fn running(state_dir: &Path) -> Option<Vec<SocketAddr>> {
+    let recorded = std::fs::read_to_string(pid_path(state_dir)).ok()?;
+    let mut lines = recorded.lines();
+    let pid: u32 = lines.next()?.trim().parse().ok()?;
+    if !super::pid_alive(pid) {
+        return None;
+    }
+    let addrs: Vec<SocketAddr> = (lines.next().unwrap_or_default().split_whitespace())
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(state_dir.join(LOCK_FILE))
+        .ok()?;
+    match file.try_lock_shared() {
+        Err(std::fs::TryLockError::WouldBlock) => Some(addrs),
+        Ok(()) | Err(std::fs::TryLockError::Error(_)) => None,
+    }
+}
+
 fn pid_path(state_dir: &Path) -> PathBuf {
     state_dir.join(PID_FILE)
 }
@@ -99,6 +124,21 @@ mod tests {
         assert!(err.contains(&tmp.path().display().to_string()), "{err}");
         drop(first);
         let _again = InstanceLock::acquire(tmp.path(), &[]).unwrap();
+    }
+
+    #[test]
+    fn running_names_the_lock_holder_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(running(tmp.path()), None);
+        let listen: Vec<SocketAddr> = vec!["127.0.0.1:8765".parse().unwrap()];
+        let held = InstanceLock::acquire(tmp.path(), &listen).unwrap();
+        assert_eq!(running(tmp.path()), Some(listen.clone()));
+        drop(held);
+        assert_eq!(
+            running(tmp.path()),
+            None,
+            "a pid file without the lock is stale"
+        );
     }
 
     #[test]
