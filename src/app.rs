@@ -36,6 +36,7 @@ pub mod accounts;
 pub mod demo;
 pub mod desktop;
 pub mod log;
+pub mod panic;
 mod services;
 pub mod signals;
 

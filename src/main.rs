@@ -8,6 +8,8 @@ use exoproxy::cli::{CaCommand, Cli, Command, ConfigCommand, PacCommand};
 use exoproxy::config::{Config, SecretUse};
 
 fn main() -> ExitCode {
+    // First: a panic report never carries request data (docs/TESTING.md#sec-20).
+    app::panic::install();
     let cli = Cli::parse_args();
     let overrides = cli.overrides();
     let flag = cli.global.log_level();

@@ -1,6 +1,6 @@
 //! Admin endpoints served on the proxy's own port: `GET /proxy.pac`, and the status surface
 //! (docs/STATUS.md): `GET /` (the page), `/status.json`, `/status.js`, `/exoproxy-ca.pem`,
-//! `/metrics` (Prometheus).
+//! `/metrics` (Prometheus), `/healthz` (liveness: `ok`, docs/TESTING.md#rel-4).
 //!
 //! Contract for the status surface ([`status_reply`]):
 //! - Origin-form `GET` only, and only when `Host` names our listen address ([`is_our_host`]): a
@@ -47,12 +47,13 @@ pub const SECURITY_HEADERS: [(&str, &str); 4] = [
 ];
 
 /// The status-surface paths.
-pub const STATUS_PATHS: [&str; 5] = [
+pub const STATUS_PATHS: [&str; 6] = [
     "/",
     "/status.json",
     "/status.js",
     "/exoproxy-ca.pem",
     "/metrics",
+    "/healthz",
 ];
 
 /// One status-surface reply: media type and body.
@@ -77,6 +78,9 @@ pub fn status_reply(path: &str, sources: &status::Sources) -> Option<Reply> {
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             crate::summary::metrics_text(),
         ),
+        // Liveness for a watchdog: answered from our state alone, never waiting for the PAC worker,
+        // the IdP or an upstream (docs/TESTING.md#rel-4). Degraded states are in /status.json.
+        "/healthz" => ("text/plain; charset=utf-8", "ok\n".to_string()),
         _ => return None,
     };
     Some(Reply { content_type, body })

@@ -11,6 +11,7 @@
 pub mod file;
 pub mod intercept;
 mod keys;
+pub mod secret_vars;
 pub mod validate;
 
 use std::fmt;
