@@ -51,6 +51,9 @@ fn main() -> ExitCode {
             Ok(guard) => guard,
             Err(code) => return code,
         };
+    if exoproxy::cli::password_on_command_line(std::env::args_os()) {
+        tracing::warn!("{}", exoproxy::cli::PASSWORD_ON_COMMAND_LINE);
+    }
     if let Err(code) = require_secrets(&cli, &config) {
         return code;
     }

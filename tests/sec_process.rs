@@ -157,6 +157,41 @@ fn sec_21_no_secret_on_the_command_line_or_in_a_readable_environment() {
     }
 }
 
+/// A password written into `--upstream` is readable in the process list: the proxy still runs (the
+/// admin chose it) but warns and names the safe channels; the password itself is not logged.
+#[test]
+fn sec_21_a_password_on_the_command_line_gets_a_warning() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_exoproxy"));
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    cmd.args([
+        "--state-dir",
+        &state.display().to_string(),
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .args([
+        "--upstream",
+        &format!("http://svc:{PROXY_PASSWORD}@127.0.0.1:9"),
+    ])
+    .env_remove("EXOPROXY_LOG")
+    .env_remove("EXOPROXY_UPSTREAM")
+    .env_remove("EXOPROXY_CONFIG")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let lines = read_lines(child.stderr.take().unwrap());
+    let (warned, seen) = lines_until(&lines, Duration::from_secs(10), |l| {
+        l.contains(exoproxy::cli::PASSWORD_ON_COMMAND_LINE)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(warned, "no warning: {seen:?}");
+    assert!(seen.iter().all(|l| !l.contains(PROXY_PASSWORD)), "{seen:?}");
+}
+
 // === REL-4 ===
 
 /// `/healthz` is served from the proxy's own state: while every PAC worker is busy with an endless
@@ -167,15 +202,25 @@ fn sec_21_no_secret_on_the_command_line_or_in_a_readable_environment() {
 fn rel_4_healthz_answers_at_once_while_the_pac_worker_is_wedged() {
     let dir = tempfile::tempdir().unwrap();
     let pac = dir.path().join("wedged.pac");
-    std::fs::write(&pac, "function FindProxyForURL(url, host) { while (true) {} }").unwrap();
-    let mut proxy = start_with(&format!("[upstream]\npac = {:?}\n", pac.display().to_string()), &[]);
+    std::fs::write(
+        &pac,
+        "function FindProxyForURL(url, host) { while (true) {} }",
+    )
+    .unwrap();
+    let mut proxy = start_with(
+        &format!("[upstream]\npac = {:?}\n", pac.display().to_string()),
+        &[],
+    );
     let addr = proxy.addr;
     let lines = read_lines(proxy.child.stderr.take().unwrap());
     let (ready, seen) = lines_until(&lines, Duration::from_secs(10), |l| l.contains("ready"));
     assert!(ready, "no ready line: {seen:?}");
 
     let wrong_host = exchange(addr, &healthz("evil.example:80"), Duration::from_secs(5));
-    assert!(status_line(&wrong_host).starts_with("HTTP/1.1 400"), "{wrong_host}");
+    assert!(
+        status_line(&wrong_host).starts_with("HTTP/1.1 400"),
+        "{wrong_host}"
+    );
 
     // Keep the PAC worker wedged: 8 clients, each CONNECT waits for an evaluation that loops.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -209,7 +254,9 @@ fn rel_4_healthz_answers_at_once_while_the_pac_worker_is_wedged() {
         assert!(status_line(&answer).starts_with("HTTP/1.1 200"), "{answer}");
         assert_eq!(answer.split_once("\r\n\r\n").unwrap().1, "ok\n");
         assert!(
-            answer.to_ascii_lowercase().contains("content-type: text/plain"),
+            answer
+                .to_ascii_lowercase()
+                .contains("content-type: text/plain"),
             "{answer}"
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -220,7 +267,10 @@ fn rel_4_healthz_answers_at_once_while_the_pac_worker_is_wedged() {
     }
     // The PAC path really was wedged: a CONNECT waited at least one evaluation budget.
     let slowest = *slowest.lock().unwrap();
-    assert!(slowest >= Duration::from_millis(250), "PAC not wedged: {slowest:?}");
+    assert!(
+        slowest >= Duration::from_millis(250),
+        "PAC not wedged: {slowest:?}"
+    );
     probes.sort();
     assert!(probes[5] < Duration::from_millis(100), "{probes:?}");
     assert!(probes[9] < Duration::from_millis(250), "{probes:?}");
