@@ -77,6 +77,8 @@ pub struct Options {
     pub canary: Option<String>,
     /// Give the token manager a real state dir (`<temp dir>/state`) instead of memory only.
     pub state_dir: bool,
+    /// The proxy's limits (timeouts, connection cap).
+    pub limits: Limits,
 }
 
 impl Default for Options {
@@ -89,6 +91,7 @@ impl Default for Options {
             extra_roots: Vec::new(),
             canary: None,
             state_dir: false,
+            limits: Limits::default(),
         }
     }
 }
@@ -155,7 +158,7 @@ impl Harness {
             intercept: Some(intercept.clone()),
             started: tokio::time::Instant::now(),
         });
-        let proxy = Proxy::new(router, upstream, Limits::default())
+        let proxy = Proxy::new(router, upstream, options.limits.clone())
             .with_intercept(intercept.clone())
             .with_admin(admin);
         let (stop, stopped) = oneshot::channel::<()>();
