@@ -11,7 +11,6 @@
 pub mod file;
 pub mod intercept;
 mod keys;
-pub mod secret_vars;
 pub mod validate;
 
 use std::fmt;

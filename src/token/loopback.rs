@@ -108,13 +108,13 @@ pub fn open_browser(url: &str) -> io::Result<()> {
 /// (docs/TESTING.md#sec-21), no console streams.
 fn browser_command(url: &str) -> std::process::Command {
     let mut command = if cfg!(windows) {
-        let mut c = crate::config::secret_vars::command("rundll32");
+        let mut c = crate::platform::secret_env::command("rundll32");
         c.arg("url.dll,FileProtocolHandler");
         c
     } else if cfg!(target_os = "macos") {
-        crate::config::secret_vars::command("open")
+        crate::platform::secret_env::command("open")
     } else {
-        crate::config::secret_vars::command("xdg-open")
+        crate::platform::secret_env::command("xdg-open")
     };
     command
         .arg(url)
@@ -131,13 +131,7 @@ mod tests {
     /// The browser never inherits a variable the configuration names as a secret.
     #[test]
     fn sec_21_the_browser_gets_no_secret_variable() {
-        let text = "[[account]]\nupn = \"app@contoso.test\"\nflow = \"secret\"\n\
-                    client_id = \"app\"\nsecret_env = \"EXO_SEC21_BROWSER_SECRET\"\n\
-                    authority = \"https://127.0.0.1:9\"\n";
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("c.toml");
-        std::fs::write(&file, text).unwrap();
-        let _ = crate::config::load(Some(&file), &crate::config::Overrides::default());
+        crate::platform::secret_env::remember("EXO_SEC21_BROWSER_SECRET");
         let command = browser_command("https://login.example/");
         let removed: Vec<_> = command
             .get_envs()
