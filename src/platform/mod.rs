@@ -32,7 +32,7 @@ mod instance;
 mod perms;
 mod private;
 mod protect;
-pub mod secret_env;
+pub(crate) mod secret_env;
 #[cfg(windows)]
 pub(crate) mod registry;
 #[cfg(windows)]

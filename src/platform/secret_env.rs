@@ -28,7 +28,7 @@ pub(crate) fn remember(var: &str) {
 }
 
 /// The variables remembered so far.
-pub fn names() -> Vec<String> {
+pub(crate) fn names() -> Vec<String> {
     NAMES
         .lock()
         .map(|names| names.iter().cloned().collect())
@@ -36,7 +36,7 @@ pub fn names() -> Vec<String> {
 }
 
 /// A command for `program` whose environment lacks every remembered secret variable.
-pub fn command(program: impl AsRef<OsStr>) -> Command {
+pub(crate) fn command(program: impl AsRef<OsStr>) -> Command {
     let mut command = Command::new(program);
     for name in names() {
         command.env_remove(name);
