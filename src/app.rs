@@ -38,6 +38,7 @@ pub mod demo;
 pub mod desktop;
 pub mod log;
 pub mod running;
+pub mod panic;
 mod services;
 pub mod signals;
 pub mod status;

@@ -8,6 +8,8 @@ use exoproxy::cli::{CaCommand, Cli, Command, ConfigCommand, PacCommand};
 use exoproxy::config::{Config, SecretUse};
 
 fn main() -> ExitCode {
+    // First: a panic report never carries request data (docs/TESTING.md#sec-20).
+    app::panic::install();
     let cli = Cli::parse_args();
     let overrides = cli.overrides();
     let flag = cli.global.log_level();
@@ -49,6 +51,9 @@ fn main() -> ExitCode {
             Ok(guard) => guard,
             Err(code) => return code,
         };
+    if exoproxy::cli::password_on_command_line(std::env::args_os()) {
+        tracing::warn!("{}", exoproxy::cli::PASSWORD_ON_COMMAND_LINE);
+    }
     if let Err(code) = require_secrets(&cli, &config) {
         return code;
     }

@@ -1,7 +1,8 @@
 //! Admin endpoints served on the proxy's own port: `GET /proxy.pac`, and the status surface
 //! (docs/STATUS.md): `GET /` (the page), `/status.json`, `/status.js`, `/exoproxy-ca.pem`,
-//! `/metrics` (Prometheus), `/favicon.ico` (a browser asks for it on every page; a refusal would
-//! be an error in the page's console), and the actions `POST /action/<name>` ([`action`]).
+//! `/metrics` (Prometheus), `/healthz` (liveness: `ok`, docs/TESTING.md#rel-4), `/favicon.ico` (a
+//! browser asks for it on every page; a refusal would be an error in the page's console), and the
+//! actions `POST /action/<name>` ([`action`]).
 //!
 //! Contract for the status surface ([`status_reply`]):
 //! - Origin-form `GET` only, and only when `Host` names our listen address ([`is_our_host`]): a
@@ -49,13 +50,14 @@ pub const SECURITY_HEADERS: [(&str, &str); 4] = [
 ];
 
 /// The status-surface paths.
-pub const STATUS_PATHS: [&str; 6] = [
+pub const STATUS_PATHS: [&str; 7] = [
     "/",
     "/status.json",
     "/status.js",
     "/exoproxy-ca.pem",
     "/metrics",
     "/favicon.ico",
+    "/healthz",
 ];
 
 /// One status-surface reply: media type and body.
@@ -84,6 +86,9 @@ pub fn status_reply(path: &str, sources: &status::Sources) -> Option<Reply> {
             crate::summary::metrics_text(),
         ),
         "/favicon.ico" => ("image/svg+xml", page::ICON.to_string()),
+        // Liveness for a watchdog: answered from our state alone, never waiting for the PAC worker,
+        // the IdP or an upstream (docs/TESTING.md#rel-4). Degraded states are in /status.json.
+        "/healthz" => ("text/plain; charset=utf-8", "ok\n".to_string()),
         _ => return None,
     };
     Some(Reply { content_type, body })

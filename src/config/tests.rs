@@ -479,3 +479,19 @@ fn flt_15_streaming_idle_is_configured_and_checked() {
         );
     }
 }
+
+/// Every variable the file names as holding a secret, set or not, is kept from child processes
+/// (docs/TESTING.md#sec-21).
+#[test]
+fn sec_21_secret_variables_are_remembered_for_child_processes() {
+    let text = "[upstream]\nproxies = [\"http://p.test:8080\"]\n\n\
+                [[upstream.credentials]]\nproxy = \"p.test:8080\"\nusername = \"u\"\n\
+                password_env = \"EXO_SEC21_CFG_PASSWORD\"\n\n\
+                [[account]]\nupn = \"app@contoso.test\"\nflow = \"secret\"\nclient_id = \"app\"\n\
+                secret_env = \"EXO_SEC21_CFG_SECRET\"\n";
+    let _ = check(text);
+    let names = crate::platform::secret_env::names();
+    for var in ["EXO_SEC21_CFG_PASSWORD", "EXO_SEC21_CFG_SECRET"] {
+        assert!(names.iter().any(|n| n == var), "{var} not in {names:?}");
+    }
+}

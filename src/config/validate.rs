@@ -55,6 +55,7 @@ impl Errors {
         var: &str,
         account: Option<&str>,
     ) -> Option<String> {
+        crate::platform::secret_env::remember(var);
         let value = env(var).filter(|v| !v.is_empty());
         if value.is_none() {
             let error = self.error_at(path, format!("environment variable {var} is not set"));

@@ -207,6 +207,8 @@ impl Proxy {
         alive: mpsc::Sender<()>,
         addrs: ClientAddrs,
     ) -> Result<Response<ProxyBody>, Infallible> {
+        #[cfg(feature = "demo")]
+        inject_panic(&req);
         let started = Instant::now();
         let method = req.method().clone();
         let uri = redact_uri(req.uri());
@@ -584,6 +586,20 @@ fn admin_response(
                 .boxed(),
         )
         .map_err(|e| ProxyError::Internal(e.to_string()))
+}
+
+/// SEC-20's fault injection (docs/TESTING.md#sec-20), only in builds with the `demo` feature (the
+/// test suite's; never the product binary): a request carrying this header panics in the handler.
+#[cfg(feature = "demo")]
+pub const TEST_PANIC_HEADER: &str = "x-exoproxy-test-panic";
+
+/// Panics on [`TEST_PANIC_HEADER`] with the request's headers in the message, as a careless
+/// `unwrap` on request data would: the panic report must withhold them (`app::panic`).
+#[cfg(feature = "demo")]
+fn inject_panic(req: &Request<Incoming>) {
+    if req.headers().contains_key(TEST_PANIC_HEADER) {
+        panic!("injected panic; request headers: {:?}", req.headers());
+    }
 }
 
 /// Answers a head the guard rejected, then closes; pipelined bytes are never read (BAD-10).

@@ -21,6 +21,7 @@
 //! - [`InstanceLock`]: one running proxy per state dir (module `instance`).
 //! - `registry::read_value` (Windows): the one registry reader, for the proxy settings and the
 //!   desktop install plan alike.
+//! - [`secret_env`]: the environment variables that hold secrets never reach a process we start.
 //! - The OS calls live in small `cfg(windows)` modules (`windows_acl`, `dpapi`); the SDDL text and the
 //!   seam are platform-neutral and tested on Linux.
 
@@ -31,6 +32,7 @@ mod instance;
 mod perms;
 mod private;
 mod protect;
+pub(crate) mod secret_env;
 #[cfg(windows)]
 pub(crate) mod registry;
 #[cfg(windows)]
