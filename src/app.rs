@@ -424,6 +424,7 @@ pub async fn start(
         .iter()
         .filter_map(|l| l.local_addr().ok())
         .collect();
+    crate::platform::record_bound(&config.state_dir, &bound);
     let services = Services::build(config, &bound).await?;
     spawn_sts_refresher(&services.router, &services.client, &config.route.sts);
     let limits = Limits {

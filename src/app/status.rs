@@ -226,11 +226,13 @@ fn state_words(state: &str, upn: &str) -> String {
     }
 }
 
-/// `1h 02m 03s` / `4m 05s` for seconds (negative: `0m 00s`).
+/// `1824d 23h` / `1h 02m 03s` / `4m 05s` for seconds (negative: `0m 00s`).
 fn duration(secs: i64) -> String {
     let secs = secs.max(0);
     let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    if h > 0 {
+    if h >= 48 {
+        format!("{}d {}h", h / 24, h % 24)
+    } else if h > 0 {
         format!("{h}h {m:02}m {s:02}s")
     } else {
         format!("{m}m {s:02}s")
@@ -270,5 +272,6 @@ mod tests {
         ] {
             assert!(out.contains(expected), "{expected:?} in:\n{out}");
         }
+        assert_eq!(duration(5 * 365 * 86_400), "1825d 0h");
     }
 }

@@ -82,6 +82,20 @@ pub(crate) fn running(state_dir: &Path) -> Option<Vec<SocketAddr>> {
     }
 }
 
+/// Rewrites the pid file with the addresses actually bound (a configured port 0 becomes the real
+/// port), but only when the file names this process: only the lock holder may speak for the dir.
+pub(crate) fn record_bound(state_dir: &Path, bound: &[SocketAddr]) {
+    let recorded = std::fs::read_to_string(pid_path(state_dir)).unwrap_or_default();
+    if recorded.lines().next() != Some(std::process::id().to_string().as_str()) {
+        return;
+    }
+    let addrs: Vec<String> = bound.iter().map(SocketAddr::to_string).collect();
+    let holder = format!("{}\n{}\n", std::process::id(), addrs.join(" "));
+    if let Err(e) = super::write_private_atomic(&pid_path(state_dir), holder.as_bytes()) {
+        tracing::warn!(dir = %state_dir.display(), error = %e, "could not record the listen addresses");
+    }
+}
+
 fn pid_path(state_dir: &Path) -> PathBuf {
     state_dir.join(PID_FILE)
 }
@@ -133,11 +147,25 @@ mod tests {
         let listen: Vec<SocketAddr> = vec!["127.0.0.1:8765".parse().unwrap()];
         let held = InstanceLock::acquire(tmp.path(), &listen).unwrap();
         assert_eq!(running(tmp.path()), Some(listen.clone()));
+        let bound: Vec<SocketAddr> = vec!["127.0.0.1:40001".parse().unwrap()];
+        record_bound(tmp.path(), &bound);
+        assert_eq!(
+            running(tmp.path()),
+            Some(bound.clone()),
+            "port 0 becomes the real port"
+        );
         drop(held);
         assert_eq!(
             running(tmp.path()),
             None,
             "a pid file without the lock is stale"
+        );
+        std::fs::write(tmp.path().join(PID_FILE), "1\n127.0.0.1:1\n").unwrap();
+        record_bound(tmp.path(), &bound);
+        let kept = std::fs::read_to_string(tmp.path().join(PID_FILE)).unwrap();
+        assert_eq!(
+            kept, "1\n127.0.0.1:1\n",
+            "another process's record is not ours to change"
         );
     }
 
