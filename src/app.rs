@@ -14,6 +14,8 @@ use std::sync::Arc;
 use rustls_pki_types::CertificateDer;
 use tokio::net::TcpListener;
 
+use crate::admin::action::{Actions, AdminToken};
+use crate::admin::status::ReloadRequests;
 use crate::client::OutboundClient;
 use crate::config::{self, Config, Overrides};
 use crate::handler::Proxy;
@@ -36,9 +38,12 @@ pub mod accounts;
 pub mod demo;
 pub mod desktop;
 pub mod log;
+pub mod panic;
 pub mod reload;
+pub mod running;
 mod services;
 pub mod signals;
+pub mod status;
 
 pub use services::Services;
 
@@ -421,10 +426,12 @@ async fn serve_live(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let (source, hangups) = live.unzip();
-    let (proxy, listeners, _services) = start_with(&config, source.clone()).await?;
+    let (reload_requests, admin_reloads) = tokio::sync::mpsc::unbounded_channel();
+    let reloadable = source.clone().map(|source| (source, reload_requests));
+    let (proxy, listeners, _services) = start_with(&config, reloadable).await?;
     let watcher = hangups.map(|hangups| {
         let file = source.and_then(|s| s.file);
-        tokio::spawn(reload::watch(proxy.clone(), file, hangups))
+        tokio::spawn(reload::watch(proxy.clone(), file, hangups, admin_reloads))
     });
     let (stop_summary, stopped) = tokio::sync::oneshot::channel::<()>();
     let summary = tokio::spawn(crate::summary::run(crate::summary::interval(), async {
@@ -447,26 +454,43 @@ pub async fn start(
     start_with(config, None).await
 }
 
-/// [`start`]; with the `source` of `config`, the proxy can reload it ([`Proxy::reload_config`]).
+/// [`start`]; with the `source` of `config`, the proxy can reload it ([`Proxy::reload_config`]),
+/// and the `reload` action asks for one on the given sender ([`reload::watch`] serves it).
 async fn start_with(
     config: &Config,
-    source: Option<ConfigSource>,
+    reloadable: Option<(ConfigSource, ReloadRequests)>,
 ) -> Result<(Arc<Proxy>, Vec<TcpListener>, Services), StartError> {
     ensure_state_dir(&config.state_dir).map_err(StartError::Runtime)?;
+    // A new admin token at every start, written before the port is bound: a CLI that finds the
+    // proxy listening always finds the token it needs (the page's forms embed the same one).
+    let admin_token = AdminToken::create(&config.state_dir).map_err(|e| {
+        StartError::Runtime(format!(
+            "cannot write the admin token in {}: {e}",
+            config.state_dir.display()
+        ))
+    })?;
+    let actions = Arc::new(Actions::new(admin_token));
     let listeners = bind(config).await?;
     let bound: Vec<SocketAddr> = listeners
         .iter()
         .filter_map(|l| l.local_addr().ok())
         .collect();
+    crate::platform::record_bound(&config.state_dir, &bound);
     let services = Services::build(config, &bound).await?;
     let refresher = spawn_sts_refresher(&services.router, &services.client, &config.route.sts);
-    let reloader = source.map(|source| {
+    let reload_requests = reloadable.as_ref().map(|(_, requests)| requests.clone());
+    let reloader = reloadable.map(|(source, reload)| {
+        let admin = reload::AdminHandles {
+            actions: actions.clone(),
+            reload,
+        };
         Arc::new(reload::Reloader::new(
-            source, config, &bound, &services, refresher,
+            source, config, &bound, &services, refresher, admin,
         ))
     });
     let limits = Limits {
         max_connections: config.max_connections,
+        streaming_idle: config.streaming_idle,
         ..Limits::default()
     };
     let mut proxy = Proxy::new(services.router.clone(), services.upstream.clone(), limits);
@@ -479,6 +503,8 @@ async fn start_with(
         intercept: services.intercept.clone(),
         started: tokio::time::Instant::now(),
         config: reloader.as_ref().map(|r| r.view()),
+        actions,
+        reload: reload_requests,
     }));
     if let Some(reloader) = reloader {
         proxy = proxy.with_reloader(reloader);

@@ -339,3 +339,76 @@ fn a_changed_listen_address_is_reported_as_needing_a_restart() {
     assert_eq!(last["result"], "applied");
     assert_eq!(last["restart_needed"], serde_json::json!([needs_restart]));
 }
+
+/// `POST /action/reload` (the status page's button; docs/STATUS.md, "Actions") with the admin token:
+/// the same reload as an edit, answered with its outcome; without the token nothing is reloaded.
+fn post_reload(addr: SocketAddr, token: Option<&str>) -> (String, serde_json::Value) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let token = token.map_or(String::new(), |t| format!("X-Admin-Token: {t}\r\n"));
+    write!(
+        stream,
+        "POST /action/reload HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n{token}\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.to_string(), serde_json::from_str(body).unwrap())
+}
+
+#[test]
+fn the_reload_action_applies_an_edit_or_says_why_not() {
+    let echo = echo_server();
+    let (first, second) = (UpstreamProxy::start(), UpstreamProxy::start());
+    let mut proxy = start_from_file(|addr, state| config_text(addr, state, echo, &via(&first)));
+    let _lines = ready(&mut proxy);
+    let state = proxy.config().parent().unwrap().join("state");
+    let token = std::fs::read_to_string(state.join("admin-token")).unwrap();
+
+    let (head, _) = post_reload(proxy.addr, Some("not-the-token"));
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    assert!(status_json(proxy.addr)["config"]["last_reload"].is_null());
+
+    let text = config_text(proxy.addr, state.to_str().unwrap(), echo, &via(&second));
+    std::fs::write(proxy.config(), text).unwrap();
+    let (head, reply) = post_reload(proxy.addr, Some(token.trim()));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(reply["action"], "reload");
+    assert!(
+        reply["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("configuration reloaded"),
+        "{reply}"
+    );
+    let last = &status_json(proxy.addr)["config"]["last_reload"];
+    assert_eq!(
+        (&last["trigger"], &last["result"]),
+        (&"admin".into(), &"applied".into()),
+        "{last}"
+    );
+    Tunnel::open(proxy.addr, echo).echo("new route\n").unwrap();
+    assert_eq!(second.tunnels(), 1, "the action did not apply the edit");
+
+    let broken = config_text(
+        proxy.addr,
+        state.to_str().unwrap(),
+        echo,
+        &format!("{}\nno_such_key = 1", via(&first)),
+    );
+    std::fs::write(proxy.config(), broken).unwrap();
+    let (_, reply) = post_reload(proxy.addr, Some(token.trim()));
+    assert_eq!(reply["ok"], false, "{reply}");
+    let message = reply["message"].as_str().unwrap();
+    assert!(
+        message.contains("the running one stays") && message.contains("upstream.no_such_key"),
+        "{reply}"
+    );
+    Tunnel::open(proxy.addr, echo).echo("still new\n").unwrap();
+    assert_eq!((first.tunnels(), second.tunnels()), (0, 2));
+}

@@ -14,6 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::action::{Actions, Outcome};
 use crate::intercept::InterceptState;
 use crate::route::Router;
 use crate::summary::{ErrorAnswered, Open};
@@ -46,6 +47,8 @@ pub struct Status {
     /// The configuration file in use and the last reload; `null` when the proxy cannot reload
     /// (started without the reloader, as in-process tests are).
     pub config: Option<ConfigView>,
+    /// The last admin action (`POST /action/...`) and its outcome; `null` before the first.
+    pub last_action: Option<Outcome>,
 }
 
 /// The configuration in use (docs/STATUS.md, `config`).
@@ -134,6 +137,8 @@ pub struct AccountView {
 pub struct SignInView {
     pub user_code: String,
     pub verification_uri: String,
+    /// Unix seconds when the code expires.
+    pub expires_at: i64,
 }
 
 /// An access token's audience and expiry (never the token).
@@ -205,7 +210,17 @@ pub struct Sources {
     /// The configuration in use and the last reload, shared by every configuration's snapshot;
     /// `None` when the proxy cannot reload.
     pub config: Option<Arc<Mutex<ConfigView>>>,
+    /// The admin token and the last action's outcome (`POST /action/...`), shared by every
+    /// configuration's snapshot.
+    pub actions: Arc<Actions>,
+    /// Where the `reload` action asks for a reload (the task that also serves SIGHUP and file
+    /// changes, so reloads stay one at a time); `None` when the proxy cannot reload.
+    pub reload: Option<ReloadRequests>,
 }
+
+/// A reload asked for by the `reload` action: the outcome comes back on the enclosed sender.
+pub type ReloadRequests =
+    tokio::sync::mpsc::UnboundedSender<tokio::sync::oneshot::Sender<ReloadOutcome>>;
 
 // === impl Sources ===
 
@@ -249,6 +264,7 @@ impl Sources {
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .clone()
             }),
+            last_action: self.actions.last(),
         }
     }
 
@@ -283,6 +299,7 @@ fn account_view(summary: &AccountSummary, now: i64) -> AccountView {
         AccountStatus::SignInPending {
             user_code,
             verification_uri,
+            expires_in_seconds,
         } => (
             "sign_in_pending",
             None,
@@ -290,6 +307,7 @@ fn account_view(summary: &AccountSummary, now: i64) -> AccountView {
             Some(SignInView {
                 user_code: user_code.clone(),
                 verification_uri: verification_uri.clone(),
+                expires_at: now.saturating_add(i64::try_from(*expires_in_seconds).unwrap_or(0)),
             }),
         ),
         AccountStatus::SignedOut => ("signed_out", None, None, None),

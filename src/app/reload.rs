@@ -24,13 +24,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustls::ClientConfig;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
 use super::services::{intercept_state, routing_parts};
 use super::signals::Hangups;
 use super::{ConfigSource, Services, spawn_sts_refresher};
+use crate::admin::action::Actions;
 use crate::admin::status::{
-    ConfigView, ReloadOutcome, ReloadResult, ReloadTrigger, Sources, unix_now,
+    ConfigView, ReloadOutcome, ReloadRequests, ReloadResult, ReloadTrigger, Sources, unix_now,
 };
 use crate::client::OutboundClient;
 use crate::config::{self, Config, SecretUse};
@@ -72,6 +74,15 @@ pub struct Reloader {
     current: Mutex<Current>,
     /// One reload at a time, so the last one read is the one in force.
     one_at_a_time: tokio::sync::Mutex<()>,
+    /// What every snapshot's status sources share: the admin actions and the reload requests.
+    admin: AdminHandles,
+}
+
+/// The admin state that outlives a configuration: every snapshot's [`Sources`] gets the same.
+#[derive(Debug, Clone)]
+pub(super) struct AdminHandles {
+    pub(super) actions: Arc<Actions>,
+    pub(super) reload: ReloadRequests,
 }
 
 // === impl Reloader ===
@@ -84,6 +95,7 @@ impl Reloader {
         bound: &[SocketAddr],
         services: &Services,
         sts_refresher: Option<AbortHandle>,
+        admin: AdminHandles,
     ) -> Reloader {
         let view = ConfigView {
             file: source.file.as_ref().map(|f| f.display().to_string()),
@@ -106,6 +118,7 @@ impl Reloader {
                 sts_refresher,
             }),
             one_at_a_time: tokio::sync::Mutex::new(()),
+            admin,
         }
     }
 
@@ -122,6 +135,8 @@ impl Reloader {
             intercept: routing.intercept.clone(),
             started: self.since,
             config: Some(self.view()),
+            actions: self.admin.actions.clone(),
+            reload: Some(self.admin.reload.clone()),
         }
     }
 
@@ -338,14 +353,28 @@ fn log(outcome: &ReloadOutcome, file: &str) {
     }
 }
 
-/// Reloads on SIGHUP and whenever the content of `file` changes, until the task is aborted.
-pub async fn watch(proxy: Arc<Proxy>, file: Option<PathBuf>, mut hangups: Hangups) {
+/// What asks the watcher for a reload through the status page's `reload` action.
+pub type AdminReloads = mpsc::UnboundedReceiver<oneshot::Sender<ReloadOutcome>>;
+
+/// Reloads on SIGHUP, on the `reload` action and whenever the content of `file` changes, until
+/// the task is aborted.
+pub async fn watch(
+    proxy: Arc<Proxy>,
+    file: Option<PathBuf>,
+    mut hangups: Hangups,
+    mut admin: AdminReloads,
+) {
     let mut seen = file.as_deref().map(fingerprint);
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let trigger = tokio::select! {
             Some(()) = hangups.recv() => ReloadTrigger::Sighup,
+            Some(reply) = admin.recv() => {
+                seen = file.as_deref().map(fingerprint);
+                let _ = reply.send(proxy.reload_config(ReloadTrigger::Admin).await);
+                continue;
+            }
             _ = tick.tick() => ReloadTrigger::FileChanged,
         };
         let now = file.as_deref().map(fingerprint);
