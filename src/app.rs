@@ -35,6 +35,7 @@ pub mod accounts;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod desktop;
+pub mod doctor;
 pub mod log;
 mod services;
 pub mod signals;

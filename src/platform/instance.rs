@@ -57,6 +57,31 @@ impl InstanceLock {
     }
 }
 
+/// The proxy running for `state_dir`, if one holds its lock: its pid and listen addresses as it
+/// recorded them (`exoproxy doctor`). Probes with a non-blocking lock that is released at once, and
+/// never creates the lock file; `None` when no proxy holds the lock.
+pub(crate) fn running(state_dir: &Path) -> Option<(Option<u32>, Vec<SocketAddr>)> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(state_dir.join(LOCK_FILE))
+        .ok()?;
+    match file.try_lock() {
+        Err(std::fs::TryLockError::WouldBlock) => {}
+        _ => return None,
+    }
+    let recorded = std::fs::read_to_string(pid_path(state_dir)).unwrap_or_default();
+    let mut lines = recorded.lines();
+    let pid = lines.next().and_then(|p| p.parse::<u32>().ok());
+    let addrs = lines
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    Some((pid, addrs))
+}
+
 fn pid_path(state_dir: &Path) -> PathBuf {
     state_dir.join(PID_FILE)
 }
@@ -98,6 +123,25 @@ mod tests {
         );
         assert!(err.contains(&tmp.path().display().to_string()), "{err}");
         drop(first);
+        let _again = InstanceLock::acquire(tmp.path(), &[]).unwrap();
+    }
+
+    #[test]
+    fn running_names_the_holder_and_nobody_once_it_is_gone() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(running(tmp.path()), None, "no lock file: nobody");
+        assert!(
+            !tmp.path().join(LOCK_FILE).exists(),
+            "the probe creates nothing"
+        );
+        let listen: Vec<SocketAddr> = vec!["127.0.0.1:8765".parse().unwrap()];
+        let lock = InstanceLock::acquire(tmp.path(), &listen).unwrap();
+        assert_eq!(
+            running(tmp.path()),
+            Some((Some(std::process::id()), listen))
+        );
+        drop(lock);
+        assert_eq!(running(tmp.path()), None);
         let _again = InstanceLock::acquire(tmp.path(), &[]).unwrap();
     }
 

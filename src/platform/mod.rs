@@ -34,7 +34,7 @@ mod windows_acl;
 
 #[cfg_attr(not(windows), allow(unused_imports))]
 pub(crate) use acl::{owner_only_sddl, restrict_dir_to_owner};
-pub(crate) use instance::InstanceLock;
+pub(crate) use instance::{InstanceLock, running as running_instance};
 pub(crate) use perms::check_not_writable_by_others;
 pub(crate) use private::{
     create_private_atomic, pid_alive, private_dir, sweep_temp_files, write_private_atomic,
