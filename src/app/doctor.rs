@@ -456,6 +456,7 @@ fn state_words(status: Option<&serde_json::Value>, account: &AccountSummary) -> 
             } else {
                 "no refresh token"
             };
+            // `accounts` lists cached accounts too; the cache is all doctor can see without a proxy.
             format!("token cache: {cached}")
         }
     }
