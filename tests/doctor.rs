@@ -179,7 +179,10 @@ async fn a_healthy_setup_passes_and_a_revoked_refresh_token_fails_with_the_login
         fix.contains("fix: run `exoproxy login admin@contoso.com`"),
         "{fix}"
     );
-    assert!(stdout.contains("1 failed"), "only the account fails:\n{stdout}");
+    assert!(
+        stdout.contains("1 failed"),
+        "only the account fails:\n{stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,7 +199,10 @@ async fn an_unreachable_idp_fails_reach_and_no_running_proxy_only_warns() {
         line.contains("the identity provider unreachable via DIRECT"),
         "{line}"
     );
-    assert!(fix.contains("exoproxy route https://login.microsoftonline.com/"), "{fix}");
+    assert!(
+        fix.contains("exoproxy route https://login.microsoftonline.com/"),
+        "{fix}"
+    );
     assert!(
         finding(&stdout, "FAIL", "reach outlook.office365.com").is_some(),
         "{stdout}"
@@ -223,7 +229,9 @@ fn proxy_demanding_auth() -> SocketAddr {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
                 loop {
-                    let Ok(n) = stream.read(&mut chunk) else { return };
+                    let Ok(n) = stream.read(&mut chunk) else {
+                        return;
+                    };
                     if n == 0 {
                         return;
                     }
@@ -283,5 +291,8 @@ async fn an_invalid_config_fails_first_and_stops() {
     let (line, fix) = finding(&stdout, "FAIL", "config").expect(&stdout);
     assert!(line.contains("upstream.proxies"), "{line}");
     assert!(fix.contains("exoproxy config check"), "{fix}");
-    assert!(!stdout.contains("reach "), "nothing else is checked: {stdout}");
+    assert!(
+        !stdout.contains("reach "),
+        "nothing else is checked: {stdout}"
+    );
 }

@@ -291,7 +291,7 @@ fn upstream_selection(config: &Config, ie: &Setting, winhttp: &Setting) -> Optio
                 inputs.winhttp = Some(p.clone());
             }
             if live.env_in_auto {
-                inputs.env = from_env(&process_env).ok();
+                inputs.env = from_env(process_env).ok();
             }
             Some(select(live.source, &inputs))
         }

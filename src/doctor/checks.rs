@@ -24,7 +24,7 @@ pub fn config(name: &str, errors: &[String], warnings: &[String]) -> Finding {
         return Finding::fail(
             "config",
             format!("{} error(s): {}", errors.len(), errors.join("; ")),
-            format!("correct the file (`exoproxy config check` lists each error with its line)"),
+            "correct the file (`exoproxy config check` lists each error with its line)",
         );
     }
     if !warnings.is_empty() {
@@ -221,7 +221,8 @@ pub enum Setting {
 }
 
 /// `desktop`: whether the IE (WinINet) and WinHTTP settings point at exoproxy. Browsers, .NET and
-/// PowerShell follow IE's; services and WinRM follow WinHTTP's.
+/// PowerShell follow IE's (not pointing at us: a warning); services and WinRM follow WinHTTP's (said,
+/// not judged).
 pub fn desktop(ie: &Setting, winhttp: &Setting, own: &[SocketAddr]) -> Vec<Finding> {
     if matches!((ie, winhttp), (Setting::NotOnThisOs, Setting::NotOnThisOs)) {
         return vec![Finding::skip(
@@ -259,16 +260,21 @@ fn desktop_setting(name: &str, setting: &Setting, own: &[SocketAddr]) -> Finding
     if points {
         return Finding::pass(check, format!("points at exoproxy ({described})"));
     }
-    let fix = match name {
-        "IE" => "run `exoproxy install` (points Internet Settings at the served PAC)",
-        _ => {
-            "if services or WinRM must use exoproxy: `netsh winhttp set proxy 127.0.0.1:8765` (elevated)"
-        }
-    };
+    if name == "WinHTTP" {
+        // Informational: most desktops leave WinHTTP alone, and the recipes (README) use IE's.
+        return Finding::pass(
+            check,
+            format!(
+                "does not point at exoproxy ({described}): only WinHTTP clients (services, WinRM without -ProxyAccessType IEConfig) bypass it"
+            ),
+        );
+    }
     Finding::warn(
         check,
-        format!("does not point at exoproxy ({described}): what follows it bypasses exoproxy"),
-        fix,
+        format!(
+            "does not point at exoproxy ({described}): browsers, .NET and PowerShell bypass exoproxy"
+        ),
+        "run `exoproxy install` (points Internet Settings at the served PAC)",
     )
 }
 
@@ -372,12 +378,12 @@ pub fn reach(role: &str, host: &str, route: &str, outcome: &Result<(), ReachFail
         } => (
             format!("the upstream proxy {proxy} answered 407: wrong proxy password"),
             format!(
-                "wrong proxy password: fix [[upstream.credentials]] for {proxy} (user, and the password in the variable password_env names)"
+                "wrong proxy password: fix [[upstream.credentials]] for {proxy} (its username, and password or password_env)"
             ),
         ),
         ReachFailure::ProxyAuth { proxy, .. } => (
             format!("the upstream proxy {proxy} answered 407: it wants credentials"),
-            format!("add [[upstream.credentials]] for {proxy} (user and password_env)"),
+            format!("add [[upstream.credentials]] for {proxy} (proxy, username, and password or password_env)"),
         ),
         ReachFailure::Blocked(why) => (
             format!("{role} is blocked: {why}"),
