@@ -99,8 +99,12 @@ pub async fn run(file: Option<&Path>, overrides: &Overrides) -> ExitCode {
         &config.state_dir.display().to_string(),
         running.as_ref().map(|(r, _)| r),
     ));
+    // Our addresses: the configured ones and those the running proxy recorded (`run --listen`).
+    let mut own = config.listen.clone();
+    if let Some((r, _)) = &running {
+        own.extend(r.addrs.iter().filter(|a| !config.listen.contains(a)));
+    }
     let status = running.and_then(|(_, status)| status);
-    let own = config.listen.clone();
 
     report.progress("the local CA");
     let (ca, der) = ca_state(&config);
@@ -533,11 +537,12 @@ async fn sts_domains(services: &Services, config: &Config) -> Vec<StsDomain> {
         for host in state.map(|s| s.hosts.clone()).unwrap_or_default() {
             hosts.push(sts_route(services, &host).await);
         }
+        // Discovery's own line for the domain says why it found nothing, unless the domain is managed.
         let error = state.and_then(|s| s.last_error.clone()).or_else(|| {
             lines
                 .iter()
                 .find_map(|l| l.strip_prefix(&format!("{domain}: ")))
-                .filter(|rest| rest.contains("unreachable") || rest.contains("timed out"))
+                .filter(|rest| hosts.is_empty() && *rest != "no federation STS")
                 .map(str::to_string)
         });
         domains.push(StsDomain {
