@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs, idempotently: Debian packages (squid, curl, mingw-w64 for the
-# Windows check, apache2-utils for squid's password file, libpacparser for the PAC interop), the
-# Rust Windows target, the Python clients (pypsrp, pyspnego, msal), and the standards OpenID provider
+# Installs what the test suite needs, idempotently: Debian packages (squid, nginx (an origin of
+# tests/fuzz5_differential.rs), curl, mingw-w64 for the Windows check, apache2-utils for squid's
+# password file, libpacparser for the PAC interop, chromium and NSS's certutil for the browser test),
+# the Rust Windows target, the Python clients (pypsrp, pyspnego, msal; websocket-client drives
+# Chromium over the DevTools protocol), and the standards OpenID provider
 # the token tests talk to (npm's oidc-provider, into tests/oidc/node_modules from its lock file). Safe to run again: it only installs what is
 # missing. Runs as root (CI and these machines are root); otherwise prefixes apt-get with sudo.
 set -euo pipefail
 
-apt_packages=(squid curl openssl apache2-utils gcc-mingw-w64-x86-64 libpacparser1 python3-pacparser)
-python_modules=(pypsrp:pypsrp spnego:pyspnego msal:msal requests:requests prometheus_client:prometheus-client)
+apt_packages=(squid nginx curl openssl apache2-utils gcc-mingw-w64-x86-64 libpacparser1 python3-pacparser chromium libnss3-tools)
+python_modules=(pypsrp:pypsrp spnego:pyspnego msal:msal requests:requests prometheus_client:prometheus-client websocket:websocket-client)
 
 log() { printf '[setup] %s\n' "$*"; }
 sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

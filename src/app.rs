@@ -14,6 +14,7 @@ use std::sync::Arc;
 use rustls_pki_types::CertificateDer;
 use tokio::net::TcpListener;
 
+use crate::admin::action::{Actions, AdminToken};
 use crate::client::OutboundClient;
 use crate::config::{self, Config, Overrides};
 use crate::handler::Proxy;
@@ -37,8 +38,11 @@ pub mod demo;
 pub mod desktop;
 pub mod doctor;
 pub mod log;
+pub mod panic;
+pub mod running;
 mod services;
 pub mod signals;
+pub mod status;
 
 pub use services::Services;
 
@@ -421,21 +425,31 @@ pub async fn start(
         .iter()
         .filter_map(|l| l.local_addr().ok())
         .collect();
+    crate::platform::record_bound(&config.state_dir, &bound);
     let services = Services::build(config, &bound).await?;
     spawn_sts_refresher(&services.router, &services.client, &config.route.sts);
     let limits = Limits {
         max_connections: config.max_connections,
+        streaming_idle: config.streaming_idle,
         ..Limits::default()
     };
     let mut proxy = Proxy::new(services.router.clone(), services.upstream.clone(), limits);
     if let Some(state) = &services.intercept {
         proxy = proxy.with_intercept(state.clone());
     }
+    // A new admin token at every start: the page's forms and the CLI read the current one.
+    let admin_token = AdminToken::create(&config.state_dir).map_err(|e| {
+        StartError::Runtime(format!(
+            "cannot write the admin token in {}: {e}",
+            config.state_dir.display()
+        ))
+    })?;
     proxy = proxy.with_admin(Arc::new(crate::admin::status::Sources {
         router: services.router.clone(),
         upstream: services.upstream.clone(),
         intercept: services.intercept.clone(),
         started: tokio::time::Instant::now(),
+        actions: Actions::new(admin_token),
     }));
     announce(config, &bound, &services);
     Ok((Arc::new(proxy), listeners, services))

@@ -115,7 +115,15 @@ pub enum Command {
     /// PAC tools.
     #[command(subcommand)]
     Pac(PacCommand),
-    /// Sign in an account now (device code by default) and keep its tokens for the proxy.
+    /// What the running proxy says about itself: accounts, tokens, upstream, CA, recent errors
+    /// (its /status.json).
+    Status {
+        /// Print the raw /status.json instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sign in an account now (device code by default) and keep its tokens for the proxy; through
+    /// the running proxy when one runs for this state dir (used at once, same code as it shows).
     Login {
         /// e.g. admin@contoso.com
         upn: String,
@@ -125,7 +133,8 @@ pub enum Command {
         #[command(flatten)]
         network: NetworkArgs,
     },
-    /// Forget an account's tokens (memory and disk).
+    /// Forget an account's tokens (memory and disk); through the running proxy when one runs, which
+    /// then stops renewing them until the next login.
     Logout {
         /// e.g. admin@contoso.com
         upn: String,
@@ -300,5 +309,72 @@ impl GlobalArgs {
             .or_else(crate::config::validate::default_state_dir)?;
         let candidate = dir.join("exoproxy.toml");
         candidate.is_file().then_some(candidate)
+    }
+}
+
+/// The warning for a password written on the command line (`--upstream http://user:pass@proxy`):
+/// every local user can read it in the process list (docs/TESTING.md#sec-21).
+pub const PASSWORD_ON_COMMAND_LINE: &str = "a proxy password is written on the command line, where \
+     every local user can read it (ps, /proc/<pid>/cmdline): name an environment variable \
+     (password_env) or a file (password_file) in [[upstream.credentials]] instead";
+
+/// True when an argument is, or lists (`--flag=URL`, comma-separated), a URL with a password.
+/// Only the command line counts: `EXOPROXY_UPSTREAM` is the environment, readable by our user only.
+pub fn password_on_command_line<I, T>(args: I) -> bool
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    args.into_iter().skip(1).any(|arg| {
+        let arg = arg.into().to_string_lossy().into_owned();
+        let value = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => value.to_string(),
+            _ => arg,
+        };
+        value.split(',').any(|item| {
+            url::Url::parse(item.trim()).is_ok_and(|u| u.password().is_some_and(|p| !p.is_empty()))
+        })
+    })
+}
+
+#[cfg(test)]
+mod sec21_tests {
+    use super::*;
+
+    #[test]
+    fn sec_21_a_password_on_the_command_line_is_noticed() {
+        let args = |list: &[&str]| password_on_command_line(list.iter().copied());
+        assert!(args(&[
+            "exoproxy",
+            "run",
+            "--upstream",
+            "http://u:p%40ss@proxy:8080"
+        ]));
+        assert!(args(&[
+            "exoproxy",
+            "run",
+            "--upstream=http://a:1,http://u:pw@proxy:8080"
+        ]));
+        assert!(args(&[
+            "exoproxy",
+            "login",
+            "a@b.test",
+            "--upstream",
+            "http://u:pw@p:1"
+        ]));
+        assert!(!args(&[
+            "exoproxy",
+            "run",
+            "--upstream",
+            "http://u@proxy:8080"
+        ]));
+        assert!(!args(&[
+            "exoproxy",
+            "run",
+            "--upstream",
+            "http://proxy:8080"
+        ]));
+        // The program name is not an argument.
+        assert!(!args(&["http://u:pw@p:1", "run"]));
     }
 }

@@ -5,8 +5,10 @@
 //! - [`Rewind`] yields exactly its prefix, then the rest of the inner stream; writes (vectored ones
 //!   too) go straight through. The handler uses it for the bytes its head guard read before hyper,
 //!   interception for the bytes it peeked to recognise a TLS ClientHello.
-//! - [`IdleIo`] fails the next read with `TimedOut` once `idle` passed without a read or a write
-//!   completing; otherwise it is transparent.
+//! - [`IdleIo`] fails the next read with `TimedOut` once its limit passed without a read or a write
+//!   completing; otherwise it is transparent. The limit is an [`IdleLimit`], which its owner may
+//!   change while the stream lives (interception sets it per request: docs/TESTING.md#flt-15); a
+//!   change applies from the next read or write on.
 //! - Both require `Unpin` inner streams (sockets, TLS streams and upgraded connections are).
 //! - [`PrefixedBody`] is the same idea for an HTTP request body: the bytes a pre-read took, then
 //!   the rest of the client's body (plain `http://` forwarding and interception both pre-read).
@@ -14,6 +16,8 @@
 use std::future::Future as _;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -30,11 +34,11 @@ pub struct Rewind<T> {
     inner: T,
 }
 
-/// A stream whose reads fail with `TimedOut` after `idle` without reads or writes.
+/// A stream whose reads fail with `TimedOut` after its [`IdleLimit`] without reads or writes.
 #[derive(Debug)]
 pub struct IdleIo<T> {
     inner: T,
-    idle: Duration,
+    idle: IdleLimit,
     /// One timer per stream, re-armed on traffic (not a new timer per read).
     timer: Pin<Box<Sleep>>,
 }
@@ -111,19 +115,47 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
     }
 }
 
+/// The idle limit of one or more [`IdleIo`] streams, shared with whoever may change it.
+#[derive(Debug, Clone)]
+pub struct IdleLimit(Arc<AtomicU64>);
+
+// === impl IdleLimit ===
+
+impl IdleLimit {
+    pub fn new(idle: Duration) -> IdleLimit {
+        IdleLimit(Arc::new(AtomicU64::new(millis(idle))))
+    }
+
+    /// The limit from the next read or write on.
+    pub fn set(&self, idle: Duration) {
+        self.0.store(millis(idle), Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> Duration {
+        Duration::from_millis(self.0.load(Ordering::Relaxed))
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 // === impl IdleIo ===
 
 impl<T> IdleIo<T> {
+    /// A stream with a fixed limit.
     pub fn new(inner: T, idle: Duration) -> IdleIo<T> {
-        IdleIo {
-            inner,
-            idle,
-            timer: Box::pin(tokio::time::sleep(idle)),
-        }
+        IdleIo::with_limit(inner, IdleLimit::new(idle))
+    }
+
+    /// A stream whose limit follows `idle`.
+    pub fn with_limit(inner: T, idle: IdleLimit) -> IdleIo<T> {
+        let timer = Box::pin(tokio::time::sleep(idle.get()));
+        IdleIo { inner, idle, timer }
     }
 
     fn touch(&mut self) {
-        let next = Instant::now() + self.idle;
+        let next = Instant::now() + self.idle.get();
         self.timer.as_mut().reset(next);
     }
 }
@@ -142,7 +174,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
             Poll::Pending => match self.timer.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
-                    format!("no traffic for {:?}", self.idle),
+                    format!("no traffic for {:?}", self.idle.get()),
                 ))),
                 Poll::Pending => Poll::Pending,
             },

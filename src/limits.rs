@@ -4,6 +4,8 @@
 //! Contract: one plain value, built in `app.rs` (defaults plus configured overrides) and read by the
 //! [`listener`](crate::listener) (connection count, drain), the [`handler`](crate::handler) (head
 //! guard, idle limits of forwarded requests and tunnels) and interception. It holds no state.
+//! - [`Limits::stream_idle_for`] is the one place that says which request paths get the longer
+//!   streaming idle limit (EWS streaming notifications: docs/TESTING.md#flt-15).
 
 use std::time::Duration;
 
@@ -27,13 +29,32 @@ pub struct Limits {
     pub evict_idle_after: Duration,
     /// No traffic on a forwarded request/response for this long ends it (5 min).
     pub stream_idle: Duration,
+    /// [`Limits::stream_idle`] of intercepted EWS requests (35 min): `GetStreamingEvents` keeps a
+    /// response open with up to 30 min between events (`[timeouts] streaming_idle_secs`).
+    pub streaming_idle: Duration,
     /// No traffic in either direction of a tunnel for this long closes it (1 h).
     pub tunnel_idle: Duration,
     /// Time connections in flight get to finish after shutdown (10 s).
     pub drain_timeout: Duration,
 }
 
+/// The default of [`Limits::streaming_idle`]: 35 min.
+pub const DEFAULT_STREAMING_IDLE: Duration = Duration::from_secs(35 * 60);
+
 // === impl Limits ===
+
+impl Limits {
+    /// The stream-idle limit of an intercepted request to `path`: [`Limits::streaming_idle`] for EWS
+    /// (`/EWS/…`, any case: streaming notifications are `POST /EWS/Exchange.asmx` like every other
+    /// EWS call), else [`Limits::stream_idle`].
+    pub fn stream_idle_for(&self, path: &str) -> Duration {
+        let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+        match first.eq_ignore_ascii_case("ews") {
+            true => self.streaming_idle,
+            false => self.stream_idle,
+        }
+    }
+}
 
 impl Default for Limits {
     fn default() -> Self {
@@ -46,6 +67,7 @@ impl Default for Limits {
             client_idle: Duration::from_secs(90),
             evict_idle_after: Duration::from_secs(1),
             stream_idle: Duration::from_secs(300),
+            streaming_idle: DEFAULT_STREAMING_IDLE,
             tunnel_idle: Duration::from_secs(3600),
             drain_timeout: Duration::from_secs(10),
         }
@@ -64,5 +86,27 @@ mod tests {
         let long_poll = Duration::from_secs(180);
         assert!(limits.stream_idle >= long_poll + Duration::from_secs(60));
         assert!(limits.tunnel_idle >= limits.stream_idle);
+    }
+
+    /// FLT-15: EWS gets the streaming limit (which outlasts 30 min between events and stays under
+    /// the tunnel's own idle limit); WS-Man, REST and the rest keep the stream limit.
+    #[test]
+    fn flt_15_ews_paths_get_the_streaming_idle_limit() {
+        let limits = Limits::default();
+        assert!(limits.streaming_idle > Duration::from_secs(30 * 60));
+        assert!(limits.tunnel_idle >= limits.streaming_idle);
+        for ews in ["/EWS/Exchange.asmx", "/ews/exchange.asmx", "/Ews/", "/EWS"] {
+            assert_eq!(limits.stream_idle_for(ews), limits.streaming_idle, "{ews}");
+        }
+        for other in [
+            "/PowerShell-LiveID",
+            "/adminapi/beta/x",
+            "/owa/",
+            "/",
+            "/EWSx/a",
+            "/x/EWS/",
+        ] {
+            assert_eq!(limits.stream_idle_for(other), limits.stream_idle, "{other}");
+        }
     }
 }

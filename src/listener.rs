@@ -175,6 +175,24 @@ impl IdleConnections {
     }
 }
 
+/// One connection's hold on its slot, released when the connection's task ends, also by a panic
+/// (docs/TESTING.md#sec-20): a panicked connection must not stay listed as open.
+struct Slot {
+    slots: Slots,
+    id: u64,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.slots.idle.remove(self.id);
+        drop(self.permit.take());
+        self.slots
+            .trim
+            .connection_closed(self.slots.permits.available_permits());
+    }
+}
+
 // === impl Slots ===
 
 impl Slots {
@@ -227,12 +245,12 @@ async fn accept_loop(
                 .trim
                 .connection_opened(slots.permits.available_permits());
             let (id, evict) = slots.idle.register();
+            let _slot = Slot {
+                slots,
+                id,
+                permit: Some(permit),
+            };
             state.serve_connection(stream, peer, stop_rx, evict).await;
-            slots.idle.remove(id);
-            drop(permit);
-            slots
-                .trim
-                .connection_closed(slots.permits.available_permits());
         });
     }
 }
@@ -245,4 +263,34 @@ async fn refuse_overloaded(mut stream: TcpStream, peer: SocketAddr, why: &str) {
     crate::summary::request(rescue.status.as_u16());
     let reply = rescue.to_http1();
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&reply)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection task that panics gives back its permit and leaves the idle list
+    /// (docs/TESTING.md#sec-20); before the guard, its entry stayed listed forever.
+    #[tokio::test]
+    async fn sec_20_a_panicking_connection_releases_its_slot() {
+        let slots = Slots {
+            permits: Arc::new(Semaphore::new(1)),
+            idle: Arc::new(IdleConnections::new(Duration::ZERO)),
+            trim: Arc::new(Trim::default()),
+        };
+        let permit = slots.permits.clone().try_acquire_owned().unwrap();
+        let (id, _evict) = slots.idle.register();
+        let held = slots.clone();
+        let task = tokio::spawn(async move {
+            let _slot = Slot {
+                slots: held,
+                id,
+                permit: Some(permit),
+            };
+            panic!("injected");
+        });
+        assert!(task.await.unwrap_err().is_panic());
+        assert_eq!(slots.permits.available_permits(), 1);
+        assert!(slots.idle.open.lock().unwrap().is_empty());
+    }
 }

@@ -8,6 +8,8 @@ use exoproxy::cli::{CaCommand, Cli, Command, ConfigCommand, PacCommand};
 use exoproxy::config::{Config, SecretUse};
 
 fn main() -> ExitCode {
+    // First: a panic report never carries request data (docs/TESTING.md#sec-20).
+    app::panic::install();
     let cli = Cli::parse_args();
     let overrides = cli.overrides();
     let flag = cli.global.log_level();
@@ -58,6 +60,9 @@ fn main() -> ExitCode {
             Ok(guard) => guard,
             Err(code) => return code,
         };
+    if exoproxy::cli::password_on_command_line(std::env::args_os()) {
+        tracing::warn!("{}", exoproxy::cli::PASSWORD_ON_COMMAND_LINE);
+    }
     if let Err(code) = require_secrets(&cli, &config) {
         return code;
     }
@@ -73,6 +78,7 @@ fn main() -> ExitCode {
             app::block_on(accounts::login(&config, upn, flow.as_deref()))
         }
         Some(Command::Logout { upn }) => app::block_on(accounts::logout(&config, upn)),
+        Some(Command::Status { json }) => app::block_on(app::status::status(&config, *json)),
         Some(Command::Accounts) => app::block_on(accounts::accounts(&config)),
         Some(Command::Token { upn, audience, .. }) => {
             app::block_on(accounts::token(&config, upn, audience.as_deref()))

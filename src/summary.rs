@@ -16,7 +16,9 @@
 //! - The same events also feed monotonic Prometheus metrics ([`metrics_text`], `GET /metrics`,
 //!   `exoproxy_` prefix): requests by status, errors by rescue code, token calls by result, bytes
 //!   relayed by direction, open connections and tunnels. The summary's counts reset every interval;
-//!   these never do.
+//!   these never do. Beside them, process gauges read when `/metrics` is asked for: live tokio
+//!   tasks, and on Linux open file descriptors and resident memory (REL-1: every gauge comes back
+//!   to its baseline after load, docs/TESTING.md#rel-1).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -60,6 +62,9 @@ struct Metrics {
     upstream_failures: Family<Labels, Counter>,
     open_connections: Gauge,
     open_tunnels: Gauge,
+    tasks: Gauge,
+    open_fds: Gauge,
+    resident_memory: Gauge,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -73,6 +78,9 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         upstream_failures: Family::default(),
         open_connections: Gauge::default(),
         open_tunnels: Gauge::default(),
+        tasks: Gauge::default(),
+        open_fds: Gauge::default(),
+        resident_memory: Gauge::default(),
         registry: Registry::default(),
     };
     registry.register(
@@ -116,6 +124,24 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "CONNECT tunnels and intercepted sessions open now",
         metrics.open_tunnels.clone(),
     );
+    registry.register(
+        "tasks",
+        "Live tasks of the proxy's runtime",
+        metrics.tasks.clone(),
+    );
+    if cfg!(target_os = "linux") {
+        registry.register(
+            "open_fds",
+            "Open file descriptors of the process",
+            metrics.open_fds.clone(),
+        );
+        registry.register_with_unit(
+            "resident_memory",
+            "Resident memory of the process",
+            prometheus_client::registry::Unit::Bytes,
+            metrics.resident_memory.clone(),
+        );
+    }
     Metrics {
         registry,
         ..metrics
@@ -136,11 +162,37 @@ pub fn metrics_text() -> String {
     metrics
         .open_tunnels
         .set(i64::try_from(Open::Tunnel.count()).unwrap_or(i64::MAX));
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        let tasks = runtime.metrics().num_alive_tasks();
+        metrics.tasks.set(i64::try_from(tasks).unwrap_or(i64::MAX));
+    }
+    if let Some((fds, rss)) = process_usage() {
+        metrics.open_fds.set(fds);
+        metrics.resident_memory.set(rss);
+    }
     let mut out = String::new();
     if prometheus_client::encoding::text::encode(&mut out, &metrics.registry).is_err() {
         out.clear();
     }
     out
+}
+
+/// Open file descriptors and resident bytes of this process (Linux: `/proc/self`).
+fn process_usage() -> Option<(i64, i64)> {
+    if !cfg!(target_os = "linux") {
+        return None;
+    }
+    let fds = std::fs::read_dir("/proc/self/fd").ok()?.count();
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: i64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some((i64::try_from(fds).unwrap_or(i64::MAX), kib * 1024))
 }
 
 /// Times one HTTP exchange with the identity provider (token, discovery, device polling);

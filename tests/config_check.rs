@@ -136,3 +136,21 @@ fn commands_that_use_the_secret_refuse_without_it() {
 fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
 }
+
+/// FLT-15: `config check` checks the EWS stream-idle key like every other timeout.
+#[test]
+fn flt_15_config_check_checks_streaming_idle_secs() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("idle.toml");
+    std::fs::write(&file, "[timeouts]\nstreaming_idle_secs = 0\n").unwrap();
+    let out = exoproxy(&["config", "check", path_str(&file)]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line 2: timeouts.streaming_idle_secs"),
+        "{stderr}"
+    );
+    std::fs::write(&file, "[timeouts]\nstreaming_idle_secs = 2100\n").unwrap();
+    let out = exoproxy(&["config", "check", path_str(&file)]);
+    assert!(out.status.success(), "{out:?}");
+}

@@ -1,9 +1,11 @@
 //! Soak (docs/TESTING.md#load-6, CI-sized): a WS-Man client (pypsrp, one whole session per run: 302,
 //! MS-WSMAN cookie, shell,
-//! command, delete) and a REST client (one keep-alive connection plus periodic front-door 302 checks)
-//! run together for `EXOPROXY_SOAK_SECS` (default 60) with 5-second tokens. Pass: 0 failed requests;
+//! command, delete), a REST client (one keep-alive connection plus periodic front-door 302 checks)
+//! and blind tunnels churning (one opened and closed every 500 ms) run together for `EXOPROXY_SOAK_SECS` (default 60) with 5-second tokens. Pass: 0 failed requests;
 //! token calls equal the rollovers (one refresh per token generation, never two close together),
-//! within the range the refresh schedule allows.
+//! within the range the refresh schedule allows; resident memory grows less than 10 % after the
+//! first third (the plan's first hour, scaled), and once both clients stopped, open file
+//! descriptors come back within 5 of the baseline and the runtime's live tasks to it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod intercept_support;
@@ -62,6 +64,38 @@ async fn rest_loop(h: Arc<Harness>, until: Instant) -> Tally {
     tally
 }
 
+/// Opens and closes a blind (not intercepted) tunnel every 500 ms: the plan's tunnel churn.
+async fn tunnel_loop(h: Arc<Harness>, until: Instant) -> Tally {
+    let mut tally = Tally::default();
+    while Instant::now() < until {
+        let (stream, head) = try_connect(h.proxy, "blind.test").await;
+        match head.starts_with("HTTP/1.1 200") {
+            true => tally.ok += 1,
+            false => tally.failed.push(format!("CONNECT blind.test: {head}")),
+        }
+        drop(stream);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tally
+}
+
+/// VmRSS of this process (proxy, emulator and clients), in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+fn live_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
 async fn wsman_loop(h: Arc<Harness>, until: Instant) -> Tally {
     let mut tally = Tally::default();
     while Instant::now() < until {
@@ -85,14 +119,29 @@ async fn load_4_6_wsman_and_rest_together_with_short_tokens() {
         })
         .await,
     );
+    // One round of each first: the token, the IdP connection and the leaves are in the baseline.
+    let (status, body) = rest_once(&h, &tenant_host(&h).await).await;
+    assert_eq!(status, 200, "{body}");
+    let out = whoami(&h, ADMIN).await;
+    assert!(out.status.success(), "{}", describe(&out));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (fds_before, tasks_before) = (open_fds(), live_tasks());
+
     let started = Instant::now();
     let calls_before = refresh_calls(&h);
     let until = started + duration;
+    let warmed = tokio::spawn(async move {
+        tokio::time::sleep_until(started + duration / 3).await;
+        rss_kib()
+    });
     let rest = tokio::spawn(rest_loop(h.clone(), until));
     let wsman = tokio::spawn(wsman_loop(h.clone(), until));
+    let tunnels = tokio::spawn(tunnel_loop(h.clone(), until));
     let (rest, wsman) = (rest.await.unwrap(), wsman.await.unwrap());
+    let tunnels = tunnels.await.unwrap();
     let elapsed = started.elapsed();
     let calls = refresh_calls(&h) - calls_before;
+    let (rss_warmed, rss_end) = (warmed.await.unwrap(), rss_kib());
 
     assert!(rest.failed.is_empty(), "REST failures: {:#?}", rest.failed);
     assert!(
@@ -100,7 +149,15 @@ async fn load_4_6_wsman_and_rest_together_with_short_tokens() {
         "WS-Man failures: {:#?}",
         wsman.failed
     );
-    assert!(rest.ok > 0 && wsman.ok > 0, "rest {rest:?} wsman {wsman:?}");
+    assert!(
+        tunnels.failed.is_empty(),
+        "tunnel failures: {:#?}",
+        tunnels.failed
+    );
+    assert!(
+        rest.ok > 0 && wsman.ok > 0 && tunnels.ok > 0,
+        "rest {rest:?} wsman {wsman:?} tunnels {tunnels:?}"
+    );
 
     // Rollovers: each refresh the proxy sent is a new token generation; two sent close together
     // would be a duplicate (a storm), so the gaps must be about a token's renewal period.
@@ -135,7 +192,32 @@ async fn load_4_6_wsman_and_rest_together_with_short_tokens() {
         "{calls} token calls in {secs:.1} s, expected {low:.0}..{high:.0}"
     );
     eprintln!(
-        "soak {secs:.1} s: REST ok {}, WS-Man sessions ok {}, token calls {calls}",
-        rest.ok, wsman.ok
+        "soak {secs:.1} s: REST ok {}, WS-Man sessions ok {}, tunnels ok {}, token calls {calls}",
+        rest.ok, wsman.ok, tunnels.ok
+    );
+
+    // LOAD-6's resource checks.
+    assert!(
+        rss_end as f64 <= rss_warmed as f64 * 1.10,
+        "RSS grew from {rss_warmed} KiB (after a third) to {rss_end} KiB"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (fds, tasks) = loop {
+        let (fds, tasks) = (open_fds(), live_tasks());
+        if (fds <= fds_before + 5 && tasks <= tasks_before) || Instant::now() > deadline {
+            break (fds, tasks);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        fds <= fds_before + 5,
+        "{fds} descriptors open, {fds_before} before"
+    );
+    assert!(
+        tasks <= tasks_before,
+        "{tasks} live tasks, {tasks_before} before"
+    );
+    eprintln!(
+        "soak resources: RSS {rss_warmed} → {rss_end} KiB, descriptors {fds_before} → {fds}, tasks {tasks_before} → {tasks}"
     );
 }

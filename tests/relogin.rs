@@ -1,6 +1,8 @@
 //! Issue 10 row 2: the refresh token is revoked (the proxy answers 503 `reauth_required`), then
 //! `exoproxy login` succeeds in another process: the running proxy picks the new sign-in up from the
-//! token cache at the next request, without a restart. Real binaries against exosim on loopback.
+//! token cache at the next request, without a restart; with the proxy running, `login` goes through
+//! it (the `signin` admin action), which uses the new sign-in at once. Real binaries against
+//! exosim on loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -80,6 +82,7 @@ async fn a_new_login_is_picked_up_by_the_running_proxy_after_a_revocation() {
             text(&out.stdout),
             text(&out.stderr)
         );
+        text(&out.stdout)
     };
     login().await;
 
@@ -145,7 +148,12 @@ async fn a_new_login_is_picked_up_by_the_running_proxy_after_a_revocation() {
     assert_eq!(status, "503", "revoked: {out}");
     assert!(out.contains("reauth_required"), "{out}");
 
-    login().await;
+    // With the proxy running, `login` goes through it (issue 11: the CLI talks to the proxy).
+    let stdout = login().await;
+    assert!(
+        stdout.contains("the running exoproxy uses the new sign-in now"),
+        "{stdout}"
+    );
     let (status, out) = call().await;
     assert_eq!(
         status, "200",

@@ -1,7 +1,8 @@
 //! The corporate network sources drive real routing decisions through the real proxy: a PAC served
 //! over http decides per host (stub proxy vs DIRECT); PAC-9/PAC-10 fail closed (502 `pac_error`, nothing
 //! reaches the stub); PAC-11 still loading → 503 `pac_loading`; BAD-30 a PAC naming this proxy →
-//! 502 `proxy_loop`; FLT-13 a simulated network change switches the route.
+//! 502 `proxy_loop`; FLT-13 a simulated network change switches the route; FLT-14 a PAC server that
+//! appears after the start is used without a restart.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -186,6 +187,60 @@ async fn pac_10_unreachable_pac_fails_closed() {
         0,
         "fail closed: nothing goes DIRECT either"
     );
+}
+
+/// FLT-14: the proxy starts while its PAC server is unreachable (no network yet), keeps serving
+/// (502 `pac_error`: fail closed), and once the server answers, routes by its script without a
+/// restart.
+#[tokio::test]
+async fn flt_14_started_without_its_pac_the_proxy_recovers_when_the_server_appears() {
+    let origin = start_origin().await;
+    let dead = dead_port().await;
+    let url = PacSource::Url(format!("http://{dead}/proxy.pac"));
+    let proxy = start(upstream_for(origin.addr), |own| {
+        pac_source(
+            PacConfig {
+                retry_backoff: vec![Duration::from_millis(100)],
+                ..pac_config(url)
+            },
+            own,
+        )
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let r = get(proxy.addr, "origin.test", origin.addr.port()).await;
+    assert_eq!(r.status(), 502, "{}", r.text);
+    assert_eq!(r.code(), "pac_error");
+
+    // The network comes up: the PAC server answers at that address.
+    let listener = TcpListener::bind(dead).await.unwrap();
+    let server = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let _ = read_head(&mut stream).await;
+            let body = "function FindProxyForURL(url, host) { return \"DIRECT\"; }";
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/x-ns-proxy-autoconfig\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(reply.as_bytes()).await;
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = get(proxy.addr, "origin.test", origin.addr.port()).await;
+        if r.status() == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never recovered: {}",
+            r.text
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(origin.requests(), 1, "only the request after the recovery");
+    server.abort();
 }
 
 #[tokio::test]

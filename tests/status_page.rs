@@ -131,6 +131,13 @@ async fn status_json_page_script_and_ca_for_our_own_host() {
     assert_security_headers(&head, "/exoproxy-ca.pem");
     assert_eq!(pem, h.ca_pem);
 
+    // The icon a browser asks for with every page (a refusal would be a console error).
+    let (status, head, icon) = raw(h.proxy, "GET", "/favicon.ico", &host).await;
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: image/svg+xml"), "{head}");
+    assert_security_headers(&head, "/favicon.ico");
+    assert!(icon.starts_with("<svg "), "{icon}");
+
     // `localhost:<port>` names us too.
     let localhost = format!("localhost:{}", h.proxy.port());
     let (status, _, _) = raw(h.proxy, "GET", "/status.json", &localhost).await;
@@ -279,6 +286,25 @@ async fn metrics_parse_with_the_prometheus_parser() {
             serde_json::json!({})
         ) >= 1.0
     );
+    // REL-1's process gauges (tests/rel1_gauges.rs follows them through a burst).
+    assert_eq!(family("exoproxy_tasks")["type"], "gauge");
+    assert!(value("exoproxy_tasks", "exoproxy_tasks", serde_json::json!({})) >= 1.0);
+    assert_eq!(family("exoproxy_open_fds")["type"], "gauge");
+    assert!(
+        value(
+            "exoproxy_open_fds",
+            "exoproxy_open_fds",
+            serde_json::json!({})
+        ) >= 3.0
+    );
+    let rss = family("exoproxy_resident_memory_bytes");
+    assert_eq!(rss["type"], "gauge", "{rss:#}");
+    let rss = value(
+        "exoproxy_resident_memory_bytes",
+        "exoproxy_resident_memory_bytes",
+        serde_json::json!({}),
+    );
+    assert!(rss >= 1024.0 * 1024.0, "{rss}");
     assert_eq!(family("exoproxy_relayed_bytes")["type"], "counter");
     let up = serde_json::json!({"direction": "up"});
     assert!(value("exoproxy_relayed_bytes", "exoproxy_relayed_bytes_total", up) >= 9.0);

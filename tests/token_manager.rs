@@ -938,3 +938,44 @@ async fn idle_audience_is_not_renewed_in_the_background_and_renews_on_demand() {
     assert_ne!(renewed, first);
     assert_eq!(scc_calls(&idp), vec![0, 2880, 10_800]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn sign_out_is_final_until_a_new_sign_in_and_renew_now_renews_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    seed(dir.path(), "rt-0", None);
+    let idp = FakeIdp::new(|_, n| {
+        tokens(
+            &jwt(UPN, EXO, &n.to_string()),
+            Some(&format!("rt-{}", n + 1)),
+            20,
+        )
+    });
+    let manager = manager(&idp, dir.path());
+    let first = manager.token(UPN, &exo()).await.unwrap();
+    // `renew` renews now, long before the half-life.
+    assert_eq!(manager.renew_now(UPN).await.unwrap(), vec![exo()]);
+    assert_eq!(idp.grants(REFRESH).len(), 2);
+    assert_ne!(manager.token(UPN, &exo()).await.unwrap(), first);
+
+    manager.sign_out(UPN).unwrap();
+    assert!(cached_rt(dir.path()).is_none());
+    assert_eq!(manager.accounts()[0].status, AccountStatus::SignedOut);
+    let err = manager.token(UPN, &exo()).await.unwrap_err();
+    assert!(
+        matches!(err, TokenError::SignInRequired { .. }),
+        "no device code is started: {err}"
+    );
+    assert!(err.to_string().contains("exoproxy login"), "{err}");
+    assert!(matches!(
+        manager.renew_now(UPN).await,
+        Err(TokenError::SignInRequired { .. })
+    ));
+    let calls = idp.calls().len();
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(
+        idp.calls().len(),
+        calls,
+        "nothing renews a signed-out account"
+    );
+    assert!(cached_rt(dir.path()).is_none(), "nothing writes it back");
+}

@@ -1,6 +1,8 @@
 //! Admin endpoints served on the proxy's own port: `GET /proxy.pac`, and the status surface
 //! (docs/STATUS.md): `GET /` (the page), `/status.json`, `/status.js`, `/exoproxy-ca.pem`,
-//! `/metrics` (Prometheus).
+//! `/metrics` (Prometheus), `/healthz` (liveness: `ok`, docs/TESTING.md#rel-4), `/favicon.ico` (a
+//! browser asks for it on every page; a refusal would be an error in the page's console), and the
+//! actions `POST /action/<name>` ([`action`]).
 //!
 //! Contract for the status surface ([`status_reply`]):
 //! - Origin-form `GET` only, and only when `Host` names our listen address ([`is_our_host`]): a
@@ -22,6 +24,7 @@
 //! - Patterns are emitted as JSON string literals (valid JS), matched with `shExpMatch` on the
 //!   lower-cased host; IP ranges (CIDR) are left to the proxy itself (a browser would need DNS).
 
+pub mod action;
 pub mod page;
 pub mod status;
 
@@ -47,12 +50,14 @@ pub const SECURITY_HEADERS: [(&str, &str); 4] = [
 ];
 
 /// The status-surface paths.
-pub const STATUS_PATHS: [&str; 5] = [
+pub const STATUS_PATHS: [&str; 7] = [
     "/",
     "/status.json",
     "/status.js",
     "/exoproxy-ca.pem",
     "/metrics",
+    "/favicon.ico",
+    "/healthz",
 ];
 
 /// One status-surface reply: media type and body.
@@ -66,7 +71,10 @@ pub struct Reply {
 /// interception is off, or the path is not ours).
 pub fn status_reply(path: &str, sources: &status::Sources) -> Option<Reply> {
     let (content_type, body) = match path {
-        "/" => ("text/html; charset=utf-8", page::render(&sources.status())),
+        "/" => (
+            "text/html; charset=utf-8",
+            page::render(&sources.status(), sources.actions.token().expose()),
+        ),
         "/status.json" => (
             "application/json",
             serde_json::to_string_pretty(&sources.status()).ok()?,
@@ -77,6 +85,10 @@ pub fn status_reply(path: &str, sources: &status::Sources) -> Option<Reply> {
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
             crate::summary::metrics_text(),
         ),
+        "/favicon.ico" => ("image/svg+xml", page::ICON.to_string()),
+        // Liveness for a watchdog: answered from our state alone, never waiting for the PAC worker,
+        // the IdP or an upstream (docs/TESTING.md#rel-4). Degraded states are in /status.json.
+        "/healthz" => ("text/plain; charset=utf-8", "ok\n".to_string()),
         _ => return None,
     };
     Some(Reply { content_type, body })

@@ -3,22 +3,31 @@
 //! it is served from our own path because the page's CSP is `default-src 'self'` (no inline script,
 //! no inline style, nothing from elsewhere). Every value is HTML-escaped.
 //!
-//! Later actions (sign in, sign out, renew, reload: POST with CSRF token and `Origin`) go in the
-//! account rows' last cell and a form per action; nothing here needs to change shape for them.
+//! Actions (docs/STATUS.md, "Actions") are plain `<form method="post">`s, one per action and
+//! account, each with the admin token as a hidden `token` field: they work without JavaScript, the
+//! browser sends our own `Origin`, and the reply is a 303 back here, where the `last-action`
+//! paragraph shows the outcome. The token is in the page because the page is readable only by the
+//! same OS user and only same-origin (the `Host` gate stops DNS rebinding).
 
 use std::fmt::Write;
 
+use super::action::PREFIX;
 use super::status::{AccountView, Status};
 
 /// The countdown script, served as `/status.js`.
 pub const SCRIPT: &str = include_str!("status.js");
 
+/// The page's icon, served as `/favicon.ico` (SVG: browsers go by the media type, not the name).
+pub const ICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\">\
+    <rect width=\"16\" height=\"16\" rx=\"3\" fill=\"#24527a\"/>\
+    <path d=\"M4 4l8 8M12 4l-8 8\" stroke=\"#fff\" stroke-width=\"2\"/></svg>";
+
 /// The PowerShell line that trusts the downloaded CA for the current user.
 pub const TRUST_LINE: &str =
     r"Import-Certificate -FilePath .\exoproxy-ca.pem -CertStoreLocation Cert:\CurrentUser\Root";
 
-/// The page for `status`.
-pub fn render(status: &Status) -> String {
+/// The page for `status`; `form_token` is the admin token the action forms carry.
+pub fn render(status: &Status, form_token: &str) -> String {
     let mut out = String::with_capacity(8192);
     out.push_str(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -35,7 +44,8 @@ pub fn render(status: &Status) -> String {
         status.now,
         status.now
     );
-    accounts(&mut out, status);
+    last_action(&mut out, status);
+    accounts(&mut out, status, form_token);
     upstream(&mut out, status);
     ca(&mut out, status);
     errors(&mut out, status);
@@ -48,7 +58,27 @@ pub fn render(status: &Status) -> String {
     out
 }
 
-fn accounts(out: &mut String, status: &Status) {
+/// The last action's outcome, right under the title, where a redirected form lands.
+fn last_action(out: &mut String, status: &Status) {
+    let Some(last) = &status.last_action else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "<p id=\"last-action\" class=\"{}\">Last action <code>{}</code>{} at <time data-at=\"{}\">{}</time>: {}: {}</p>",
+        if last.ok { "ok" } else { "failed" },
+        esc(&last.action),
+        last.account
+            .as_deref()
+            .map_or(String::new(), |a| format!(" for {}", esc(a))),
+        last.at,
+        last.at,
+        if last.ok { "done" } else { "failed" },
+        esc(&last.message)
+    );
+}
+
+fn accounts(out: &mut String, status: &Status, form_token: &str) {
     out.push_str("<h2>Accounts</h2>\n");
     if status.accounts.is_empty() {
         out.push_str("<p>No accounts configured.</p>\n");
@@ -56,22 +86,26 @@ fn accounts(out: &mut String, status: &Status) {
     }
     out.push_str(
         "<table id=\"accounts\"><tr><th>Account</th><th>State</th><th>Tokens (expire in)</th>\
-         <th>Last renewal</th><th>Last error</th></tr>\n",
+         <th>Last renewal</th><th>Last error</th><th>Actions</th></tr>\n",
     );
     for account in &status.accounts {
-        account_row(out, account);
+        account_row(out, account, status.now, form_token);
     }
     out.push_str("</table>\n");
 }
 
-fn account_row(out: &mut String, a: &AccountView) {
+/// `now`: the snapshot's Unix seconds, for the sign-in code's time left.
+fn account_row(out: &mut String, a: &AccountView, now: i64, form_token: &str) {
     let mut state = esc(a.state);
     if let Some(sign_in) = &a.sign_in {
         let _ = write!(
             state,
-            ": enter <code>{}</code> at <a href=\"{uri}\">{uri}</a>",
+            ": enter <code>{}</code> at <a href=\"{uri}\">{uri}</a> \
+             (<span data-expires=\"{at}\">{left}</span> left)",
             esc(&sign_in.user_code),
-            uri = esc(&sign_in.verification_uri)
+            uri = esc(&sign_in.verification_uri),
+            at = sign_in.expires_at,
+            left = duration(u64::try_from(sign_in.expires_at - now).unwrap_or(0)),
         );
     }
     let tokens: Vec<String> = a
@@ -96,13 +130,35 @@ fn account_row(out: &mut String, a: &AccountView) {
     });
     let _ = writeln!(
         out,
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
         esc(&a.upn),
         state,
         tokens.join("<br>"),
         renewal,
-        esc(a.last_error.as_deref().unwrap_or(""))
+        esc(a.last_error.as_deref().unwrap_or("")),
+        forms(&a.upn, form_token)
     );
+}
+
+/// One small POST form per account action.
+fn forms(upn: &str, form_token: &str) -> String {
+    [
+        ("signin", "Sign in"),
+        ("renew", "Renew now"),
+        ("signout", "Sign out"),
+    ]
+    .iter()
+    .map(|(action, label)| {
+        format!(
+            "<form method=\"post\" action=\"{PREFIX}{action}\">\
+                 <input type=\"hidden\" name=\"token\" value=\"{}\">\
+                 <input type=\"hidden\" name=\"account\" value=\"{}\">\
+                 <button type=\"submit\">{label}</button></form>",
+            esc(form_token),
+            esc(upn)
+        )
+    })
+    .collect()
 }
 
 fn upstream(out: &mut String, status: &Status) {

@@ -14,6 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::action::{Actions, Outcome};
 use crate::intercept::InterceptState;
 use crate::route::Router;
 use crate::summary::{ErrorAnswered, Open};
@@ -43,6 +44,8 @@ pub struct Status {
     /// The last answered errors, newest first (at most 50).
     pub recent_errors: Vec<ErrorAnswered>,
     pub open: OpenView,
+    /// The last admin action (`POST /action/...`) and its outcome; `null` before the first.
+    pub last_action: Option<Outcome>,
 }
 
 /// One account, without any token.
@@ -69,6 +72,8 @@ pub struct AccountView {
 pub struct SignInView {
     pub user_code: String,
     pub verification_uri: String,
+    /// Unix seconds when the code expires.
+    pub expires_at: i64,
 }
 
 /// An access token's audience and expiry (never the token).
@@ -137,6 +142,8 @@ pub struct Sources {
     /// Interception (CA, token manager); `None` when off.
     pub intercept: Option<Arc<InterceptState>>,
     pub started: Instant,
+    /// The admin token and the last action's outcome (`POST /action/...`).
+    pub actions: Actions,
 }
 
 // === impl Sources ===
@@ -176,6 +183,7 @@ impl Sources {
                 connections: Open::Connection.count(),
                 tunnels: Open::Tunnel.count(),
             },
+            last_action: self.actions.last(),
         }
     }
 
@@ -210,6 +218,7 @@ fn account_view(summary: &AccountSummary, now: i64) -> AccountView {
         AccountStatus::SignInPending {
             user_code,
             verification_uri,
+            expires_in_seconds,
         } => (
             "sign_in_pending",
             None,
@@ -217,6 +226,7 @@ fn account_view(summary: &AccountSummary, now: i64) -> AccountView {
             Some(SignInView {
                 user_code: user_code.clone(),
                 verification_uri: verification_uri.clone(),
+                expires_at: now.saturating_add(i64::try_from(*expires_in_seconds).unwrap_or(0)),
             }),
         ),
         AccountStatus::SignedOut => ("signed_out", None, None, None),

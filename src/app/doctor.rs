@@ -178,7 +178,7 @@ fn unix(t: SystemTime) -> i64 {
 
 /// The proxy holding the state dir's lock, and its `/status.json` when it answered.
 async fn running_proxy(state_dir: &Path) -> Option<(Running, Option<serde_json::Value>)> {
-    let (pid, addrs) = crate::platform::running_instance(state_dir)?;
+    let addrs = crate::platform::running(state_dir)?;
     let mut last = Err("no listen address recorded".to_string());
     let mut status = None;
     for addr in &addrs {
@@ -198,7 +198,6 @@ async fn running_proxy(state_dir: &Path) -> Option<(Running, Option<serde_json::
         }
     }
     let running = Running {
-        pid,
         addrs,
         answer: last,
     };

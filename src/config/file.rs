@@ -195,6 +195,9 @@ pub struct TimeoutsSection {
     pub connect_reply_secs: Option<f64>,
     pub failover_total_secs: Option<f64>,
     pub bad_proxy_secs: Option<f64>,
+    /// Stream-idle limit of intercepted EWS requests, whose streaming notifications wait up to
+    /// 30 min between events (default 2100; other requests: 300).
+    pub streaming_idle_secs: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

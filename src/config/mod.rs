@@ -27,6 +27,9 @@ use crate::upstream::UpstreamConfig;
 pub struct Config {
     pub listen: Vec<SocketAddr>,
     pub max_connections: usize,
+    /// `[timeouts] streaming_idle_secs`: the stream-idle limit of intercepted EWS requests
+    /// (`Limits::streaming_idle`).
+    pub streaming_idle: std::time::Duration,
     pub state_dir: PathBuf,
     pub route: RouteConfig,
     pub upstream: UpstreamConfig,

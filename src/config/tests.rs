@@ -461,3 +461,37 @@ fn log_file_is_a_switch_or_a_path_under_the_state_dir() {
     assert!(err[0].message.contains("names no file"), "{err:?}");
     assert!(file("file = 3").is_err());
 }
+
+/// FLT-15: `[timeouts] streaming_idle_secs` sets the EWS stream-idle limit (35 min unless set);
+/// a value outside (0, 86400] is an error at its line.
+#[test]
+fn flt_15_streaming_idle_is_configured_and_checked() {
+    let cfg = check("").unwrap();
+    assert_eq!(cfg.streaming_idle, crate::limits::DEFAULT_STREAMING_IDLE);
+    let cfg = check("[timeouts]\nstreaming_idle_secs = 3600\n").unwrap();
+    assert_eq!(cfg.streaming_idle, std::time::Duration::from_secs(3600));
+    for bad in ["0", "-5", "100000"] {
+        let err = check(&format!("[timeouts]\n\nstreaming_idle_secs = {bad}\n")).unwrap_err();
+        assert_eq!(
+            paths_and_lines(&err),
+            vec![("timeouts.streaming_idle_secs", Some(3))],
+            "{bad}"
+        );
+    }
+}
+
+/// Every variable the file names as holding a secret, set or not, is kept from child processes
+/// (docs/TESTING.md#sec-21).
+#[test]
+fn sec_21_secret_variables_are_remembered_for_child_processes() {
+    let text = "[upstream]\nproxies = [\"http://p.test:8080\"]\n\n\
+                [[upstream.credentials]]\nproxy = \"p.test:8080\"\nusername = \"u\"\n\
+                password_env = \"EXO_SEC21_CFG_PASSWORD\"\n\n\
+                [[account]]\nupn = \"app@contoso.test\"\nflow = \"secret\"\nclient_id = \"app\"\n\
+                secret_env = \"EXO_SEC21_CFG_SECRET\"\n";
+    let _ = check(text);
+    let names = crate::platform::secret_env::names();
+    for var in ["EXO_SEC21_CFG_PASSWORD", "EXO_SEC21_CFG_SECRET"] {
+        assert!(names.iter().any(|n| n == var), "{var} not in {names:?}");
+    }
+}

@@ -55,6 +55,7 @@ impl Errors {
         var: &str,
         account: Option<&str>,
     ) -> Option<String> {
+        crate::platform::secret_env::remember(var);
         let value = env(var).filter(|v| !v.is_empty());
         if value.is_none() {
             let error = self.error_at(path, format!("environment variable {var} is not set"));
@@ -119,6 +120,12 @@ pub fn validate(
             1024
         }
     };
+    let streaming_idle = timeout_secs(
+        file.timeouts.streaming_idle_secs,
+        "timeouts.streaming_idle_secs",
+        crate::limits::DEFAULT_STREAMING_IDLE,
+        &mut errors,
+    );
     if let Some(level) = &file.log.level
         && let Err(e) = check_log_filter(level)
     {
@@ -139,6 +146,7 @@ pub fn validate(
     Ok(Config {
         listen,
         max_connections,
+        streaming_idle,
         state_dir,
         route,
         upstream,
@@ -147,6 +155,26 @@ pub fn validate(
         missing_secrets: errors.missing,
         log_file,
     })
+}
+
+/// A `[timeouts]` value: seconds in (0, 86400], else an error at `path` and the default.
+fn timeout_secs(
+    value: Option<f64>,
+    path: &str,
+    default: Duration,
+    errors: &mut Errors,
+) -> Duration {
+    match value {
+        None => default,
+        Some(s) if s > 0.0 && s <= 86_400.0 => Duration::from_secs_f64(s),
+        Some(s) => {
+            errors.push(
+                path,
+                format!("{s} is not a number of seconds in (0, 86400]"),
+            );
+            default
+        }
+    }
 }
 
 /// The log levels a filter directive may name (`tracing` levels plus `off`).
@@ -240,17 +268,7 @@ fn upstream_config(
 ) -> UpstreamConfig {
     let mut cfg = UpstreamConfig::default();
     let t = &file.timeouts;
-    let secs = |v: Option<f64>, path: &str, default: Duration, errors: &mut Errors| match v {
-        None => default,
-        Some(s) if s > 0.0 && s <= 86_400.0 => Duration::from_secs_f64(s),
-        Some(s) => {
-            errors.push(
-                path,
-                format!("{s} is not a number of seconds in (0, 86400]"),
-            );
-            default
-        }
-    };
+    let secs = timeout_secs;
     cfg.connect_timeout = secs(
         t.connect_secs,
         "timeouts.connect_secs",

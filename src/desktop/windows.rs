@@ -8,7 +8,7 @@
 use std::io;
 use std::ptr;
 
-use windows_sys::Win32::Foundation::{ERROR_FILE_NOT_FOUND, ERROR_MORE_DATA, ERROR_SUCCESS};
+use windows_sys::Win32::Foundation::{ERROR_FILE_NOT_FOUND, ERROR_SUCCESS};
 use windows_sys::Win32::Security::Cryptography::{
     CERT_FIND_SHA1_HASH, CERT_STORE_ADD_REPLACE_EXISTING, CERT_STORE_PROV_SYSTEM_W,
     CERT_SYSTEM_STORE_CURRENT_USER, CRYPT_INTEGER_BLOB, CertAddEncodedCertificateToStore,
@@ -17,12 +17,13 @@ use windows_sys::Win32::Security::Cryptography::{
     PKCS_7_ASN_ENCODING, X509_ASN_ENCODING,
 };
 use windows_sys::Win32::System::Registry::{
-    HKEY, HKEY_CURRENT_USER, KEY_SET_VALUE, REG_OPTION_NON_VOLATILE, RRF_NOEXPAND, RRF_RT_ANY,
-    RegCloseKey, RegCreateKeyExW, RegDeleteKeyValueW, RegGetValueW, RegSetValueExW,
+    HKEY, HKEY_CURRENT_USER, KEY_SET_VALUE, REG_OPTION_NON_VOLATILE, RRF_NOEXPAND, RegCloseKey,
+    RegCreateKeyExW, RegDeleteKeyValueW, RegSetValueExW,
 };
 
 use super::Desktop;
 use super::plan::RegData;
+use crate::platform::registry::{self, ReadError};
 
 /// The current user's registry and certificate stores.
 #[derive(Debug)]
@@ -32,42 +33,17 @@ const ENCODING: u32 = X509_ASN_ENCODING | PKCS_7_ASN_ENCODING;
 
 impl Desktop for Registry {
     fn read(&self, key: &str, name: &str) -> io::Result<Option<RegData>> {
-        let (key_w, name_w) = (wide(key), wide(name));
-        let mut buf: Vec<u8> = Vec::new();
-        for _ in 0..4 {
-            let mut kind = 0u32;
-            let mut size = u32::try_from(buf.len()).unwrap_or(u32::MAX);
-            let data = if buf.is_empty() {
-                ptr::null_mut()
-            } else {
-                buf.as_mut_ptr().cast()
-            };
-            // SAFETY: names are NUL-terminated and alive; `data` is null or `size` writable bytes.
-            // RRF_NOEXPAND keeps REG_EXPAND_SZ as stored, so a restore writes the same bytes back.
-            let rc = unsafe {
-                RegGetValueW(
-                    HKEY_CURRENT_USER,
-                    key_w.as_ptr(),
-                    name_w.as_ptr(),
-                    RRF_RT_ANY | RRF_NOEXPAND,
-                    &mut kind,
-                    data,
-                    &mut size,
-                )
-            };
-            match rc {
-                ERROR_FILE_NOT_FOUND => return Ok(None),
-                ERROR_SUCCESS if !buf.is_empty() || size == 0 => {
-                    buf.truncate(size as usize);
-                    return Ok(Some(RegData { kind, bytes: buf }));
-                }
-                ERROR_SUCCESS | ERROR_MORE_DATA => buf = vec![0; size as usize + 2],
-                other => return Err(os_error("reading", key, name, other)),
-            }
+        // RRF_NOEXPAND keeps REG_EXPAND_SZ as stored, so a restore writes the same bytes back.
+        match registry::read_value(HKEY_CURRENT_USER, key, name, RRF_NOEXPAND) {
+            Ok(value) => Ok(value.map(|v| RegData {
+                kind: v.kind,
+                bytes: v.bytes,
+            })),
+            Err(ReadError::Os(code)) => Err(os_error("reading", key, name, code)),
+            Err(ReadError::KeptChanging) => Err(io::Error::other(format!(
+                "HKCU\\{key}\\{name} kept changing size"
+            ))),
         }
-        Err(io::Error::other(format!(
-            "HKCU\\{key}\\{name} kept changing size"
-        )))
     }
 
     fn write(&mut self, key: &str, name: &str, data: &RegData) -> io::Result<()> {

@@ -40,7 +40,7 @@ pub fn config(name: &str, errors: &[String], warnings: &[String]) -> Finding {
 /// The running proxy as the instance lock and its `/status.json` tell it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Running {
-    pub pid: Option<u32>,
+    /// Where it listens, as it recorded.
     pub addrs: Vec<SocketAddr>,
     /// `Ok(where it answered)`, or why `/status.json` could not be read.
     pub answer: Result<SocketAddr, String>,
@@ -55,17 +55,11 @@ pub fn proxy(state_dir: &str, running: Option<&Running>) -> Finding {
             "start it: `exoproxy run` (on Windows `exoproxy install` starts it at logon)",
         );
     };
-    let pid = running
-        .pid
-        .map_or("pid not recorded".to_string(), |p| format!("pid {p}"));
     match &running.answer {
-        Ok(addr) => Finding::pass(
-            "proxy",
-            format!("running ({pid}) and answering on http://{addr}/"),
-        ),
+        Ok(addr) => Finding::pass("proxy", format!("running and answering on http://{addr}/")),
         Err(e) => Finding::fail(
             "proxy",
-            format!("running ({pid}) but /status.json did not answer: {e}"),
+            format!("running but /status.json did not answer: {e}"),
             "look at its log; if it hangs, stop it and start `exoproxy run` again",
         ),
     }

@@ -168,12 +168,18 @@ fn check_target(head: &RequestHead, headers: &[httparse::Header<'_>]) -> Result<
     let t = head.target.as_bytes();
     // The served PAC, CRL and status surface (admin): the handler answers them only when `Host`
     // names this proxy; the status surface does not even get that far under a host name.
-    let status = crate::admin::STATUS_PATHS.iter().any(|p| p.as_bytes() == t)
-        && headers.iter().any(|h| {
+    let names_us = || {
+        headers.iter().any(|h| {
             h.name.eq_ignore_ascii_case("host")
                 && std::str::from_utf8(h.value).is_ok_and(crate::admin::may_name_us)
-        });
+        })
+    };
+    let status = crate::admin::STATUS_PATHS.iter().any(|p| p.as_bytes() == t) && names_us();
     if head.method == "GET" && (t == b"/proxy.pac" || t == b"/exoproxy-ca.crl" || status) {
+        return Ok(());
+    }
+    // Admin actions take any method here, so that the action gate answers 405 to all but POST.
+    if t.starts_with(crate::admin::action::PREFIX.as_bytes()) && names_us() {
         return Ok(());
     }
     if t.starts_with(b"/") || t == b"*" {

@@ -88,6 +88,8 @@ struct Session {
     profile: Arc<str>,
     addrs: ClientAddrs,
     origin: Origin,
+    /// How long the replay buffer of an injected request may take to fill (LOAD-8).
+    stream_idle: Duration,
     /// The same-user verdict, computed on the first injected request (the owner cannot change).
     peer_user: OnceLock<PeerUser>,
 }
@@ -199,7 +201,7 @@ impl Session {
             start.state.upstream_tls().clone(),
             start.target.clone(),
             start.decision.clone(),
-            start.limits.stream_idle,
+            start.limits.clone(),
         );
         Session {
             state: start.state.clone(),
@@ -207,6 +209,7 @@ impl Session {
             profile: start.profile.clone(),
             addrs: start.addrs,
             origin,
+            stream_idle: start.limits.stream_idle,
             peer_user: OnceLock::new(),
         }
     }
@@ -300,7 +303,7 @@ impl Session {
         self.check_peer().await?;
         let (parts, body) = req.into_parts();
         let injected = self.token_for(&parts.headers, injection).await?;
-        let bytes = match body::prepare(body).await? {
+        let bytes = match body::prepare(body, self.stream_idle).await? {
             Prepared::Buffered(bytes) => bytes,
             // Too large to keep for a replay: sent once, whatever the answer.
             Prepared::Streaming(stream) => return self.send_with(&parts, stream, &injected).await,

@@ -207,6 +207,8 @@ impl Proxy {
         alive: mpsc::Sender<()>,
         addrs: ClientAddrs,
     ) -> Result<Response<ProxyBody>, Infallible> {
+        #[cfg(feature = "demo")]
+        inject_panic(&req);
         let started = Instant::now();
         let method = req.method().clone();
         let uri = redact_uri(req.uri());
@@ -214,6 +216,7 @@ impl Proxy {
         let result = match method {
             Method::CONNECT => self.connect(req, started, alive, addrs).await,
             _ if self.is_status_request(&req) => self.serve_status(&req, addrs).await,
+            _ if self.is_action_request(&req) => self.serve_action(req, addrs).await,
             _ => self.forward(req, started).await,
         };
         let response = result.unwrap_or_else(|err| {
@@ -420,6 +423,14 @@ impl Proxy {
             && crate::admin::STATUS_PATHS.contains(&req.uri().path())
     }
 
+    /// Origin-form request under `/action/` while the surface is on (any method: the action gate
+    /// answers 405 to all but POST).
+    fn is_action_request(&self, req: &Request<Incoming>) -> bool {
+        self.admin.is_some()
+            && req.uri().scheme().is_none()
+            && crate::admin::action::name_of(req.uri().path()).is_some()
+    }
+
     /// The status surface: `GET`, `Host` naming us (else 400, no data: DNS rebinding), and the
     /// connecting socket owned by our own OS user (else 403), as for token injection.
     async fn serve_status(
@@ -427,15 +438,82 @@ impl Proxy {
         req: &Request<Incoming>,
         addrs: ClientAddrs,
     ) -> Result<Response<ProxyBody>, ProxyError> {
+        if req.method() != Method::GET {
+            return Err(ProxyError::NotAProxyRequest);
+        }
+        let (sources, _) = self.admin_gate(req, addrs).await?;
+        let reply = crate::admin::status_reply(req.uri().path(), &sources)
+            .ok_or(ProxyError::NotAProxyRequest)?;
+        admin_response(200, reply.content_type, &[], reply.body)
+    }
+
+    /// `/action/<name>` (docs/STATUS.md, "Actions"): the status surface's gates, then
+    /// [`crate::admin::action::handle`] (method, Origin, admin token, dispatch).
+    async fn serve_action(
+        &self,
+        req: Request<Incoming>,
+        addrs: ClientAddrs,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
+        use crate::admin::action::{self, ActionRequest, Refusal};
+        let (sources, host) = self.admin_gate(&req, addrs).await?;
+        let (parts, body) = req.into_parts();
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let wants_json = header("accept").is_some_and(|a| a.contains("application/json"));
+        let path = parts.uri.path();
+        // Only a POST's body is read (bounded); anything else is refused by the gate unread.
+        let body = match parts.method {
+            Method::POST => match http_body_util::Limited::new(body, action::MAX_BODY)
+                .collect()
+                .await
+            {
+                Ok(collected) => collected.to_bytes(),
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    let name = action::name_of(path).unwrap_or_default();
+                    let answer = action::refused(&Refusal::TooLarge, name, wants_json);
+                    return admin_response(
+                        answer.status,
+                        answer.content_type,
+                        &answer.headers,
+                        answer.body,
+                    );
+                }
+                Err(e) => return Err(ProxyError::BadRequest(format!("action body: {e}"))),
+            },
+            _ => Bytes::new(),
+        };
+        let request = ActionRequest {
+            method: parts.method.as_str(),
+            host: &host,
+            origin: header("origin"),
+            token_header: header(action::TOKEN_HEADER),
+            content_type: header("content-type"),
+            body: &body,
+        };
+        let answer = action::handle(&sources, path, &request, wants_json).await;
+        admin_response(
+            answer.status,
+            answer.content_type,
+            &answer.headers,
+            answer.body,
+        )
+    }
+
+    /// The gates of every admin path but the PAC: `Host` names us (else 400, no data: DNS
+    /// rebinding) and the connecting socket belongs to our own OS user (else 403). Returns the
+    /// surface's sources and the `Host` value.
+    async fn admin_gate(
+        &self,
+        req: &Request<Incoming>,
+        addrs: ClientAddrs,
+    ) -> Result<(Arc<crate::admin::status::Sources>, String), ProxyError> {
         let host = req
             .headers()
             .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok());
-        let ours = host.is_some_and(|h| self.resolver.is_own_host(h));
-        let sources = self.admin.as_ref().ok_or(ProxyError::NotAProxyRequest)?;
-        if req.method() != Method::GET || !ours {
-            return Err(ProxyError::NotAProxyRequest);
-        }
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| self.resolver.is_own_host(h))
+            .ok_or(ProxyError::NotAProxyRequest)?
+            .to_string();
+        let sources = self.admin.clone().ok_or(ProxyError::NotAProxyRequest)?;
         let ClientAddrs { peer, local } = addrs;
         let user = tokio::task::spawn_blocking(move || crate::peer::check(peer, local))
             .await
@@ -445,20 +523,7 @@ impl Proxy {
                 "the status page is only for the OS user running the proxy".into(),
             ));
         }
-        let reply = crate::admin::status_reply(req.uri().path(), sources)
-            .ok_or(ProxyError::NotAProxyRequest)?;
-        let mut response =
-            Response::builder().header(http::header::CONTENT_TYPE, reply.content_type);
-        for (name, value) in crate::admin::SECURITY_HEADERS {
-            response = response.header(name, value);
-        }
-        response
-            .body(
-                http_body_util::Full::new(Bytes::from(reply.body))
-                    .map_err(|never| match never {})
-                    .boxed(),
-            )
-            .map_err(|e| ProxyError::Internal(e.to_string()))
+        Ok((sources, host))
     }
 
     /// Origin-form `GET /proxy.pac` addressed to us; anything else stays `NotAProxyRequest`.
@@ -494,6 +559,46 @@ impl Proxy {
             }),
             Action::Tunnel | Action::Intercept { .. } => Ok(decision),
         }
+    }
+}
+
+/// An admin reply: the status surface's security headers on every one (docs/STATUS.md), never an
+/// `Access-Control-Allow-*` header.
+fn admin_response(
+    status: u16,
+    content_type: &str,
+    headers: &[(&'static str, String)],
+    body: String,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let mut response = Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, content_type);
+    for (name, value) in crate::admin::SECURITY_HEADERS {
+        response = response.header(name, value);
+    }
+    for (name, value) in headers {
+        response = response.header(*name, value);
+    }
+    response
+        .body(
+            http_body_util::Full::new(Bytes::from(body))
+                .map_err(|never| match never {})
+                .boxed(),
+        )
+        .map_err(|e| ProxyError::Internal(e.to_string()))
+}
+
+/// SEC-20's fault injection (docs/TESTING.md#sec-20), only in builds with the `demo` feature (the
+/// test suite's; never the product binary): a request carrying this header panics in the handler.
+#[cfg(feature = "demo")]
+pub const TEST_PANIC_HEADER: &str = "x-exoproxy-test-panic";
+
+/// Panics on [`TEST_PANIC_HEADER`] with the request's headers in the message, as a careless
+/// `unwrap` on request data would: the panic report must withhold them (`app::panic`).
+#[cfg(feature = "demo")]
+fn inject_panic(req: &Request<Incoming>) {
+    if req.headers().contains_key(TEST_PANIC_HEADER) {
+        panic!("injected panic; request headers: {:?}", req.headers());
     }
 }
 

@@ -5,6 +5,11 @@
 //! - [`prepare`] reads the request body up to [`REPLAY_LIMIT`]: a body that ended by then is
 //!   [`Prepared::Buffered`] (sendable twice); a larger one is [`Prepared::Streaming`], the bytes read
 //!   so far first, then the rest of the client's body, sent once. A malformed body is a 400.
+//! - Nothing reaches the real host while that buffer fills, so by the stream-idle measure (no byte
+//!   forwarded) the exchange is idle: [`prepare`] gets the stream-idle limit in all, and a body that
+//!   trickles in slower (1 byte a second, or not at all) is a 400 that closes the connection
+//!   (docs/TESTING.md#load-8). A streaming body is forwarded as it comes, under the upstream
+//!   connection's own idle limit.
 //! - [`discard`] reads at most 64 KiB of a rejected response within 5 s and drops it, so that the
 //!   connection can carry the replay.
 
@@ -35,8 +40,19 @@ pub enum Prepared {
     Streaming(OutBody),
 }
 
-/// Reads up to [`REPLAY_LIMIT`] of the body: all of it → buffered; more → streaming.
-pub async fn prepare(mut body: Incoming) -> Result<Prepared, ProxyError> {
+/// Reads up to [`REPLAY_LIMIT`] of the body within `within`: all of it → buffered; more → streaming.
+pub async fn prepare(body: Incoming, within: Duration) -> Result<Prepared, ProxyError> {
+    tokio::time::timeout(within, read_replayable(body))
+        .await
+        .unwrap_or_else(|_| {
+            Err(ProxyError::BadRequest(format!(
+                "the request body did not arrive within {} s",
+                within.as_secs_f64()
+            )))
+        })
+}
+
+async fn read_replayable(mut body: Incoming) -> Result<Prepared, ProxyError> {
     let mut buffered = BytesMut::new();
     while buffered.len() <= REPLAY_LIMIT {
         match body.frame().await {

@@ -24,9 +24,9 @@
 //!           if !peeked.is_client_hello { refuse: not TLS }
 //!           let config = server_config_for_host(&leaves, connect_host)?; // CaError → ProxyError via From
 //!           let tls = TlsAcceptor::from(config).accept(peeked.stream).await?;
-//! upstream: let origin = Origin::new(upstream, state.upstream_tls, target, decision, idle);
+//! upstream: let origin = Origin::new(upstream, state.upstream_tls, target, decision, limits);
 //!           let driver = origin.open(tcp).await?;  // TLS verified; 502 upstream_tls_<kind>
-//! request:  body::prepare(body) → origin.send(req) → inject::rejection(..) → replay once
+//! request:  body::prepare(body, stream_idle) → origin.send(req) → inject::rejection(..) → replay once
 //! CRL:      GET {CRL_PATH} → 200, Content-Type {CRL_CONTENT_TYPE}, body ca.crl_der()
 //! ```
 

@@ -10,11 +10,12 @@
 //!   connection died before the request was written, the request goes once on a fresh connection
 //!   dialled through the decision's hops (nothing was sent, so any method is safe: FLT-7). A request
 //!   that may have reached the host is never sent again by this module.
-//! - No traffic for `stream_idle` ends the exchange: 504 before the response head.
+//! - No traffic for the request's stream-idle limit ends the exchange: 504 before the response
+//!   head. The limit is set per request from its path ([`Limits::stream_idle_for`]: EWS streaming
+//!   gets the longer one, docs/TESTING.md#flt-15) and holds until the next request.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -29,7 +30,8 @@ use tokio_rustls::TlsConnector;
 use super::body::OutBody;
 use super::tls::upstream_tls_error;
 use crate::error::ProxyError;
-use crate::io::IdleIo;
+use crate::io::{IdleIo, IdleLimit};
+use crate::limits::Limits;
 use crate::target::{Decision, Target};
 use crate::upstream::Upstream;
 
@@ -44,7 +46,9 @@ pub struct Origin {
     target: Target,
     /// The route of the CONNECT, for a redial.
     decision: Decision,
-    stream_idle: Duration,
+    limits: Limits,
+    /// The idle limit of the upstream connection (and of a redialled one), set per request.
+    idle: IdleLimit,
     /// The HTTP connection; `None` before [`Origin::open`] and after it died (the next request
     /// redials once).
     sender: Mutex<Option<SendRequest<OutBody>>>,
@@ -58,14 +62,15 @@ impl Origin {
         tls: Arc<ClientConfig>,
         target: Target,
         decision: Decision,
-        stream_idle: Duration,
+        limits: Limits,
     ) -> Origin {
         Origin {
             upstream,
             tls,
             target,
             decision,
-            stream_idle,
+            idle: IdleLimit::new(limits.stream_idle),
+            limits,
             sender: Mutex::new(None),
         }
     }
@@ -81,6 +86,7 @@ impl Origin {
     /// replaced once (nothing was sent, so any method is safe: FLT-7).
     pub async fn send(&self, req: Request<OutBody>) -> Result<Response<Incoming>, ProxyError> {
         let mut slot = self.sender.lock().await;
+        self.idle.set(self.limits.stream_idle_for(req.uri().path()));
         let mut req = req;
         if let Some(sender) = slot.as_mut()
             && sender.ready().await.is_ok()
@@ -117,7 +123,7 @@ impl Origin {
             .connect(name, stream)
             .await
             .map_err(|e| upstream_tls_error(&host, &e))?;
-        let io = TokioIo::new(IdleIo::new(tls, self.stream_idle));
+        let io = TokioIo::new(IdleIo::with_limit(tls, self.idle.clone()));
         let (sender, connection) = hyper::client::conn::http1::handshake(io)
             .await
             .map_err(|e| self.error(&e))?;
@@ -145,7 +151,7 @@ impl Origin {
         if timed_out {
             return ProxyError::UpstreamTimeout {
                 target: self.target.to_string(),
-                after: self.stream_idle,
+                after: self.idle.get(),
                 detail: "no response".into(),
             };
         }

@@ -53,3 +53,22 @@ async fn idle_reads_time_out_and_traffic_rearms_the_timer() {
     assert_eq!(err.kind(), io::ErrorKind::TimedOut);
     assert!(started.elapsed() >= idle);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_changed_limit_applies_from_the_next_traffic_on() {
+    let limit = IdleLimit::new(Duration::from_secs(2));
+    let (mut client, server) = tokio::io::duplex(64);
+    let mut stream = IdleIo::with_limit(server, limit.clone());
+    limit.set(Duration::from_secs(10));
+    client.write_all(b"x").await.unwrap();
+    let mut one = [0u8; 1];
+    stream.read_exact(&mut one).await.unwrap();
+    // Re-armed with the new limit: 8 s of silence are within it, 2 s were not.
+    tokio::time::advance(Duration::from_secs(8)).await;
+    client.write_all(b"y").await.unwrap();
+    stream.read_exact(&mut one).await.unwrap();
+    let started = Instant::now();
+    let err = stream.read(&mut one).await.unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+    assert!(started.elapsed() >= Duration::from_secs(10));
+}

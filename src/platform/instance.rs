@@ -9,7 +9,8 @@
 //! would keep the second process from reading the lock file itself). A second process that finds the
 //! lock held fails with a message naming that pid; the file's content is only believed while the
 //! lock is held, so a stale `exoproxy.pid` is harmless. CLI commands (`accounts`, `login`, …) do not
-//! take the lock: they must work while the proxy runs.
+//! take the lock: they must work while the proxy runs. [`running`] tells them whether a proxy holds
+//! it, and where it listens (so `login` / `logout` / `status` can go through it).
 
 use std::fs::{File, OpenOptions};
 use std::net::SocketAddr;
@@ -57,29 +58,42 @@ impl InstanceLock {
     }
 }
 
-/// The proxy running for `state_dir`, if one holds its lock: its pid and listen addresses as it
-/// recorded them (`exoproxy doctor`). Probes with a non-blocking lock that is released at once, and
-/// never creates the lock file; `None` when no proxy holds the lock.
-pub(crate) fn running(state_dir: &Path) -> Option<(Option<u32>, Vec<SocketAddr>)> {
+/// The listen addresses of the proxy that holds `state_dir`'s lock, or `None` when none does.
+/// Looks at the lock only when the recorded pid is alive, and then with a shared lock released at
+/// once, so a proxy starting at that moment is not kept from its own lock but by a vanishing chance.
+pub(crate) fn running(state_dir: &Path) -> Option<Vec<SocketAddr>> {
+    let recorded = std::fs::read_to_string(pid_path(state_dir)).ok()?;
+    let mut lines = recorded.lines();
+    let pid: u32 = lines.next()?.trim().parse().ok()?;
+    if !super::pid_alive(pid) {
+        return None;
+    }
+    let addrs: Vec<SocketAddr> = (lines.next().unwrap_or_default().split_whitespace())
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .open(state_dir.join(LOCK_FILE))
         .ok()?;
-    match file.try_lock() {
-        Err(std::fs::TryLockError::WouldBlock) => {}
-        _ => return None,
+    match file.try_lock_shared() {
+        Err(std::fs::TryLockError::WouldBlock) => Some(addrs),
+        Ok(()) | Err(std::fs::TryLockError::Error(_)) => None,
     }
+}
+
+/// Rewrites the pid file with the addresses actually bound (a configured port 0 becomes the real
+/// port), but only when the file names this process: only the lock holder may speak for the dir.
+pub(crate) fn record_bound(state_dir: &Path, bound: &[SocketAddr]) {
     let recorded = std::fs::read_to_string(pid_path(state_dir)).unwrap_or_default();
-    let mut lines = recorded.lines();
-    let pid = lines.next().and_then(|p| p.parse::<u32>().ok());
-    let addrs = lines
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    Some((pid, addrs))
+    if recorded.lines().next() != Some(std::process::id().to_string().as_str()) {
+        return;
+    }
+    let addrs: Vec<String> = bound.iter().map(SocketAddr::to_string).collect();
+    let holder = format!("{}\n{}\n", std::process::id(), addrs.join(" "));
+    if let Err(e) = super::write_private_atomic(&pid_path(state_dir), holder.as_bytes()) {
+        tracing::warn!(dir = %state_dir.display(), error = %e, "could not record the listen addresses");
+    }
 }
 
 fn pid_path(state_dir: &Path) -> PathBuf {
@@ -127,22 +141,32 @@ mod tests {
     }
 
     #[test]
-    fn running_names_the_holder_and_nobody_once_it_is_gone() {
+    fn running_names_the_lock_holder_only() {
         let tmp = tempfile::tempdir().unwrap();
-        assert_eq!(running(tmp.path()), None, "no lock file: nobody");
-        assert!(
-            !tmp.path().join(LOCK_FILE).exists(),
-            "the probe creates nothing"
-        );
+        assert_eq!(running(tmp.path()), None);
         let listen: Vec<SocketAddr> = vec!["127.0.0.1:8765".parse().unwrap()];
-        let lock = InstanceLock::acquire(tmp.path(), &listen).unwrap();
+        let held = InstanceLock::acquire(tmp.path(), &listen).unwrap();
+        assert_eq!(running(tmp.path()), Some(listen.clone()));
+        let bound: Vec<SocketAddr> = vec!["127.0.0.1:40001".parse().unwrap()];
+        record_bound(tmp.path(), &bound);
         assert_eq!(
             running(tmp.path()),
-            Some((Some(std::process::id()), listen))
+            Some(bound.clone()),
+            "port 0 becomes the real port"
         );
-        drop(lock);
-        assert_eq!(running(tmp.path()), None);
-        let _again = InstanceLock::acquire(tmp.path(), &[]).unwrap();
+        drop(held);
+        assert_eq!(
+            running(tmp.path()),
+            None,
+            "a pid file without the lock is stale"
+        );
+        std::fs::write(tmp.path().join(PID_FILE), "1\n127.0.0.1:1\n").unwrap();
+        record_bound(tmp.path(), &bound);
+        let kept = std::fs::read_to_string(tmp.path().join(PID_FILE)).unwrap();
+        assert_eq!(
+            kept, "1\n127.0.0.1:1\n",
+            "another process's record is not ours to change"
+        );
     }
 
     #[test]

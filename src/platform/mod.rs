@@ -19,6 +19,9 @@
 //! - [`check_not_writable_by_others`]: a config file or state dir that other users can change is
 //!   refused with the command that fixes it (module `perms`).
 //! - [`InstanceLock`]: one running proxy per state dir (module `instance`).
+//! - `registry::read_value` (Windows): the one registry reader, for the proxy settings and the
+//!   desktop install plan alike.
+//! - [`secret_env`]: the environment variables that hold secrets never reach a process we start.
 //! - The OS calls live in small `cfg(windows)` modules (`windows_acl`, `dpapi`); the SDDL text and the
 //!   seam are platform-neutral and tested on Linux.
 
@@ -30,11 +33,14 @@ mod perms;
 mod private;
 mod protect;
 #[cfg(windows)]
+pub(crate) mod registry;
+pub(crate) mod secret_env;
+#[cfg(windows)]
 mod windows_acl;
 
 #[cfg_attr(not(windows), allow(unused_imports))]
 pub(crate) use acl::{owner_only_sddl, restrict_dir_to_owner};
-pub(crate) use instance::{InstanceLock, running as running_instance};
+pub(crate) use instance::{InstanceLock, record_bound, running};
 pub(crate) use perms::check_not_writable_by_others;
 pub(crate) use private::{
     create_private_atomic, pid_alive, private_dir, sweep_temp_files, write_private_atomic,

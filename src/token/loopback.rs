@@ -101,27 +101,48 @@ async fn respond(stream: &mut tokio::net::TcpStream, status: &str, text: &str) -
 
 /// Opens `url` in the user's browser (Windows `rundll32`, macOS `open`, elsewhere `xdg-open`).
 pub fn open_browser(url: &str) -> io::Result<()> {
+    browser_command(url).spawn().map(drop)
+}
+
+/// The browser command for `url`: no secret variable of the configuration in its environment
+/// (docs/TESTING.md#sec-21), no console streams.
+fn browser_command(url: &str) -> std::process::Command {
     let mut command = if cfg!(windows) {
-        let mut c = std::process::Command::new("rundll32");
+        let mut c = crate::platform::secret_env::command("rundll32");
         c.arg("url.dll,FileProtocolHandler");
         c
     } else if cfg!(target_os = "macos") {
-        std::process::Command::new("open")
+        crate::platform::secret_env::command("open")
     } else {
-        std::process::Command::new("xdg-open")
+        crate::platform::secret_env::command("xdg-open")
     };
     command
         .arg(url)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map(drop)
+        .stderr(std::process::Stdio::null());
+    command
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The browser never inherits a variable the configuration names as a secret.
+    #[test]
+    fn sec_21_the_browser_gets_no_secret_variable() {
+        crate::platform::secret_env::remember("EXO_SEC21_BROWSER_SECRET");
+        let command = browser_command("https://login.example/");
+        let removed: Vec<_> = command
+            .get_envs()
+            .filter(|(_, value)| value.is_none())
+            .map(|(name, _)| name.to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            removed.iter().any(|n| n == "EXO_SEC21_BROWSER_SECRET"),
+            "{removed:?}"
+        );
+    }
 
     async fn get(port: u16, target: &str) -> String {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))

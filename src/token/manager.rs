@@ -132,6 +132,8 @@ pub enum AccountStatus {
         user_code: String,
         /// Where.
         verification_uri: String,
+        /// Seconds until the code expires.
+        expires_in_seconds: u64,
     },
     /// Never signed in (or logged out).
     SignedOut,
@@ -319,6 +321,48 @@ impl TokenManager {
         }
     }
 
+    /// Signs the account out for good (the admin action `signout`, `exoproxy logout` through the
+    /// running proxy): as [`Self::logout`], and until a new sign-in (`begin_login`, or one another
+    /// process writes to the cache) its requests get [`TokenError::SignInRequired`] instead of a new
+    /// device code, and nothing renews it.
+    pub fn sign_out(&self, upn: &str) -> std::io::Result<()> {
+        self.logout(upn)?;
+        self.account(upn).state().phase = Phase::SignedOut;
+        Ok(())
+    }
+
+    /// Renews the account's tokens now, ignoring any backoff: every audience it holds a token for,
+    /// else its default audience. Returns the audiences renewed; an account that needs a sign-in
+    /// (or is signed out) gets that error without a call.
+    pub async fn renew_now(&self, upn: &str) -> Result<Vec<Audience>, TokenError> {
+        let account = self.account(upn);
+        if let Some(err) = account.phase_error() {
+            return Err(err);
+        }
+        let config = account.config();
+        if config.flow.is_delegated() && account.state().refresh_token.is_none() {
+            return Err(TokenError::SignInRequired {
+                upn: config.upn.clone(),
+                aadsts: None,
+                detail: "not signed in".into(),
+            });
+        }
+        let mut audiences: Vec<Audience> = (account.slots().iter())
+            .filter(|slot| slot.token().is_some())
+            .map(|slot| slot.audience.clone())
+            .collect();
+        if audiences.is_empty() {
+            audiences.push(config.default_audience());
+        }
+        audiences.sort_by_key(ToString::to_string);
+        for audience in &audiences {
+            let slot = account.slot(audience);
+            let rx = flight::join_or_start(&account, &slot, None);
+            self.wait_flight(&account, rx).await?;
+        }
+        Ok(audiences)
+    }
+
     /// Every known account (configured or cached on disk), without secrets.
     pub fn accounts(&self) -> Vec<AccountSummary> {
         if let Some(cache) = &self.shared.cache {
@@ -352,7 +396,9 @@ impl TokenManager {
             Phase::SignInPending(p) => AccountStatus::SignInPending {
                 user_code: p.user_code.clone(),
                 verification_uri: p.verification_uri.clone(),
+                expires_in_seconds: p.remaining().as_secs(),
             },
+            Phase::SignedOut => AccountStatus::SignedOut,
             Phase::Ready if state.backoff.failures() > 0 => AccountStatus::Failing {
                 failures: state.backoff.failures(),
             },

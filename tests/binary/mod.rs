@@ -33,10 +33,15 @@ impl Drop for Running {
 /// Starts `exoproxy run` with `env` set (and `EXOPROXY_LOG` unset unless given) and waits until it
 /// accepts connections; its stderr is piped and not read.
 pub(crate) fn start(env: &[(&str, &str)]) -> Running {
+    start_with("", env)
+}
+
+/// [`start`] with `extra` appended to the config file (after `state_dir`).
+pub(crate) fn start_with(extra: &str, env: &[(&str, &str)]) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("exoproxy.toml");
     let state = dir.path().join("state").display().to_string();
-    std::fs::write(&config, format!("state_dir = {state:?}\n")).unwrap();
+    std::fs::write(&config, format!("state_dir = {state:?}\n{extra}")).unwrap();
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

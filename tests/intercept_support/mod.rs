@@ -77,6 +77,8 @@ pub struct Options {
     pub canary: Option<String>,
     /// Give the token manager a real state dir (`<temp dir>/state`) instead of memory only.
     pub state_dir: bool,
+    /// The proxy's limits (short idle limits for the timeout tests).
+    pub limits: Limits,
 }
 
 impl Default for Options {
@@ -89,6 +91,7 @@ impl Default for Options {
             extra_roots: Vec::new(),
             canary: None,
             state_dir: false,
+            limits: Limits::default(),
         }
     }
 }
@@ -154,8 +157,11 @@ impl Harness {
             upstream: upstream.clone(),
             intercept: Some(intercept.clone()),
             started: tokio::time::Instant::now(),
+            actions: exoproxy::admin::action::Actions::new(
+                exoproxy::admin::action::AdminToken::create(tmp.path()).unwrap(),
+            ),
         });
-        let proxy = Proxy::new(router, upstream, Limits::default())
+        let proxy = Proxy::new(router, upstream, options.limits)
             .with_intercept(intercept.clone())
             .with_admin(admin);
         let (stop, stopped) = oneshot::channel::<()>();
@@ -479,4 +485,130 @@ pub fn describe(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+// === A scripted HTTPS origin ===
+
+/// The origin's side of one TLS connection.
+pub type OriginTls = tokio_rustls::server::TlsStream<TcpStream>;
+
+/// What a [`scripted_origin`] does with each accepted connection.
+pub type OriginHandler = Arc<
+    dyn Fn(OriginTls) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// An HTTPS origin on loopback, with a certificate for one host from its own CA.
+pub struct ScriptedOrigin {
+    pub port: u16,
+    /// The origin's CA (what the proxy must trust upstream: `Options::extra_roots`).
+    pub ca_pem: String,
+}
+
+impl ScriptedOrigin {
+    /// Harness options that send `host` to this origin and trust its CA.
+    pub fn options(&self, host: &str, limits: Limits) -> Options {
+        Options {
+            connect_to: vec![ConnectTo {
+                host: host.into(),
+                port: None,
+                to_host: "127.0.0.1".into(),
+                to_port: self.port,
+            }],
+            extra_roots: vec![self.ca_pem.clone()],
+            limits,
+            ..Options::default()
+        }
+    }
+}
+
+/// An HTTPS origin for `host` running `handler` on each accepted TLS connection.
+pub async fn scripted_origin(host: &str, handler: OriginHandler) -> ScriptedOrigin {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec![host.to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![leaf.der().clone()], key)
+    .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (acceptor, handler) = (acceptor.clone(), handler.clone());
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(stream).await {
+                    handler(tls).await;
+                }
+            });
+        }
+    });
+    ScriptedOrigin {
+        port,
+        ca_pem: ca.pem(),
+    }
+}
+
+/// One request as a scripted origin saw it.
+#[derive(Debug, Clone, Default)]
+pub struct Seen {
+    pub head: String,
+    /// `Content-Length` of the head (0 without one).
+    pub length: usize,
+    /// Body bytes that arrived before the stream ended or `length` was reached.
+    pub body: usize,
+}
+
+impl Seen {
+    pub fn complete(&self) -> bool {
+        self.body == self.length
+    }
+}
+
+/// Reads one request (head and a `Content-Length` body) until it is whole or the stream ends;
+/// `None` when the stream ended before a whole head.
+pub async fn read_request<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Option<Seen> {
+    let mut data = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let end = loop {
+        if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => data.extend_from_slice(&buf[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&data[..end]).into_owned();
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = data.len() - end;
+    while body < length {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => body += n,
+        }
+    }
+    Some(Seen { head, length, body })
 }

@@ -6,8 +6,8 @@
 //! - memory: the runtime's heap is capped (32 MiB); stack: capped (deep recursion is a JS error).
 //! - surface: only the helpers of `helpers.js`; `eval`, `Function` and friends are disabled by
 //!   `harden.js`, nothing of the host (files, env, network) is reachable.
-//! - a sandbox that was interrupted or ran out of memory reports [`EvalError::Poisoned`] semantics through
-//!   [`Sandbox::is_poisoned`]: the worker throws it away and builds a fresh one.
+//! - a sandbox that was interrupted or ran out of memory says so through [`Sandbox::is_poisoned`]:
+//!   the worker throws it away and builds a fresh one.
 //!
 //! A `Sandbox` is `!Send` (QuickJS is single-threaded): it lives and dies on its worker thread.
 

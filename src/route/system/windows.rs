@@ -16,14 +16,13 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::ptr;
 
-use windows_sys::Win32::Foundation::{ERROR_FILE_NOT_FOUND, ERROR_MORE_DATA, ERROR_SUCCESS};
+use windows_sys::Win32::Foundation::ERROR_SUCCESS;
 use windows_sys::Win32::NetworkManagement::IpHelper::{
     GetIpAddrTable, MIB_IPADDRROW_XP, MIB_IPADDRTABLE,
 };
-use windows_sys::Win32::System::Registry::{
-    HKEY, HKEY_CURRENT_USER, HKEY_LOCAL_MACHINE, RRF_RT_ANY, RegGetValueW,
-};
+use windows_sys::Win32::System::Registry::{HKEY, HKEY_CURRENT_USER, HKEY_LOCAL_MACHINE};
 
+use crate::platform::registry::{self, ReadError};
 use crate::route::system::blob::ConnectionSettings;
 use crate::route::system::ie::{RegValue, RegValues, from_ie_values, from_ie_values_and_blob};
 use crate::route::system::{SettingsError, SystemProxy};
@@ -79,54 +78,18 @@ pub fn read_winhttp() -> Result<SystemProxy, SettingsError> {
 
 /// One registry value; `None` when the key or value does not exist.
 fn read_value(root: HKEY, subkey: &str, name: &str) -> Result<Option<RegValue>, SettingsError> {
-    let subkey_w = wide(subkey);
-    let name_w = wide(name);
-    let mut buf: Vec<u8> = Vec::new();
-    // The value may grow between the size query and the read: retry a few times on ERROR_MORE_DATA.
-    for _ in 0..4 {
-        let mut kind: u32 = 0;
-        let mut size = u32::try_from(buf.len()).unwrap_or(u32::MAX);
-        let data = if buf.is_empty() {
-            ptr::null_mut()
-        } else {
-            buf.as_mut_ptr().cast()
-        };
-        // SAFETY: the name pointers are NUL-terminated UTF-16 buffers alive for the call; `data` is
-        // null (size query) or points to `size` writable bytes.
-        let rc = unsafe {
-            RegGetValueW(
-                root,
-                subkey_w.as_ptr(),
-                name_w.as_ptr(),
-                RRF_RT_ANY,
-                &mut kind,
-                data,
-                &mut size,
-            )
-        };
-        match rc {
-            ERROR_FILE_NOT_FOUND => return Ok(None),
-            ERROR_SUCCESS if !buf.is_empty() || size == 0 => {
-                buf.truncate(size as usize);
-                return RegValue::from_raw(kind, &buf).map(Some);
-            }
-            ERROR_SUCCESS | ERROR_MORE_DATA => buf = vec![0; size as usize + 2],
-            other => {
-                return Err(SettingsError::new(
-                    "registry",
-                    format!("reading {subkey}\\{name} failed with error {other}"),
-                ));
-            }
-        }
+    match registry::read_value(root, subkey, name, 0) {
+        Ok(Some(raw)) => RegValue::from_raw(raw.kind, &raw.bytes).map(Some),
+        Ok(None) => Ok(None),
+        Err(ReadError::Os(code)) => Err(SettingsError::new(
+            "registry",
+            format!("reading {subkey}\\{name} failed with error {code}"),
+        )),
+        Err(ReadError::KeptChanging) => Err(SettingsError::new(
+            "registry",
+            format!("{subkey}\\{name} kept changing size while being read"),
+        )),
     }
-    Err(SettingsError::new(
-        "registry",
-        format!("{subkey}\\{name} kept changing size while being read"),
-    ))
-}
-
-fn wide(s: &str) -> Vec<u16> {
-    s.encode_utf16().chain(std::iter::once(0)).collect()
 }
 
 /// The machine's IPv4 interface addresses; empty if the table cannot be read.

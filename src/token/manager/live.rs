@@ -75,6 +75,9 @@ pub(crate) enum Phase {
     SignInRequired(SignInMark),
     /// A device-code sign-in is waiting for the user.
     SignInPending(DevicePrompt),
+    /// Signed out by the admin ([`super::TokenManager::sign_out`]): no token calls, no on-demand
+    /// sign-in, until a new sign-in succeeds (kept in memory; the cache file is gone).
+    SignedOut,
 }
 
 /// The access token for one audience, its single-flight and its refresher.
@@ -203,6 +206,11 @@ impl Account {
                 })
             }
             Phase::SignInPending(_) => None,
+            Phase::SignedOut => Some(TokenError::SignInRequired {
+                upn,
+                aadsts: None,
+                detail: "signed out".into(),
+            }),
         }
     }
 
