@@ -5,7 +5,7 @@
 //! ([`crate::route::pac::script_args`]), same result grammar.
 
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use std::net::SocketAddr;
@@ -15,6 +15,7 @@ use rustls_pki_types::CertificateDer;
 use tokio::net::TcpListener;
 
 use crate::admin::action::{Actions, AdminToken};
+use crate::admin::status::ReloadRequests;
 use crate::client::OutboundClient;
 use crate::config::{self, Config, Overrides};
 use crate::handler::Proxy;
@@ -39,6 +40,7 @@ pub mod desktop;
 pub mod doctor;
 pub mod log;
 pub mod panic;
+pub mod reload;
 pub mod running;
 mod services;
 pub mod signals;
@@ -221,17 +223,16 @@ fn shorten(error: &str) -> String {
     }
 }
 
-/// Keeps the STS directory fresh in the background (discovery through the normal route).
+/// Keeps the STS directory fresh in the background (discovery through the normal route); the
+/// handle stops it when a reload replaces the router.
 fn spawn_sts_refresher(
     router: &Arc<Router>,
     client: &OutboundClient,
     sts: &crate::route::StsConfig,
-) {
-    let Some(directory) = router.sts().cloned().filter(|_| sts.discover) else {
-        return;
-    };
+) -> Option<tokio::task::AbortHandle> {
+    let directory = router.sts().cloned().filter(|_| sts.discover)?;
     if sts.domains.is_empty() {
-        return;
+        return None;
     }
     let client = client.clone();
     let fetch = move |url: String| {
@@ -242,7 +243,9 @@ fn spawn_sts_refresher(
                 .await
         }
     };
-    tokio::spawn(directory.run_refresher(sts.domains.clone(), fetch, RefreshPolicy::default()));
+    let task =
+        tokio::spawn(directory.run_refresher(sts.domains.clone(), fetch, RefreshPolicy::default()));
+    Some(task.abort_handle())
 }
 
 /// `exoproxy pac eval URL|HOST [--pac FILE|URL]`: prints what the PAC script returns for what the
@@ -365,9 +368,19 @@ fn bare_host_target(arg: &str) -> Result<Target, String> {
     Target::parse_connect(&authority).map_err(|e| e.0)
 }
 
+/// Where the running configuration was read from, to read it again ([`reload`]).
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    /// The file; `None`: built-in defaults only.
+    pub file: Option<PathBuf>,
+    /// The command line and environment, which keep beating the file on every reload.
+    pub overrides: Overrides,
+}
+
 /// Runs the proxy until a stop signal ([`signals`]: Ctrl-C, SIGTERM, Windows console events), holding the state dir's instance lock (one proxy per
-/// state dir) until it returns.
-pub async fn run(config: Config) -> ExitCode {
+/// state dir) until it returns. `config` was read from `source`; a change of that file, or SIGHUP,
+/// reloads it ([`reload`]).
+pub async fn run(config: Config, source: ConfigSource) -> ExitCode {
     let lock = ensure_state_dir(&config.state_dir)
         .and_then(|()| InstanceLock::acquire(&config.state_dir, &config.listen));
     let _instance = match lock {
@@ -377,7 +390,8 @@ pub async fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match serve(config, signals::shutdown()).await {
+    let (stop, hangups) = signals::install();
+    match serve_live(config, Some((source, hangups)), stop).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(StartError::Config(errors)) => {
             for e in errors {
@@ -403,12 +417,31 @@ pub enum StartError {
 
 /// Binds, builds the shared state and serves until `shutdown` completes.
 pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
-    let (proxy, listeners, _services) = start(&config).await?;
+    serve_live(config, None, shutdown).await
+}
+
+/// [`serve`]; with a source, the configuration is reloaded on SIGHUP and when its file changes.
+async fn serve_live(
+    config: Config,
+    live: Option<(ConfigSource, signals::Hangups)>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let (source, hangups) = live.unzip();
+    let (reload_requests, admin_reloads) = tokio::sync::mpsc::unbounded_channel();
+    let reloadable = source.clone().map(|source| (source, reload_requests));
+    let (proxy, listeners, _services) = start_with(&config, reloadable).await?;
+    let watcher = hangups.map(|hangups| {
+        let file = source.and_then(|s| s.file);
+        tokio::spawn(reload::watch(proxy.clone(), file, hangups, admin_reloads))
+    });
     let (stop_summary, stopped) = tokio::sync::oneshot::channel::<()>();
     let summary = tokio::spawn(crate::summary::run(crate::summary::interval(), async {
         let _ = stopped.await;
     }));
     listener::serve(listeners, proxy, shutdown).await;
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
     let _ = stop_summary.send(());
     let _ = summary.await;
     tracing::info!("exoproxy stopped");
@@ -419,7 +452,25 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> Result
 pub async fn start(
     config: &Config,
 ) -> Result<(Arc<Proxy>, Vec<TcpListener>, Services), StartError> {
+    start_with(config, None).await
+}
+
+/// [`start`]; with the `source` of `config`, the proxy can reload it ([`Proxy::reload_config`]),
+/// and the `reload` action asks for one on the given sender ([`reload::watch`] serves it).
+async fn start_with(
+    config: &Config,
+    reloadable: Option<(ConfigSource, ReloadRequests)>,
+) -> Result<(Arc<Proxy>, Vec<TcpListener>, Services), StartError> {
     ensure_state_dir(&config.state_dir).map_err(StartError::Runtime)?;
+    // A new admin token at every start, written before the port is bound: a CLI that finds the
+    // proxy listening always finds the token it needs (the page's forms embed the same one).
+    let admin_token = AdminToken::create(&config.state_dir).map_err(|e| {
+        StartError::Runtime(format!(
+            "cannot write the admin token in {}: {e}",
+            config.state_dir.display()
+        ))
+    })?;
+    let actions = Arc::new(Actions::new(admin_token));
     let listeners = bind(config).await?;
     let bound: Vec<SocketAddr> = listeners
         .iter()
@@ -427,7 +478,17 @@ pub async fn start(
         .collect();
     crate::platform::record_bound(&config.state_dir, &bound);
     let services = Services::build(config, &bound).await?;
-    spawn_sts_refresher(&services.router, &services.client, &config.route.sts);
+    let refresher = spawn_sts_refresher(&services.router, &services.client, &config.route.sts);
+    let reload_requests = reloadable.as_ref().map(|(_, requests)| requests.clone());
+    let reloader = reloadable.map(|(source, reload)| {
+        let admin = reload::AdminHandles {
+            actions: actions.clone(),
+            reload,
+        };
+        Arc::new(reload::Reloader::new(
+            source, config, &bound, &services, refresher, admin,
+        ))
+    });
     let limits = Limits {
         max_connections: config.max_connections,
         streaming_idle: config.streaming_idle,
@@ -437,20 +498,18 @@ pub async fn start(
     if let Some(state) = &services.intercept {
         proxy = proxy.with_intercept(state.clone());
     }
-    // A new admin token at every start: the page's forms and the CLI read the current one.
-    let admin_token = AdminToken::create(&config.state_dir).map_err(|e| {
-        StartError::Runtime(format!(
-            "cannot write the admin token in {}: {e}",
-            config.state_dir.display()
-        ))
-    })?;
     proxy = proxy.with_admin(Arc::new(crate::admin::status::Sources {
         router: services.router.clone(),
         upstream: services.upstream.clone(),
         intercept: services.intercept.clone(),
         started: tokio::time::Instant::now(),
-        actions: Actions::new(admin_token),
+        config: reloader.as_ref().map(|r| r.view()),
+        actions,
+        reload: reload_requests,
     }));
+    if let Some(reloader) = reloader {
+        proxy = proxy.with_reloader(reloader);
+    }
     announce(config, &bound, &services);
     Ok((Arc::new(proxy), listeners, services))
 }

@@ -15,7 +15,7 @@
 //! pooled connection found dead before the request left (hyper hands the unsent request back) is
 //! replaced by one fresh connection; a request that may have been sent is never repeated.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -43,10 +43,18 @@ pub const POOL_MAX_IDLE: usize = 8;
 /// Outbound client over the proxy's own route and upstream chain.
 #[derive(Clone)]
 pub struct OutboundClient {
-    router: Arc<Router>,
-    upstream: Arc<Upstream>,
+    /// Shared by every clone: a configuration reload ([`OutboundClient::set_route`]) moves the
+    /// token manager's and STS discovery's calls too.
+    route: Arc<RwLock<Route>>,
     tls: TlsConnector,
     pool: Arc<Mutex<Vec<Pooled>>>,
+}
+
+/// The route a call takes: the router's decision, dialled by the upstream.
+#[derive(Clone)]
+struct Route {
+    router: Arc<Router>,
+    upstream: Arc<Upstream>,
 }
 
 /// What a connection is reusable for: the same scheme and target over the same route.
@@ -96,11 +104,31 @@ impl OutboundClient {
         tls: Arc<rustls::ClientConfig>,
     ) -> OutboundClient {
         OutboundClient {
-            router,
-            upstream,
+            route: Arc::new(RwLock::new(Route { router, upstream })),
             tls: TlsConnector::from(tls),
             pool: Arc::new(Mutex::new(Vec::new())),
         }
+    }
+
+    /// Routes every later call of every clone with `router` and `upstream` (a configuration
+    /// reload); idle pooled connections of the old route are dropped (their proxy credentials may
+    /// have changed).
+    pub fn set_route(&self, router: Arc<Router>, upstream: Arc<Upstream>) {
+        *self
+            .route
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Route { router, upstream };
+        self.pool
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+    }
+
+    fn route(&self) -> Route {
+        self.route
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// GETs `url` within `timeout`: the fetch user-realm (STS) discovery is given
@@ -139,7 +167,8 @@ impl OutboundClient {
             Target::from_http_authority(authority.as_str())
         }
         .map_err(|e| TransportError::Other(e.0))?;
-        let decision = self
+        let route = self.route();
+        let decision = route
             .router
             .decide(&target)
             .await
@@ -167,7 +196,9 @@ impl OutboundClient {
             },
             None => req,
         };
-        let conn = self.open(&key.target, &decision, https).await?;
+        let conn = self
+            .open(&route.upstream, &key.target, &decision, https)
+            .await?;
         match send_on(conn, req).await {
             Exchange::Done(response, conn) => Ok(self.keep(key, conn, response)),
             Exchange::Unsent => Err(TransportError::Other(
@@ -180,13 +211,13 @@ impl OutboundClient {
     /// Opens a connection to `target` along `decision` (TLS for `https`) and starts HTTP/1.1 on it.
     async fn open(
         &self,
+        upstream: &Upstream,
         target: &Target,
         decision: &crate::target::Decision,
         https: bool,
     ) -> Result<Conn, TransportError> {
         if https {
-            let connected = self
-                .upstream
+            let connected = upstream
                 .connect(target, decision)
                 .await
                 .map_err(|e| TransportError::Connect(e.to_string()))?;
@@ -199,8 +230,7 @@ impl OutboundClient {
                 .map_err(|e| TransportError::Connect(format!("TLS to {target}: {e}")))?;
             handshake(tls, true, Hop::Direct, None).await
         } else {
-            let connected = self
-                .upstream
+            let connected = upstream
                 .connect_http(target, decision)
                 .await
                 .map_err(|e| TransportError::Connect(e.to_string()))?;

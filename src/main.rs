@@ -87,7 +87,13 @@ fn main() -> ExitCode {
         Some(Command::Ca(CaCommand::Regenerate)) => accounts::ca_regenerate(&config),
         Some(Command::Install(args)) => app::desktop::install(&config, args.dry_run),
         Some(Command::Uninstall(args)) => app::desktop::uninstall(&config, args.dry_run),
-        Some(Command::Run(_)) | None => app::block_on(app::run(config)),
+        Some(Command::Run(_)) | None => {
+            let source = app::ConfigSource {
+                file: cli.global.config_file(),
+                overrides: cli.overrides(),
+            };
+            app::block_on(app::run(config, source))
+        }
     }
 }
 

@@ -214,3 +214,46 @@ async fn a_pooled_connection_closed_by_the_server_is_replaced() {
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 3);
 }
+
+/// Live configuration (docs/ARCHITECTURE.md#live-configuration): `set_route` moves every clone of
+/// the client (the token manager holds one) to the new route, and no call reuses a pooled
+/// connection of the old one.
+#[tokio::test]
+async fn set_route_moves_every_clone_and_drops_the_old_routes_pool() {
+    use exoproxy::route::UpstreamSource;
+    use support::{StubMode, endpoint, start_stub};
+
+    let sim = Sim::start(SimConfig::default()).await.unwrap();
+    let (first, second) = (
+        start_stub(StubMode::Forward { basic: None }).await,
+        start_stub(StubMode::Forward { basic: None }).await,
+    );
+    let port = sim.addr().port();
+    let router_via = |proxy: std::net::SocketAddr| {
+        let router = Router::new(RouteConfig {
+            upstream: UpstreamSource::Static(vec![endpoint(proxy)]),
+            connect_ports: vec![443, port],
+            ..RouteConfig::default()
+        })
+        .unwrap();
+        Arc::new(router)
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile_certs(sim.ca_pem().as_bytes()) {
+        roots.add(cert).unwrap();
+    }
+    let tls = exoproxy::tls_client::client_config_with_roots(roots).unwrap();
+    let upstream = || Arc::new(Upstream::new(UpstreamConfig::default()));
+    let client = OutboundClient::new(router_via(first.addr), upstream(), tls);
+    let held_by_tokens = client.clone();
+    let discovery = format!(
+        "https://login.microsoftonline.com:{port}/contoso.onmicrosoft.com/v2.0/.well-known/openid-configuration"
+    );
+    let get = || http::Request::get(&discovery).body(Bytes::new()).unwrap();
+
+    assert_eq!(held_by_tokens.send(get()).await.unwrap().status(), 200);
+    assert_eq!((first.connections(), second.connections()), (1, 0));
+    client.set_route(router_via(second.addr), upstream());
+    assert_eq!(held_by_tokens.send(get()).await.unwrap().status(), 200);
+    assert_eq!((first.connections(), second.connections()), (1, 1));
+}

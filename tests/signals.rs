@@ -1,5 +1,6 @@
-//! Signals to the running binary (issue row 4): SIGHUP never kills the proxy and says why nothing
-//! was reloaded; SIGTERM still drains and exits 0.
+//! Signals to the running binary (issue row 4): SIGHUP never kills the proxy, it reloads the
+//! configuration file (`tests/config_reload.rs` checks what a reload changes); SIGTERM still drains
+//! and exits 0.
 #![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -29,9 +30,16 @@ fn rel_2_sighup_keeps_the_proxy_running_and_logs_why() {
 
     send("-HUP", pid);
     let (logged, seen) = lines_until(&lines, Duration::from_secs(5), |l| {
-        l.contains("SIGHUP: configuration reload is not supported yet; restart to apply changes")
+        l.contains("SIGHUP: reading the configuration from")
     });
     assert!(logged, "no SIGHUP line: {seen:?}");
+    let (reloaded, seen) = lines_until(&lines, Duration::from_secs(5), |l| {
+        l.contains("configuration reloaded from")
+    });
+    assert!(
+        reloaded,
+        "the unchanged file was not applied again: {seen:?}"
+    );
     assert!(
         proxy.child.try_wait().unwrap().is_none(),
         "SIGHUP stopped the proxy"
@@ -61,7 +69,7 @@ fn rel_2_sighup_keeps_the_proxy_running_and_logs_why() {
 }
 
 /// CFG-2 (docs/TESTING.md#cfg-2): a SIGHUP after the file was broken keeps the running
-/// configuration: the proxy neither stops nor changes, and says it did not reload.
+/// configuration: the proxy neither stops nor changes, and says it refused the file and why.
 #[test]
 fn cfg_2_sighup_with_an_invalid_config_keeps_the_running_configuration() {
     let mut proxy = start(&[]);
@@ -74,6 +82,15 @@ fn cfg_2_sighup_with_an_invalid_config_keeps_the_running_configuration() {
     send("-HUP", proxy.child.id());
     let (logged, seen) = lines_until(&lines, Duration::from_secs(5), |l| l.contains("SIGHUP"));
     assert!(logged, "no SIGHUP line: {seen:?}");
+    let (refused, seen) = lines_until(&lines, Duration::from_secs(5), |l| {
+        l.contains("configuration reload refused")
+    });
+    assert!(refused, "no refusal: {seen:?}");
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("config error") && l.contains("line 2")),
+        "the error is not logged with its line: {seen:?}"
+    );
     assert!(
         proxy.child.try_wait().unwrap().is_none(),
         "SIGHUP with a broken file stopped the proxy"

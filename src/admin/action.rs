@@ -13,7 +13,9 @@
 //!   at every start ([`AdminToken::create`]); reading that file is the CLI's same-user proof.
 //! - Actions are one line each in [`ACTIONS`]: `signin` starts (or reuses) the account's ONE
 //!   pending device-code sign-in and answers its code, URL and expiry; `signout` is final until a
-//!   new sign-in (`TokenManager::sign_out`); `renew` renews the account's tokens now.
+//!   new sign-in (`TokenManager::sign_out`); `renew` renews the account's tokens now; `reload`
+//!   reads the configuration file again (the same reload as SIGHUP and a file change, one at a
+//!   time; docs/ARCHITECTURE.md, "Live configuration").
 //! - The reply is JSON when the client accepts `application/json`, else `303 See Other` to `/`,
 //!   whose page shows the last outcome ([`Actions::last`], also in `/status.json`).
 
@@ -26,7 +28,7 @@ use std::time::Duration;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 
-use super::status::Sources;
+use super::status::{ReloadResult, Sources};
 use crate::token::{Flow, SignInPrompt, TokenManager};
 
 /// Path prefix of the actions.
@@ -48,6 +50,7 @@ pub const ACTIONS: &[(&str, Run)] = &[
     ("signin", |s, f| Box::pin(signin(s, f))),
     ("signout", |s, f| Box::pin(signout(s, f))),
     ("renew", |s, f| Box::pin(renew(s, f))),
+    ("reload", |s, f| Box::pin(reload(s, f))),
 ];
 
 /// The per-start admin token. Never printed: `Debug` shows nothing of it.
@@ -480,6 +483,39 @@ fn target<'a>(
         return Err(fail(format!("{upn} is not a known account")));
     }
     Ok((tokens, upn))
+}
+
+/// Reads the configuration file again through the proxy's watcher and says what happened.
+async fn reload(sources: &Sources, _form: &Form) -> Outcome {
+    outcome("reload", None, reload_result(sources).await)
+}
+
+async fn reload_result(sources: &Sources) -> Result<String, String> {
+    let requests = sources.reload.as_ref().ok_or(
+        "this proxy was started without a configuration file it can read again; restart it to \
+         change its configuration",
+    )?;
+    let (reply, outcome) = tokio::sync::oneshot::channel();
+    requests
+        .send(reply)
+        .map_err(|_| "the configuration watcher has stopped; restart the proxy")?;
+    let outcome = outcome
+        .await
+        .map_err(|_| "the reload was abandoned; see the proxy's log")?;
+    let restart = match outcome.restart_needed.is_empty() {
+        true => String::new(),
+        false => format!(
+            "; needs a restart to apply: {}",
+            outcome.restart_needed.join(", ")
+        ),
+    };
+    match outcome.result {
+        ReloadResult::Applied => Ok(format!("configuration reloaded{restart}")),
+        ReloadResult::Refused => Err(format!(
+            "configuration refused, the running one stays: {}",
+            outcome.errors.join("; ")
+        )),
+    }
 }
 
 fn outcome(action: &str, account: Option<&str>, result: Result<String, String>) -> Outcome {

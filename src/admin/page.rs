@@ -12,7 +12,7 @@
 use std::fmt::Write;
 
 use super::action::PREFIX;
-use super::status::{AccountView, Status};
+use super::status::{AccountView, ReloadResult, Status};
 
 /// The countdown script, served as `/status.js`.
 pub const SCRIPT: &str = include_str!("status.js");
@@ -49,6 +49,7 @@ pub fn render(status: &Status, form_token: &str) -> String {
     upstream(&mut out, status);
     ca(&mut out, status);
     errors(&mut out, status);
+    configuration(&mut out, status, form_token);
     let _ = writeln!(
         out,
         "<h2>Open</h2>\n<p id=\"open\">{} connections, {} tunnels</p>",
@@ -223,6 +224,50 @@ fn errors(out: &mut String, status: &Status) {
     out.push_str("</table>\n");
 }
 
+/// The file in use, when it was loaded, and how the last reload ended (docs/STATUS.md, `config`).
+fn configuration(out: &mut String, status: &Status, form_token: &str) {
+    out.push_str("<h2>Configuration</h2>\n");
+    let Some(config) = &status.config else {
+        out.push_str("<p>Not reloadable: restart to apply changes.</p>\n");
+        return;
+    };
+    let file = config.file.as_deref().unwrap_or("built-in defaults");
+    let _ = writeln!(
+        out,
+        "<p id=\"config\"><code>{}</code>, loaded <time data-at=\"{}\">{}</time>. \
+         Changes to the file apply to new requests within seconds (or on SIGHUP).</p>\
+         <form method=\"post\" action=\"{PREFIX}reload\">\
+         <input type=\"hidden\" name=\"token\" value=\"{}\">\
+         <button type=\"submit\">Reload configuration</button></form>",
+        esc(file),
+        config.loaded_at,
+        config.loaded_at,
+        esc(form_token)
+    );
+    let Some(last) = &config.last_reload else {
+        return;
+    };
+    let result = match last.result {
+        ReloadResult::Applied => "applied",
+        ReloadResult::Refused => "refused: the running configuration stays",
+    };
+    let _ = writeln!(
+        out,
+        "<p id=\"last-reload\">Last reload <time data-at=\"{}\">{}</time>: {}.</p>",
+        last.at, last.at, result
+    );
+    if !last.errors.is_empty() {
+        let _ = writeln!(out, "<p>Errors: {}</p>", list(&last.errors));
+    }
+    if !last.restart_needed.is_empty() {
+        let _ = writeln!(
+            out,
+            "<p>Needs a restart to apply: {}</p>",
+            list(&last.restart_needed)
+        );
+    }
+}
+
 fn list(items: &[String]) -> String {
     if items.is_empty() {
         return "none".into();
@@ -265,6 +310,74 @@ mod tests {
         assert_eq!(
             esc("<a href=\"x\">'&'</a>"),
             "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+
+    #[test]
+    fn a_refused_reload_shows_its_errors_and_an_applied_one_what_needs_a_restart() {
+        use crate::admin::status::{
+            ConfigView, OpenView, ReloadOutcome, ReloadTrigger, UpstreamView,
+        };
+        let outcome = |result, errors: &[&str], restart: &[&str]| ReloadOutcome {
+            at: 1_700_000_000,
+            trigger: ReloadTrigger::FileChanged,
+            result,
+            errors: errors.iter().map(|e| e.to_string()).collect(),
+            restart_needed: restart.iter().map(|e| e.to_string()).collect(),
+        };
+        let mut status = Status {
+            schema: 1,
+            version: "0",
+            now: 0,
+            uptime_seconds: 0,
+            accounts: Vec::new(),
+            upstream: UpstreamView {
+                bad_proxies: Vec::new(),
+            },
+            sts: Vec::new(),
+            intercepted_hosts: Vec::new(),
+            ca: None,
+            recent_errors: Vec::new(),
+            open: OpenView {
+                connections: 0,
+                tunnels: 0,
+            },
+            config: None,
+            last_action: None,
+        };
+        assert!(render(&status, "t").contains("Not reloadable"));
+        let refused = outcome(
+            ReloadResult::Refused,
+            &["line 3: upstream.x: unknown <key>"],
+            &[],
+        );
+        status.config = Some(ConfigView {
+            file: Some("/etc/exoproxy.toml".into()),
+            loaded_at: 1_600_000_000,
+            last_reload: Some(refused),
+        });
+        let page = render(&status, "t");
+        assert!(
+            page.contains("<code>/etc/exoproxy.toml</code>, loaded"),
+            "{page}"
+        );
+        assert!(
+            page.contains("refused: the running configuration stays"),
+            "{page}"
+        );
+        assert!(
+            page.contains("line 3: upstream.x: unknown &lt;key&gt;"),
+            "{page}"
+        );
+        let applied = outcome(ReloadResult::Applied, &[], &["listen (a → b)"]);
+        if let Some(config) = &mut status.config {
+            config.last_reload = Some(applied);
+        }
+        let page = render(&status, "t");
+        assert!(page.contains(": applied."), "{page}");
+        assert!(
+            page.contains("Needs a restart to apply: listen (a → b)"),
+            "{page}"
         );
     }
 

@@ -8,7 +8,7 @@
 //!   waits on a token call and never contains a token, a refresh token, a header value or a secret
 //!   (`tests/status_page.rs` checks with a canary token).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -44,8 +44,73 @@ pub struct Status {
     /// The last answered errors, newest first (at most 50).
     pub recent_errors: Vec<ErrorAnswered>,
     pub open: OpenView,
+    /// The configuration file in use and the last reload; `null` when the proxy cannot reload
+    /// (started without the reloader, as in-process tests are).
+    pub config: Option<ConfigView>,
     /// The last admin action (`POST /action/...`) and its outcome; `null` before the first.
     pub last_action: Option<Outcome>,
+}
+
+/// The configuration in use (docs/STATUS.md, `config`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigView {
+    /// The file read; `null`: built-in defaults and the command line only.
+    pub file: Option<String>,
+    /// Unix seconds when the configuration in use was loaded (start or last applied reload).
+    pub loaded_at: i64,
+    /// The last reload attempt, applied or refused; `null` before the first.
+    pub last_reload: Option<ReloadOutcome>,
+}
+
+/// What asked for a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReloadTrigger {
+    /// The file's content changed (checked every 2 s).
+    FileChanged,
+    /// SIGHUP (Unix).
+    Sighup,
+    /// The status page's reload action.
+    Admin,
+}
+
+/// How a reload ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReloadResult {
+    /// The new file is in force for new requests (settings in `restart_needed` excepted).
+    Applied,
+    /// The file was invalid: the running configuration stays, `errors` says why.
+    Refused,
+}
+
+/// One reload attempt (`Proxy::reload_config`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReloadOutcome {
+    /// Unix seconds.
+    pub at: i64,
+    pub trigger: ReloadTrigger,
+    pub result: ReloadResult,
+    /// Why the file was refused, each with its key path and line; empty when applied.
+    pub errors: Vec<String>,
+    /// Settings the file changes that only a restart applies (`listen`, `state_dir`, ...); the
+    /// running values stay until then.
+    pub restart_needed: Vec<String>,
+}
+
+// === impl ReloadOutcome ===
+
+impl ReloadOutcome {
+    /// A refusal for one reason.
+    pub fn refused(trigger: ReloadTrigger, why: &str) -> ReloadOutcome {
+        ReloadOutcome {
+            at: unix_now(),
+            trigger,
+            result: ReloadResult::Refused,
+            errors: vec![why.to_string()],
+            restart_needed: Vec::new(),
+        }
+    }
 }
 
 /// One account, without any token.
@@ -142,9 +207,20 @@ pub struct Sources {
     /// Interception (CA, token manager); `None` when off.
     pub intercept: Option<Arc<InterceptState>>,
     pub started: Instant,
-    /// The admin token and the last action's outcome (`POST /action/...`).
-    pub actions: Actions,
+    /// The configuration in use and the last reload, shared by every configuration's snapshot;
+    /// `None` when the proxy cannot reload.
+    pub config: Option<Arc<Mutex<ConfigView>>>,
+    /// The admin token and the last action's outcome (`POST /action/...`), shared by every
+    /// configuration's snapshot.
+    pub actions: Arc<Actions>,
+    /// Where the `reload` action asks for a reload (the task that also serves SIGHUP and file
+    /// changes, so reloads stay one at a time); `None` when the proxy cannot reload.
+    pub reload: Option<ReloadRequests>,
 }
+
+/// A reload asked for by the `reload` action: the outcome comes back on the enclosed sender.
+pub type ReloadRequests =
+    tokio::sync::mpsc::UnboundedSender<tokio::sync::oneshot::Sender<ReloadOutcome>>;
 
 // === impl Sources ===
 
@@ -183,6 +259,11 @@ impl Sources {
                 connections: Open::Connection.count(),
                 tunnels: Open::Tunnel.count(),
             },
+            config: self.config.as_ref().map(|c| {
+                c.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
+            }),
             last_action: self.actions.last(),
         }
     }
@@ -272,7 +353,8 @@ fn ca_view(state: &InterceptState) -> CaView {
     }
 }
 
-fn unix_now() -> i64 {
+/// Unix seconds now.
+pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))

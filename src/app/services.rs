@@ -42,25 +42,15 @@ impl Services {
         // One outbound TLS configuration for interception, the outbound client and PAC downloads.
         let upstream_tls = upstream_client_config(config.intercept.extra_roots.as_deref())
             .map_err(|e| StartError::Config(vec![format!("tls.extra_roots: {e}")]))?;
-        let mut route = config.route.clone();
-        route.source.set_pac_tls(upstream_tls.clone());
-        let router = Arc::new(
-            Router::start(route, bound)
-                .await
-                .map_err(StartError::Config)?,
-        );
-        let mut upstream_config = config.upstream.clone();
-        upstream_config.own_addrs = bound.to_vec();
-        let upstream = Arc::new(Upstream::new(upstream_config));
+        let (router, upstream) = routing_parts(config, bound, &upstream_tls)
+            .await
+            .map_err(StartError::Config)?;
         let client = OutboundClient::new(router.clone(), upstream.clone(), upstream_tls.clone());
         let tokens = token_manager(config, &client)?;
         let intercept = if config.intercept.enabled {
             let port = bound.first().map_or(0, SocketAddr::port);
             let leaves = leaf_cache(config, port)?;
-            let state = InterceptState::new(leaves, upstream_tls.clone(), tokens.clone())
-                .with_default_account(config.intercept.default_account.clone())
-                .with_profiles(config.intercept.profiles.clone());
-            Some(Arc::new(state))
+            Some(intercept_state(config, leaves, &upstream_tls, &tokens))
         } else {
             None
         };
@@ -73,6 +63,34 @@ impl Services {
             intercept,
         })
     }
+}
+
+/// The router and upstream dialer of `config` for a proxy bound to `bound` (start and reload).
+pub(super) async fn routing_parts(
+    config: &Config,
+    bound: &[SocketAddr],
+    upstream_tls: &Arc<ClientConfig>,
+) -> Result<(Arc<Router>, Arc<Upstream>), Vec<String>> {
+    let mut route = config.route.clone();
+    route.source.set_pac_tls(upstream_tls.clone());
+    let router = Arc::new(Router::start(route, bound).await?);
+    let mut upstream_config = config.upstream.clone();
+    upstream_config.own_addrs = bound.to_vec();
+    Ok((router, Arc::new(Upstream::new(upstream_config))))
+}
+
+/// Interception over the CA's `leaves` and the running `tokens`, with `config`'s profiles and
+/// default account (start and reload).
+pub(super) fn intercept_state(
+    config: &Config,
+    leaves: Arc<LeafCache>,
+    upstream_tls: &Arc<ClientConfig>,
+    tokens: &TokenManager,
+) -> Arc<InterceptState> {
+    let state = InterceptState::new(leaves, upstream_tls.clone(), tokens.clone())
+        .with_default_account(config.intercept.default_account.clone())
+        .with_profiles(config.intercept.profiles.clone());
+    Arc::new(state)
 }
 
 impl std::fmt::Debug for Services {

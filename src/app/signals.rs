@@ -1,7 +1,7 @@
 //! Process signals: which ones stop the proxy, and which one must not.
 //!
 //! Contract:
-//! - [`shutdown`] installs every handler when it is called (before the proxy binds and announces
+//! - [`install`] installs every handler when it is called (before the proxy binds and announces
 //!   that it is ready, so a signal during startup is handled too) and returns a future that
 //!   completes on the first stop signal, after logging which one it was. The caller then stops
 //!   accepting and drains the connections in flight (see `listener::serve`).
@@ -10,36 +10,38 @@
 //!   Windows ends the process as soon as the console handler returns from a close, logoff or
 //!   shutdown event; tokio's handler does not return for those, so the drain runs until `main`
 //!   returns or Windows' own limit (about 5 s for a closed console) runs out.
-//! - SIGHUP never stops the proxy: reloading the configuration in place is not supported yet, so it
-//!   logs [`HANGUP_MESSAGE`] and the proxy keeps serving with the configuration it has.
+//! - SIGHUP never stops the proxy: [`install`] hands each one to the caller ([`Hangups`]), which
+//!   reloads the configuration file (`app::reload`); a SIGHUP before the proxy is ready waits there.
 //! - A handler that cannot be installed is a warning; the signal keeps its default action.
 
 use std::future::Future;
 
 use tokio::sync::mpsc;
 
-/// Logged on every SIGHUP.
-pub const HANGUP_MESSAGE: &str =
-    "SIGHUP: configuration reload is not supported yet; restart to apply changes";
-
 /// The names of the stop signals received, first one first.
 type Stops = mpsc::UnboundedSender<&'static str>;
 
-/// Installs the handlers now; the future completes on the first stop signal.
-pub fn shutdown() -> impl Future<Output = ()> {
+/// One message per SIGHUP received (never on other platforms).
+pub type Hangups = mpsc::UnboundedReceiver<()>;
+
+/// Installs the handlers now; the future completes on the first stop signal, [`Hangups`] yields
+/// each SIGHUP.
+pub fn install() -> (impl Future<Output = ()>, Hangups) {
     let (stops, mut received) = mpsc::unbounded_channel();
-    install(&stops);
-    async move {
+    let (hangup, hangups) = mpsc::unbounded_channel();
+    install_handlers(&stops, hangup);
+    let stopped = async move {
         // Holding a sender keeps `recv` pending when no handler could be installed.
         let _keep = stops;
         if let Some(name) = received.recv().await {
             tracing::info!("{name}: shutting down");
         }
-    }
+    };
+    (stopped, hangups)
 }
 
 #[cfg(unix)]
-fn install(stops: &Stops) {
+fn install_handlers(stops: &Stops, hangup: mpsc::UnboundedSender<()>) {
     use tokio::signal::unix::{SignalKind, signal};
     let recv_once = |mut s: tokio::signal::unix::Signal| async move {
         s.recv().await;
@@ -58,7 +60,9 @@ fn install(stops: &Stops) {
         Ok(mut hangups) => {
             tokio::spawn(async move {
                 while hangups.recv().await.is_some() {
-                    tracing::warn!("{HANGUP_MESSAGE}");
+                    if hangup.send(()).is_err() {
+                        tracing::warn!("SIGHUP: the proxy is stopping; nothing reloaded");
+                    }
                 }
             });
         }
@@ -67,7 +71,7 @@ fn install(stops: &Stops) {
 }
 
 #[cfg(windows)]
-fn install(stops: &Stops) {
+fn install_handlers(stops: &Stops, _hangup: mpsc::UnboundedSender<()>) {
     use tokio::signal::windows;
     // Each event type is its own stream type; each is awaited once.
     stop_on(
@@ -108,7 +112,7 @@ fn install(stops: &Stops) {
 }
 
 #[cfg(not(any(unix, windows)))]
-fn install(stops: &Stops) {
+fn install_handlers(stops: &Stops, _hangup: mpsc::UnboundedSender<()>) {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

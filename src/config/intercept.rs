@@ -64,10 +64,15 @@ impl InterceptConfig {
             .profiles
             .iter()
             .flat_map(|p| p.hosts.iter())
-            .map(|(h, _)| h.trim_start_matches("*.").to_ascii_lowercase())
+            .map(|(h, _)| ca_domain(h))
             .collect();
         set.into_iter().collect()
     }
+}
+
+/// The DNS subtree of the local CA that an intercepted host pattern needs.
+pub fn ca_domain(pattern: &str) -> String {
+    pattern.trim_start_matches("*.").to_ascii_lowercase()
 }
 
 /// Builds the interception config; `upstream_ca` is the `--upstream-ca` override.

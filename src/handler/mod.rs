@@ -16,6 +16,9 @@
 //!   response is relayed with hop-by-hop headers removed.
 //! - One log line per request or tunnel: target, decision, hop, status, bytes, duration; never
 //!   credentials.
+//! - Each request reads the configuration-derived [`Routing`] once and keeps it to its end; a
+//!   reload ([`Proxy::reload_config`]) swaps in a new snapshot for the requests after it and closes
+//!   nothing (docs/ARCHITECTURE.md#live-configuration).
 
 pub mod head;
 mod intercept;
@@ -26,7 +29,7 @@ use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -43,6 +46,7 @@ use tokio::time::Instant;
 
 use self::head::{HeadError, RequestHead};
 use self::intercept::ClientAddrs;
+use crate::admin::status::{ReloadOutcome, ReloadTrigger};
 use crate::error::ProxyError;
 use crate::intercept::InterceptState;
 use crate::io::Rewind;
@@ -73,16 +77,39 @@ pub trait Resolve: Send + Sync + fmt::Debug {
     }
 }
 
-/// Shared state of the request path (`Arc<Proxy>`).
+/// Shared state of the request path (`Arc<Proxy>`): the limits, fixed for the process, and the
+/// current [`Routing`], which a configuration reload replaces.
 #[derive(Debug)]
 pub struct Proxy {
-    resolver: Arc<dyn Resolve>,
-    upstream: Arc<Upstream>,
+    /// Read once per request ([`Proxy::routing`]): a request or tunnel keeps the snapshot it
+    /// started with (docs/ARCHITECTURE.md, "Live configuration").
+    routing: RwLock<Arc<Routing>>,
     limits: Limits,
+    /// Reads the configuration again and builds the next [`Routing`]; `None`: no reload.
+    reloader: Option<Arc<dyn Reload>>,
+}
+
+/// The configuration-derived part of the request path, one immutable snapshot per configuration.
+#[derive(Debug, Clone)]
+pub struct Routing {
+    pub resolver: Arc<dyn Resolve>,
+    pub upstream: Arc<Upstream>,
     /// TLS interception and token injection; `None`: intercepted targets are tunnelled blind.
-    intercept: Option<Arc<InterceptState>>,
+    pub intercept: Option<Arc<InterceptState>>,
     /// The status surface (`GET /`, `/status.json`, ...); `None`: those paths stay 400.
-    admin: Option<Arc<crate::admin::status::Sources>>,
+    pub admin: Option<Arc<crate::admin::status::Sources>>,
+}
+
+/// Builds the [`Routing`] of the configuration file as it is now (`app` implements it: only it
+/// knows how the services are wired).
+pub trait Reload: Send + Sync + fmt::Debug {
+    /// Reads and validates the file again; on success calls `apply` with the new routing, then
+    /// reports. An invalid file leaves everything as it was. Reloads never run concurrently.
+    fn reload<'a>(
+        &'a self,
+        trigger: ReloadTrigger,
+        apply: &'a (dyn Fn(Routing) + Send + Sync),
+    ) -> BoxFuture<'a, ReloadOutcome>;
 }
 
 // === impl Resolve for Router ===
@@ -120,29 +147,75 @@ impl Proxy {
         upstream: Arc<Upstream>,
         limits: Limits,
     ) -> Proxy {
-        Proxy {
+        let routing = Routing {
             resolver,
             upstream,
-            limits,
             intercept: None,
             admin: None,
+        };
+        Proxy {
+            routing: RwLock::new(Arc::new(routing)),
+            limits,
+            reloader: None,
         }
     }
 
     /// Enables interception: `Action::Intercept` targets are TLS-terminated and get tokens.
-    pub fn with_intercept(mut self, state: Arc<InterceptState>) -> Proxy {
-        self.intercept = Some(state);
-        self
+    pub fn with_intercept(self, state: Arc<InterceptState>) -> Proxy {
+        self.edit(|routing| routing.intercept = Some(state))
     }
 
     /// Enables the status surface on our own port (docs/STATUS.md).
-    pub fn with_admin(mut self, sources: Arc<crate::admin::status::Sources>) -> Proxy {
-        self.admin = Some(sources);
+    pub fn with_admin(self, sources: Arc<crate::admin::status::Sources>) -> Proxy {
+        self.edit(|routing| routing.admin = Some(sources))
+    }
+
+    /// Enables [`Proxy::reload_config`].
+    pub fn with_reloader(mut self, reloader: Arc<dyn Reload>) -> Proxy {
+        self.reloader = Some(reloader);
+        self
+    }
+
+    fn edit(self, change: impl FnOnce(&mut Routing)) -> Proxy {
+        let mut routing = Routing::clone(&self.routing());
+        change(&mut routing);
+        self.set_routing(routing);
         self
     }
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// The routing in force now; the caller keeps this snapshot for the whole request.
+    pub fn routing(&self) -> Arc<Routing> {
+        self.routing
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_routing(&self, routing: Routing) {
+        *self
+            .routing
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(routing);
+    }
+
+    /// Reads the configuration file again and, when it is valid, applies it to new requests;
+    /// tunnels and requests in flight keep the routing they started with, tokens are kept. The
+    /// outcome is also logged and shown on the status page (docs/STATUS.md, `config`). Without a
+    /// reloader (tests, no file) the outcome is `refused` with the reason.
+    pub async fn reload_config(&self, trigger: ReloadTrigger) -> ReloadOutcome {
+        let Some(reloader) = &self.reloader else {
+            return ReloadOutcome::refused(
+                trigger,
+                "this proxy was started without a reloadable configuration",
+            );
+        };
+        reloader
+            .reload(trigger, &|routing| self.set_routing(routing))
+            .await
     }
 
     /// Serves one client connection: the guarded head, then hyper for exactly that request (CONNECT
@@ -213,11 +286,16 @@ impl Proxy {
         let method = req.method().clone();
         let uri = redact_uri(req.uri());
         let host = req.uri().host().unwrap_or_default().to_string();
+        let routing = self.routing();
         let result = match method {
-            Method::CONNECT => self.connect(req, started, alive, addrs).await,
-            _ if self.is_status_request(&req) => self.serve_status(&req, addrs).await,
-            _ if self.is_action_request(&req) => self.serve_action(req, addrs).await,
-            _ => self.forward(req, started).await,
+            Method::CONNECT => self.connect(&routing, req, started, alive, addrs).await,
+            _ if self.is_status_request(&routing, &req) => {
+                self.serve_status(&routing, &req, addrs).await
+            }
+            _ if self.is_action_request(&routing, &req) => {
+                self.serve_action(&routing, req, addrs).await
+            }
+            _ => self.forward(&routing, req, started).await,
         };
         let response = result.unwrap_or_else(|err| {
             let rescue = rescue::Rescue::of(&err);
@@ -233,6 +311,7 @@ impl Proxy {
     /// CONNECT: parse the authority strictly, decide, then tunnel or intercept.
     async fn connect(
         self: &Arc<Self>,
+        routing: &Routing,
         req: Request<Incoming>,
         started: Instant,
         alive: mpsc::Sender<()>,
@@ -247,12 +326,12 @@ impl Proxy {
             return Err(head::userinfo_refused());
         }
         let target = Target::parse_connect(authority).map_err(|e| ProxyError::BadRequest(e.0))?;
-        let decision = self.decide(&target).await?;
-        match self.interception(&decision) {
+        let decision = self.decide(routing, &target).await?;
+        match self.interception(routing, &decision) {
             Some((state, profile)) => {
                 let start = intercept::Start {
                     state,
-                    upstream: self.upstream.clone(),
+                    upstream: routing.upstream.clone(),
                     profile,
                     target,
                     decision,
@@ -261,29 +340,38 @@ impl Proxy {
                 };
                 self.intercept(req, start, alive).await
             }
-            None => self.tunnel(req, target, decision, started, alive).await,
+            None => {
+                let upstream = &routing.upstream;
+                self.tunnel(upstream, req, target, decision, started, alive)
+                    .await
+            }
         }
     }
 
     /// The interception state and profile when `decision` intercepts and interception is on;
     /// `None` relays the tunnel blind, as when interception is not configured (BAD-33).
-    fn interception(&self, decision: &Decision) -> Option<(Arc<InterceptState>, Arc<str>)> {
+    fn interception(
+        &self,
+        routing: &Routing,
+        decision: &Decision,
+    ) -> Option<(Arc<InterceptState>, Arc<str>)> {
         let Action::Intercept { profile } = &decision.action else {
             return None;
         };
-        Some((self.intercept.clone()?, profile.clone()))
+        Some((routing.intercept.clone()?, profile.clone()))
     }
 
     /// Dial first; only then answer 200 and splice in the background, logging one line at the end.
     async fn tunnel(
         &self,
+        upstream: &Upstream,
         req: Request<Incoming>,
         target: Target,
         decision: Decision,
         started: Instant,
         alive: mpsc::Sender<()>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        let connected = self.upstream.connect(&target, &decision).await?;
+        let connected = upstream.connect(&target, &decision).await?;
         let idle = self.limits.tunnel_idle;
         let open = crate::summary::Open::Tunnel.guard();
         tokio::spawn(async move {
@@ -316,7 +404,7 @@ impl Proxy {
         start: intercept::Start,
         alive: mpsc::Sender<()>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        let connected = self
+        let connected = start
             .upstream
             .connect(&start.target, &start.decision)
             .await?;
@@ -340,15 +428,16 @@ impl Proxy {
     /// Absolute-form `http://`: decide, dial, forward, relay the response.
     async fn forward(
         self: &Arc<Self>,
+        routing: &Routing,
         req: Request<Incoming>,
         started: Instant,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let uri = req.uri();
         if uri.scheme().is_none() && uri.path() == crate::admin::PAC_PATH {
-            return self.served_pac(&req).await;
+            return self.served_pac(routing, &req).await;
         }
         if uri.path() == crate::intercept::ca::CRL_PATH
-            && let Some(response) = self.served_crl(&req)
+            && let Some(response) = self.served_crl(routing, &req)
         {
             return response;
         }
@@ -361,7 +450,7 @@ impl Proxy {
         }
         let target =
             Target::from_http_authority(authority).map_err(|e| ProxyError::BadRequest(e.0))?;
-        let decision = self.decide(&target).await?;
+        let decision = self.decide(routing, &target).await?;
         if let Action::Intercept { .. } = decision.action {
             // Never send a token over plaintext (BAD-34).
             return Err(ProxyError::PlainHttpToIntercepted {
@@ -370,7 +459,7 @@ impl Proxy {
         }
         let method = req.method().clone();
         let (response, hop) = crate::forward::forward(
-            &self.upstream,
+            &routing.upstream,
             &target,
             &decision,
             req,
@@ -387,14 +476,15 @@ impl Proxy {
     /// `None` when the request is for someone else or interception is off.
     fn served_crl(
         &self,
+        routing: &Routing,
         req: &Request<Incoming>,
     ) -> Option<Result<Response<ProxyBody>, ProxyError>> {
-        let state = self.intercept.as_ref()?;
+        let state = routing.intercept.as_ref()?;
         let host = match req.uri().authority() {
             Some(authority) => authority.as_str(),
             None => req.headers().get(http::header::HOST)?.to_str().ok()?,
         };
-        if req.method() != Method::GET || !self.resolver.is_own_host(host) {
+        if req.method() != Method::GET || !routing.resolver.is_own_host(host) {
             return None;
         }
         let crl = match state.leaves().ca().crl_der() {
@@ -417,16 +507,16 @@ impl Proxy {
     }
 
     /// Origin-form request for a status-surface path while the surface is on.
-    fn is_status_request(&self, req: &Request<Incoming>) -> bool {
-        self.admin.is_some()
+    fn is_status_request(&self, routing: &Routing, req: &Request<Incoming>) -> bool {
+        routing.admin.is_some()
             && req.uri().scheme().is_none()
             && crate::admin::STATUS_PATHS.contains(&req.uri().path())
     }
 
     /// Origin-form request under `/action/` while the surface is on (any method: the action gate
     /// answers 405 to all but POST).
-    fn is_action_request(&self, req: &Request<Incoming>) -> bool {
-        self.admin.is_some()
+    fn is_action_request(&self, routing: &Routing, req: &Request<Incoming>) -> bool {
+        routing.admin.is_some()
             && req.uri().scheme().is_none()
             && crate::admin::action::name_of(req.uri().path()).is_some()
     }
@@ -435,13 +525,14 @@ impl Proxy {
     /// connecting socket owned by our own OS user (else 403), as for token injection.
     async fn serve_status(
         &self,
+        routing: &Routing,
         req: &Request<Incoming>,
         addrs: ClientAddrs,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         if req.method() != Method::GET {
             return Err(ProxyError::NotAProxyRequest);
         }
-        let (sources, _) = self.admin_gate(req, addrs).await?;
+        let (sources, _) = self.admin_gate(routing, req, addrs).await?;
         let reply = crate::admin::status_reply(req.uri().path(), &sources)
             .ok_or(ProxyError::NotAProxyRequest)?;
         admin_response(200, reply.content_type, &[], reply.body)
@@ -451,11 +542,12 @@ impl Proxy {
     /// [`crate::admin::action::handle`] (method, Origin, admin token, dispatch).
     async fn serve_action(
         &self,
+        routing: &Routing,
         req: Request<Incoming>,
         addrs: ClientAddrs,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         use crate::admin::action::{self, ActionRequest, Refusal};
-        let (sources, host) = self.admin_gate(&req, addrs).await?;
+        let (sources, host) = self.admin_gate(routing, &req, addrs).await?;
         let (parts, body) = req.into_parts();
         let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
         let wants_json = header("accept").is_some_and(|a| a.contains("application/json"));
@@ -503,6 +595,7 @@ impl Proxy {
     /// surface's sources and the `Host` value.
     async fn admin_gate(
         &self,
+        routing: &Routing,
         req: &Request<Incoming>,
         addrs: ClientAddrs,
     ) -> Result<(Arc<crate::admin::status::Sources>, String), ProxyError> {
@@ -510,10 +603,10 @@ impl Proxy {
             .headers()
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok())
-            .filter(|h| self.resolver.is_own_host(h))
+            .filter(|h| routing.resolver.is_own_host(h))
             .ok_or(ProxyError::NotAProxyRequest)?
             .to_string();
-        let sources = self.admin.clone().ok_or(ProxyError::NotAProxyRequest)?;
+        let sources = routing.admin.clone().ok_or(ProxyError::NotAProxyRequest)?;
         let ClientAddrs { peer, local } = addrs;
         let user = tokio::task::spawn_blocking(move || crate::peer::check(peer, local))
             .await
@@ -527,13 +620,17 @@ impl Proxy {
     }
 
     /// Origin-form `GET /proxy.pac` addressed to us; anything else stays `NotAProxyRequest`.
-    async fn served_pac(&self, req: &Request<Incoming>) -> Result<Response<ProxyBody>, ProxyError> {
+    async fn served_pac(
+        &self,
+        routing: &Routing,
+        req: &Request<Incoming>,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
         let host = req
             .headers()
             .get(http::header::HOST)
             .and_then(|h| h.to_str().ok());
         let pac = match (req.method(), host) {
-            (&Method::GET, Some(host)) => self.resolver.served_pac(host).await,
+            (&Method::GET, Some(host)) => routing.resolver.served_pac(host).await,
             _ => None,
         };
         let pac = pac.ok_or(ProxyError::NotAProxyRequest)?;
@@ -550,8 +647,8 @@ impl Proxy {
 
     /// The routing decision (`Router::decide` in the product); a Block becomes a 403 here, so the
     /// request path after this point only sees Tunnel and Intercept.
-    async fn decide(&self, target: &Target) -> Result<Decision, ProxyError> {
-        let decision = self.resolver.resolve(target).await?;
+    async fn decide(&self, routing: &Routing, target: &Target) -> Result<Decision, ProxyError> {
+        let decision = routing.resolver.resolve(target).await?;
         match &decision.action {
             Action::Block { reason } => Err(ProxyError::ConnectDenied {
                 target: target.to_string(),

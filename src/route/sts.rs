@@ -479,6 +479,25 @@ impl StsDirectory {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Starts from what `previous` discovered for the domains of `accounts` (a configuration
+    /// reload: their STS hosts stay DIRECT while the new refresher rediscovers them). Each host is
+    /// checked against this directory's guard again; domains no longer configured are left out.
+    pub fn inherit(&self, previous: &StsDirectory, accounts: &[String]) {
+        let wanted: Vec<String> = accounts.iter().map(|a| domain_of(a)).collect();
+        let mut domains = self.lock_domains();
+        for (domain, mut state) in previous.domains() {
+            if !wanted.contains(&domain) {
+                continue;
+            }
+            let (allowed, refused): (Vec<String>, Vec<String>) =
+                (state.hosts.drain(..)).partition(|h| self.never_direct.lookup(h).is_none());
+            state.hosts = allowed;
+            state.refused.extend(refused);
+            domains.insert(domain, state);
+        }
+        self.publish(&domains);
+    }
+
     /// True when no host would be sent DIRECT (neither explicit nor discovered).
     pub fn is_empty(&self) -> bool {
         self.explicit.is_empty()

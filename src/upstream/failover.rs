@@ -73,6 +73,18 @@ impl BadProxies {
         bad
     }
 
+    /// Takes over `previous`'s marks, with their age (a configuration reload builds a new
+    /// dialer; a proxy that just failed must not be tried first again). Nothing is counted anew.
+    pub(crate) fn inherit(&self, previous: &BadProxies) {
+        let marks = match previous.failed_at.lock() {
+            Ok(map) => map.clone(),
+            Err(_) => return,
+        };
+        if let Ok(mut map) = self.failed_at.lock() {
+            map.extend(marks);
+        }
+    }
+
     /// The hops to try, in order: good hops as listed, then bad proxies as listed.
     pub(crate) fn order(&self, hops: &[Hop]) -> Vec<Hop> {
         let is_bad = |hop: &Hop| matches!(hop, Hop::Proxy(p) if self.is_bad(p));
@@ -107,6 +119,23 @@ mod tests {
         assert_eq!(bad.order(&hops)[0], proxy(2));
         tokio::time::advance(Duration::from_secs(2)).await;
         assert_eq!(bad.order(&hops), hops);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn inherited_marks_keep_their_age() {
+        let old = BadProxies::new(Duration::from_secs(300));
+        let hops = vec![proxy(1), proxy(2)];
+        old.mark_bad(endpoint(&hops[0]));
+        tokio::time::advance(Duration::from_secs(200)).await;
+        let new = BadProxies::new(Duration::from_secs(300));
+        new.inherit(&old);
+        assert_eq!(new.order(&hops), vec![proxy(2), proxy(1)]);
+        tokio::time::advance(Duration::from_secs(101)).await;
+        assert_eq!(
+            new.order(&hops),
+            hops,
+            "the mark expires when the old one would have"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -168,6 +168,12 @@ impl Upstream {
         self.bad.snapshot()
     }
 
+    /// Starts with `previous`'s bad-proxy memory (a configuration reload: the new dialer must not
+    /// try a proxy that just failed first again).
+    pub fn inherit_bad_proxies(&self, previous: &Upstream) {
+        self.bad.inherit(&previous.bad);
+    }
+
     /// A tunnel to `target` following `decision.hops` (CONNECT through proxies).
     pub async fn connect(
         &self,

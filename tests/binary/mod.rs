@@ -75,6 +75,48 @@ pub(crate) fn start_with(extra: &str, env: &[(&str, &str)]) -> Running {
     running
 }
 
+/// Starts `exoproxy --config FILE run` with no command-line address: the file, written by
+/// `config(addr, state_dir)`, names everything (the live-configuration tests rewrite it). Waits until
+/// the proxy accepts connections; its stderr is piped and not read.
+pub(crate) fn start_from_file(config: impl Fn(SocketAddr, &str) -> String) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("exoproxy.toml");
+    let state = dir.path().join("state").display().to_string();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    std::fs::write(&file, config(addr, &state)).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_exoproxy"))
+        .arg("--config")
+        .arg(&file)
+        .arg("run")
+        .env_remove("EXOPROXY_LOG")
+        .env_remove("EXOPROXY_LISTEN")
+        .env_remove("EXOPROXY_SUMMARY_SECS")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let running = Running {
+        child,
+        addr,
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the proxy did not start listening"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    running
+}
+
 /// Reads `stderr` on a thread from now on; lines arrive on the receiver.
 pub(crate) fn read_lines(stderr: ChildStderr) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();

@@ -157,9 +157,11 @@ impl Harness {
             upstream: upstream.clone(),
             intercept: Some(intercept.clone()),
             started: tokio::time::Instant::now(),
-            actions: exoproxy::admin::action::Actions::new(
+            config: None,
+            actions: Arc::new(exoproxy::admin::action::Actions::new(
                 exoproxy::admin::action::AdminToken::create(tmp.path()).unwrap(),
-            ),
+            )),
+            reload: None,
         });
         let proxy = Proxy::new(router, upstream, options.limits)
             .with_intercept(intercept.clone())

@@ -213,6 +213,35 @@ async fn realm_cannot_send_intercepted_hosts_direct() {
     assert_eq!(dir.domains()["evil.test"].refused.len(), 2);
 }
 
+#[tokio::test]
+async fn a_new_directory_inherits_discovered_hosts_of_configured_domains_under_its_own_guard() {
+    let old = directory();
+    old.discover("alice@contoso.test", |_| async { ok(V1_FEDERATED) })
+        .await
+        .unwrap();
+    let gone = r#"{"account_type":"Federated","federation_active_auth_url":"https://sts.gone.test/x","federation_metadata_url":"https://sts.gone.test/y"}"#;
+    old.discover("bob@gone.test", |_| async move { ok(gone) })
+        .await
+        .unwrap();
+    assert!(old.explain("sts.gone.test").is_some());
+
+    let kept = directory();
+    kept.inherit(&old, &["alice@contoso.test".into()]);
+    assert!(kept.explain("sts.contoso.test").is_some());
+    assert!(
+        kept.explain("sts.gone.test").is_none(),
+        "a domain no longer configured"
+    );
+
+    let guarded = StsDirectory::new(&[], &["sts.contoso.test".into()]).unwrap();
+    guarded.inherit(&old, &["contoso.test".into()]);
+    assert!(guarded.explain("sts.contoso.test").is_none());
+    assert_eq!(
+        guarded.domains()["contoso.test"].refused,
+        ["sts.contoso.test"]
+    );
+}
+
 #[test]
 fn retry_backoff_doubles_and_caps() {
     let policy = RefreshPolicy::default();
