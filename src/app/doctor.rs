@@ -262,7 +262,8 @@ fn ca_state(config: &Config) -> (CaState, Option<Vec<u8>>) {
     }
 }
 
-/// Whether the CA is in `CurrentUser\Root`: not applicable off Windows, whatever the CA.
+/// Whether the CA is in `CurrentUser\Root`: not applicable off Windows, whatever the CA (so the
+/// store is asked even without a CA: only its answer says whether it exists on this OS).
 fn trust(der: Option<&[u8]>) -> Trust {
     match (der, crate::desktop::in_user_root(der.unwrap_or_default())) {
         (_, None) => Trust::NotApplicable,
@@ -337,14 +338,10 @@ fn hosts(config: &Config) -> (Vec<String>, Vec<String>) {
     let mut exchanges = Vec::new();
     let push = |list: &mut Vec<String>, url: &str| {
         let host = url
-            .split("://")
-            .nth(1)
-            .unwrap_or(url)
-            .split(['/', ':'])
-            .next()
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        if !host.is_empty() && !list.contains(&host) {
+            .parse::<http::Uri>()
+            .ok()
+            .and_then(|u| u.host().map(str::to_ascii_lowercase));
+        if let Some(host) = host.filter(|h| !list.contains(h)) {
             list.push(host);
         }
     };
