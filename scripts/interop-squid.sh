@@ -3,7 +3,7 @@
 # (openssl s_server). Proves: the README quick start (default port 8765 with --connect-to), chaining
 # through an authenticating corporate proxy, failover past a dead first upstream with the bad-proxy
 # memory, a clear 502 for wrong proxy credentials, and that the CONNECTs really went through squid
-# (squid's access log). Everything listens on 127.0.0.1; hostnames reach loopback only through
+# (squid's access log), and that `exoproxy doctor` names the wrong password and its fix. Everything listens on 127.0.0.1; hostnames reach loopback only through
 # exoproxy's --connect-to and squid's hosts_file, never /etc/hosts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +28,8 @@ hosts_file $tmp/hosts
 auth_param basic program /usr/lib/squid/basic_ncsa_auth $tmp/passwd
 auth_param basic realm exoproxy-interop
 acl SSL_ports port $origin
+# 443 too, so that a CONNECT from exoproxy doctor gets as far as the password check (step 3b).
+acl SSL_ports port 443
 acl CONNECT method CONNECT
 acl authed proxy_auth REQUIRED
 http_access deny CONNECT !SSL_ports
@@ -109,6 +111,17 @@ grep -q "127.0.0.1:$squid_port" "$tmp/bad-body" || fail "the 502 body does not n
 grep -qi "basic" "$tmp/bad-body" || fail "the 502 body does not name the offered scheme"
 if grep -q "wrong" "$tmp/exo-bad.log"; then fail "the password appears in exoproxy's log"; fi
 pass "wrong credentials → 502 naming the proxy and its schemes; password not logged"
+
+# --- 3b. `exoproxy doctor` on the same setup: the 407 is named with its fix, exit non-zero (squid
+# refuses before it dials anything, so nothing leaves the machine)
+doctor_code=0
+"$exo" --config "$tmp/exoproxy-bad.toml" doctor >"$tmp/doctor.out" 2>"$tmp/doctor.err" || doctor_code=$?
+[ "$doctor_code" != 0 ] || fail "doctor exited 0 with a wrong proxy password: $(cat "$tmp/doctor.out")"
+grep -q "^FAIL  reach login.microsoftonline.com .*407" "$tmp/doctor.out" \
+  || fail "doctor did not report the 407 for the IdP: $(cat "$tmp/doctor.out")"
+grep -q "wrong proxy password: fix \[\[upstream.credentials\]\] for 127.0.0.1:$squid_port" "$tmp/doctor.out" \
+  || fail "doctor did not name the fix: $(cat "$tmp/doctor.out")"
+pass "doctor: wrong squid password → FAIL naming [[upstream.credentials]], exit $doctor_code"
 
 # --- 4. squid saw the CONNECTs (it logs a tunnel when it closes: stop squid to flush)
 kill "${pids[1]}" 2>/dev/null || true

@@ -303,6 +303,14 @@ in_root() {
 export_reg "$tmp/before"
 # The WinHTTP client of section 5 may already have trusted this CA; uninstall restores what was there.
 if in_root; then was_in_root=yes; else was_in_root=no; fi
+# exoproxy doctor reads the same store (CurrentUser\Root, by thumbprint) and the IE settings.
+out=$(exo doctor)
+if [ "$was_in_root" = no ]; then
+  check "doctor before install: FAIL ca trust, with the Import-Certificate fix" \
+    test -n "$(grep '^FAIL  ca trust' <<<"$out")" -a -n "$(grep 'Import-Certificate' <<<"$out")"
+else
+  check "doctor before install: PASS ca trust (the CA was already trusted)" grep -q '^PASS  ca trust' <<<"$out"
+fi
 out=$(exo install); rc=$?
 check "install: exit 0, the Root store's confirmation is announced before the CA is added" \
   test "$rc" = 0 -a -n "$(grep 'Windows asks you to confirm' <<<"$out")" -a -s "$state/install.json"
@@ -315,6 +323,9 @@ check "install: the Run key starts exoproxy at logon without a console window" \
   grep -q 'conhost.exe --headless ".*exoproxy.exe" run' <<<"$out"
 out="thumbprint $thumb"
 check "install: the CA is in CurrentUser\\Root" in_root
+out=$(exo doctor)
+check "doctor after install: PASS ca trust, and the IE settings point at the served PAC" \
+  test -n "$(grep '^PASS  ca trust' <<<"$out")" -a -n "$(grep '^PASS  desktop IE .*127.0.0.1:8765/proxy.pac' <<<"$out")"
 out=$(exo install); rc=$?
 check "a second install is refused (exit 2) instead of saving its own values" \
   test "$rc" = 2 -a -n "$(grep 'already installed' <<<"$out")"

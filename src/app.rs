@@ -37,6 +37,7 @@ pub mod accounts;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod desktop;
+pub mod doctor;
 pub mod log;
 pub mod panic;
 pub mod reload;

@@ -166,6 +166,10 @@ pub enum Command {
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..=3600))]
         token_lifetime: u64,
     },
+    /// Check the setup and say what to fix: config, running proxy, CA and its trust, desktop wiring,
+    /// accounts (a token request now), the route to the identity provider and Exchange (upstream proxy
+    /// and its password included), STS hosts, clock skew. Exit 0 when nothing fails.
+    Doctor,
     /// Wire this Windows user's desktop to exoproxy (no admin rights): start at logon, trust the CA,
     /// point Internet Settings at the served PAC; saves what it replaces first.
     Install(DesktopArgs),

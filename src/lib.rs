@@ -43,6 +43,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod desktop;
+pub mod doctor;
 pub mod error;
 pub mod forward;
 pub mod handler;

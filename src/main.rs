@@ -21,6 +21,15 @@ fn main() -> ExitCode {
         let file = file.clone().or_else(|| cli.global.config_file());
         return app::config_check(file.as_deref(), &overrides);
     }
+    if let Some(Command::Doctor) = &cli.command {
+        // Runs on an invalid configuration too: that is its first finding.
+        let _log = match logging(flag.as_deref(), "error") {
+            Ok(guard) => guard,
+            Err(code) => return code,
+        };
+        let file = cli.global.config_file();
+        return app::block_on(app::doctor::run(file.as_deref(), &overrides));
+    }
     #[cfg(feature = "demo")]
     if let Some(Command::Demo {
         seconds,
@@ -58,7 +67,7 @@ fn main() -> ExitCode {
         return code;
     }
     match &cli.command {
-        Some(Command::Config(_)) => handled_before_loading(),
+        Some(Command::Config(_) | Command::Doctor) => handled_before_loading(),
         #[cfg(feature = "demo")]
         Some(Command::Demo { .. }) => handled_before_loading(),
         Some(Command::Route { target, .. }) => app::block_on(app::explain_route(&config, target)),
@@ -112,7 +121,7 @@ fn logging(flag: Option<&str>, configured: &str) -> Result<log::LogGuard, ExitCo
     })
 }
 
-/// `config check` and `demo` return before the configuration is loaded; this arm keeps the match
+/// `config check`, `doctor` and `demo` return before the configuration is loaded; this arm keeps the match
 /// exhaustive without a wildcard that could hide a new command.
 fn handled_before_loading() -> ExitCode {
     eprintln!("error: internal: a command was dispatched twice");

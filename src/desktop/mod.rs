@@ -40,6 +40,20 @@ pub fn system() -> Option<Box<dyn Desktop>> {
     None
 }
 
+/// Whether the certificate `der` is in `CurrentUser\Root` (`exoproxy doctor`); `None` off Windows,
+/// where that store does not exist.
+pub fn in_user_root(der: &[u8]) -> Option<io::Result<bool>> {
+    #[cfg(windows)]
+    {
+        Some(windows::in_user_root(der))
+    }
+    #[cfg(not(windows))]
+    {
+        let _ = der;
+        None
+    }
+}
+
 /// The current value of each of [`plan::SAVED_VALUES`]; with no `desktop` (not Windows), none exist.
 pub fn current_values(desktop: Option<&dyn Desktop>) -> io::Result<Vec<Option<RegData>>> {
     plan::SAVED_VALUES

@@ -155,6 +155,34 @@ impl Desktop for Registry {
     }
 }
 
+/// Whether `der` is in `CurrentUser\Root`, found by its SHA-1 thumbprint as `untrust` finds it.
+pub(super) fn in_user_root(der: &[u8]) -> io::Result<bool> {
+    let thumbprint = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, der);
+    let blob = CRYPT_INTEGER_BLOB {
+        cbData: 20,
+        pbData: thumbprint.as_ref().as_ptr().cast_mut(),
+    };
+    with_root_store(|store| {
+        // SAFETY: `store` is valid and `blob` points to the 20-byte thumbprint, alive for the call;
+        // a found context is freed at once.
+        unsafe {
+            let found = CertFindCertificateInStore(
+                store,
+                ENCODING,
+                0,
+                CERT_FIND_SHA1_HASH,
+                ptr::addr_of!(blob).cast(),
+                ptr::null(),
+            );
+            if found.is_null() {
+                return Ok(false);
+            }
+            CertFreeCertificateContext(found);
+        }
+        Ok(true)
+    })
+}
+
 /// Runs `f` with the current user's "Root" system store open.
 fn with_root_store<T>(f: impl FnOnce(HCERTSTORE) -> io::Result<T>) -> io::Result<T> {
     let name = wide("Root");

@@ -51,7 +51,8 @@ pub fn live_watcher(live: LiveConfig) -> SettingsWatcher {
     )
 }
 
-fn read_ie() -> Result<Option<SystemProxy>, SettingsError> {
+/// The current user's IE settings; `None` off Windows (also read by `exoproxy doctor`).
+pub fn read_ie() -> Result<Option<SystemProxy>, SettingsError> {
     #[cfg(windows)]
     {
         super::windows::read_ie().map(Some)
@@ -62,7 +63,8 @@ fn read_ie() -> Result<Option<SystemProxy>, SettingsError> {
     }
 }
 
-fn read_winhttp() -> Result<Option<SystemProxy>, SettingsError> {
+/// The machine's WinHTTP settings; `None` off Windows (also read by `exoproxy doctor`).
+pub fn read_winhttp() -> Result<Option<SystemProxy>, SettingsError> {
     #[cfg(windows)]
     {
         super::windows::read_winhttp().map(Some)
