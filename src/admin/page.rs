@@ -204,9 +204,17 @@ fn upstream(out: &mut String, status: &Status) {
     out.push_str(&list(&status.intercepted_hosts));
     out.push_str("</p>\n<p>STS hosts (DIRECT): ");
     let sts: Vec<String> = (status.sts.iter())
-        .map(|d| match &d.last_error {
-            Some(e) => format!("{}: {} (last error: {e})", d.domain, d.hosts.join(", ")),
-            None => format!("{}: {}", d.domain, d.hosts.join(", ")),
+        .map(|d| {
+            // A managed (not federated) domain has no STS: say so rather than an empty list.
+            let hosts = if d.hosts.is_empty() {
+                "no STS host".to_string()
+            } else {
+                d.hosts.join(", ")
+            };
+            match &d.last_error {
+                Some(e) => format!("{}: {hosts} (last error: {e})", d.domain),
+                None => format!("{}: {hosts}", d.domain),
+            }
         })
         .collect();
     out.push_str(&list(&sts));
@@ -370,19 +378,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_refused_reload_shows_its_errors_and_an_applied_one_what_needs_a_restart() {
-        use crate::admin::status::{
-            ConfigView, OpenView, ReloadOutcome, ReloadTrigger, UpstreamView,
-        };
-        let outcome = |result, errors: &[&str], restart: &[&str]| ReloadOutcome {
-            at: 1_700_000_000,
-            trigger: ReloadTrigger::FileChanged,
-            result,
-            errors: errors.iter().map(|e| e.to_string()).collect(),
-            restart_needed: restart.iter().map(|e| e.to_string()).collect(),
-        };
-        let mut status = Status {
+    fn empty_status() -> Status {
+        use crate::admin::status::{OpenView, UpstreamView};
+        Status {
             schema: 1,
             version: "0",
             now: 0,
@@ -404,7 +402,47 @@ mod tests {
             },
             config: None,
             last_action: None,
+        }
+    }
+
+    #[test]
+    fn a_domain_without_sts_hosts_says_so() {
+        use crate::admin::status::StsView;
+        let mut status = empty_status();
+        status.sts = vec![
+            StsView {
+                domain: "contoso.com".into(),
+                hosts: Vec::new(),
+                last_error: None,
+                failures: 0,
+            },
+            StsView {
+                domain: "fabrikam.com".into(),
+                hosts: vec!["sts.fabrikam.com".into()],
+                last_error: None,
+                failures: 0,
+            },
+        ];
+        let page = render(&status, "t");
+        assert!(
+            page.contains(
+                "STS hosts (DIRECT): contoso.com: no STS host, fabrikam.com: sts.fabrikam.com</p>"
+            ),
+            "{page}"
+        );
+    }
+
+    #[test]
+    fn a_refused_reload_shows_its_errors_and_an_applied_one_what_needs_a_restart() {
+        use crate::admin::status::{ConfigView, ReloadOutcome, ReloadTrigger};
+        let outcome = |result, errors: &[&str], restart: &[&str]| ReloadOutcome {
+            at: 1_700_000_000,
+            trigger: ReloadTrigger::FileChanged,
+            result,
+            errors: errors.iter().map(|e| e.to_string()).collect(),
+            restart_needed: restart.iter().map(|e| e.to_string()).collect(),
         };
+        let mut status = empty_status();
         assert!(render(&status, "t").contains("Not reloadable"));
         let refused = outcome(
             ReloadResult::Refused,
