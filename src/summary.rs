@@ -15,7 +15,8 @@
 //!   stable code and hint from the rescue table; never a header value or a token.
 //! - The same events also feed monotonic Prometheus metrics ([`metrics_text`], `GET /metrics`,
 //!   `exoproxy_` prefix): requests by status, errors by rescue code, token calls by result, bytes
-//!   relayed by direction, open connections and tunnels. The summary's counts reset every interval;
+//!   relayed by direction, requests and tunnels by routing decision and status class ([`routed`]),
+//!   PAC evaluations by result ([`pac_evaluated`]), open connections and tunnels. The summary's counts reset every interval;
 //!   these never do. Beside them, process gauges read when `/metrics` is asked for: live tokio
 //!   tasks, and on Linux open file descriptors and resident memory (REL-1: every gauge comes back
 //!   to its baseline after load, docs/TESTING.md#rel-1).
@@ -60,6 +61,9 @@ struct Metrics {
     relayed: Family<Labels, Counter>,
     idp_latency: Family<Labels, Histogram>,
     upstream_failures: Family<Labels, Counter>,
+    routed_requests: Family<Labels, Counter>,
+    tunnels: Family<Labels, Counter>,
+    pac_evaluations: Family<Labels, Counter>,
     open_connections: Gauge,
     open_tunnels: Gauge,
     tasks: Gauge,
@@ -76,6 +80,9 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         relayed: Family::default(),
         idp_latency: Family::new_with_constructor(idp_histogram),
         upstream_failures: Family::default(),
+        routed_requests: Family::default(),
+        tunnels: Family::default(),
+        pac_evaluations: Family::default(),
         open_connections: Gauge::default(),
         open_tunnels: Gauge::default(),
         tasks: Gauge::default(),
@@ -113,6 +120,22 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "upstream_connect_failures",
         "Connect-level failures of upstream proxies, by proxy",
         metrics.upstream_failures.clone(),
+    );
+    registry.register(
+        "routed_requests",
+        "Plain http:// requests and requests inside intercepted tunnels, by routing decision and \
+         status class",
+        metrics.routed_requests.clone(),
+    );
+    registry.register(
+        "tunnels",
+        "CONNECT requests answered, by routing decision and status class",
+        metrics.tunnels.clone(),
+    );
+    registry.register(
+        "pac_evaluations",
+        "PAC lookups that were not answered from the cache, by result",
+        metrics.pac_evaluations.clone(),
     );
     registry.register(
         "open_connections",
@@ -210,6 +233,67 @@ pub fn upstream_connect_failed(proxy: &str) {
     METRICS
         .upstream_failures
         .get_or_create(&vec![("proxy", proxy.to_string())])
+        .inc();
+}
+
+/// What a request was routed to, as `exoproxy_routed_requests_total` and
+/// `exoproxy_tunnels_total` label it (`decision`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routed {
+    /// Straight to the target (the decision's first hop is DIRECT).
+    Direct,
+    /// Through an upstream proxy (its first hop).
+    Proxy,
+    /// TLS terminated here and a token injected.
+    Intercept,
+    /// Refused by a rule (403).
+    Block,
+}
+
+impl Routed {
+    fn label(self) -> &'static str {
+        match self {
+            Routed::Direct => "direct",
+            Routed::Proxy => "proxy",
+            Routed::Intercept => "intercept",
+            Routed::Block => "block",
+        }
+    }
+}
+
+/// Counts one answered request that got a routing decision: a CONNECT (`tunnel`) or a plain
+/// `http://` request or one inside an intercepted tunnel, by decision and status class.
+pub fn routed(tunnel: bool, decision: Routed, status: u16) {
+    let family = if tunnel {
+        &METRICS.tunnels
+    } else {
+        &METRICS.routed_requests
+    };
+    family
+        .get_or_create(&vec![
+            ("decision", decision.label().into()),
+            ("outcome", status_class(status).into()),
+        ])
+        .inc();
+}
+
+/// `2xx`, `4xx`, ...: the `outcome` label (a status class keeps the label set small).
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// Counts one PAC lookup not answered from the cache: `ok` (the script answered usable hops),
+/// `failed` (it threw, timed out or answered badly), `unavailable` (no script to run).
+pub fn pac_evaluated(result: &'static str) {
+    METRICS
+        .pac_evaluations
+        .get_or_create(&vec![("result", result.into())])
         .inc();
 }
 
@@ -418,6 +502,26 @@ mod tests {
         assert_eq!(parse_interval(Some("2")), Duration::from_secs(2));
         for bad in ["0", "-1", "1.5", "soon", ""] {
             assert_eq!(parse_interval(Some(bad)), DEFAULT_INTERVAL, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn outcomes_are_status_classes_and_decisions_their_names() {
+        assert_eq!(status_class(101), "1xx");
+        assert_eq!(status_class(200), "2xx");
+        assert_eq!(status_class(303), "3xx");
+        assert_eq!(status_class(407), "4xx");
+        assert_eq!(status_class(502), "5xx");
+        routed(true, Routed::Proxy, 502);
+        routed(false, Routed::Intercept, 200);
+        pac_evaluated("failed");
+        let text = metrics_text();
+        for line in [
+            "exoproxy_tunnels_total{decision=\"proxy\",outcome=\"5xx\"}",
+            "exoproxy_routed_requests_total{decision=\"intercept\",outcome=\"2xx\"}",
+            "exoproxy_pac_evaluations_total{result=\"failed\"}",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
         }
     }
 

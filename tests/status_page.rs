@@ -10,6 +10,7 @@ mod intercept_support;
 
 use std::net::SocketAddr;
 
+use exoproxy::route::pac::PacSource;
 use intercept_support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -87,6 +88,16 @@ async fn status_json_page_script_and_ca_for_our_own_host() {
     );
     assert!(token["expires_at"].as_i64().unwrap() > json["now"].as_i64().unwrap());
     assert_eq!(account["last_renewal"]["ok"], true, "{json}");
+    assert_eq!(account["tenant"], "contoso.com", "{json}");
+    assert_eq!(account["flow"], "device-code", "{json}");
+    // The hour-long token is renewed in the background ahead of its expiry, not before now.
+    let next = account["next_renewal_at"].as_i64().unwrap();
+    assert!(next > json["now"].as_i64().unwrap(), "{json}");
+    assert!(next < token["expires_at"].as_i64().unwrap(), "{json}");
+    let upstream = &json["upstream"];
+    assert_eq!(upstream["source"], "no upstream configured", "{json}");
+    assert_eq!(upstream["proxies"], serde_json::json!([]), "{json}");
+    assert!(upstream["pac"].is_null(), "{json}");
     let der = rustls_pemfile_der(&h.ca_pem);
     let digest = ring::digest::digest(&ring::digest::SHA256, &der);
     let fingerprint: Vec<String> = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
@@ -110,6 +121,12 @@ async fn status_json_page_script_and_ca_for_our_own_host() {
     assert!(head.contains("content-type: text/html"), "{head}");
     assert_security_headers(&head, "/");
     assert!(page.contains(ADMIN), "{page}");
+    assert!(
+        page.contains("<td>contoso.com</td><td>device-code</td>"),
+        "{page}"
+    );
+    assert!(page.contains("in <span data-due=\""), "{page}");
+    assert!(page.contains("Upstream: no upstream configured"), "{page}");
     assert!(page.contains("data-expires=\""), "{page}");
     assert!(page.contains("<script src=\"/status.js\" defer></script>"));
     assert!(page.contains("href=\"/exoproxy-ca.pem\""));
@@ -124,7 +141,7 @@ async fn status_json_page_script_and_ca_for_our_own_host() {
     assert_eq!(status, 200);
     assert!(head.contains("content-type: text/javascript"), "{head}");
     assert_security_headers(&head, "/status.js");
-    assert!(script.contains("data-expires"));
+    assert!(script.contains("data-expires") && script.contains("data-due"));
 
     let (status, head, pem) = raw(h.proxy, "GET", "/exoproxy-ca.pem", &host).await;
     assert_eq!(status, 200);
@@ -308,6 +325,168 @@ async fn metrics_parse_with_the_prometheus_parser() {
     assert_eq!(family("exoproxy_relayed_bytes")["type"], "counter");
     let up = serde_json::json!({"direction": "up"});
     assert!(value("exoproxy_relayed_bytes", "exoproxy_relayed_bytes_total", up) >= 9.0);
+}
+
+/// A PAC that sends `dead-proxy.test` to a proxy that refuses connections and the rest DIRECT.
+fn pac_with_a_dead_proxy(port: u16) -> String {
+    format!(
+        "function FindProxyForURL(url, host) {{\n\
+         if (host == \"dead-proxy.test\") return \"PROXY 127.0.0.1:{port}\";\n\
+         return \"DIRECT\";\n}}\n"
+    )
+}
+
+/// A loopback port nothing listens on (bound, then released).
+fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// The value of one sample in `/metrics` now, 0 when the series does not exist yet.
+async fn metric(proxy: SocketAddr, family: &str, sample: &str, labels: serde_json::Value) -> f64 {
+    let (status, _, text) = raw(proxy, "GET", "/metrics", &proxy.to_string()).await;
+    assert_eq!(status, 200, "{text}");
+    let families = parse_metrics(&text);
+    let Some(f) = families.get(family) else {
+        return 0.0;
+    };
+    assert_eq!(f["type"], "counter", "{f:#}");
+    (f["samples"].as_array().unwrap().iter())
+        .find(|s| s["name"] == sample && s["labels"] == labels)
+        .map_or(0.0, |s| s["value"].as_f64().unwrap())
+}
+
+/// Issue 11: requests and tunnels by decision and status class, PAC evaluations by result, and the
+/// upstream section (source, proxies with their health, the PAC's state) with a PAC-routed proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_pac_evaluations_and_proxy_health_are_shown() {
+    let dead = closed_port();
+    let h = Harness::start(Options {
+        canary: Some(CANARY.into()),
+        pac: Some(PacSource::Inline(pac_with_a_dead_proxy(dead))),
+        ..Options::default()
+    })
+    .await;
+    let tunnels = |decision: &str, outcome: &str| serde_json::json!({"decision": decision, "outcome": outcome});
+    let count = |family: &'static str, labels: serde_json::Value| {
+        let (proxy, sample) = (h.proxy, format!("{family}_total"));
+        async move { metric(proxy, family, &sample, labels).await }
+    };
+    let pac_ok = || {
+        count(
+            "exoproxy_pac_evaluations",
+            serde_json::json!({"result": "ok"}),
+        )
+    };
+    let direct = || count("exoproxy_tunnels", tunnels("direct", "2xx"));
+    let (pac_before, direct_before) = (pac_ok().await, direct().await);
+    let intercepted_before = count("exoproxy_tunnels", tunnels("intercept", "2xx")).await;
+    let requests_before = count("exoproxy_routed_requests", tunnels("intercept", "2xx")).await;
+    let proxy_before = count("exoproxy_tunnels", tunnels("proxy", "5xx")).await;
+    let block_before = count("exoproxy_tunnels", tunnels("block", "4xx")).await;
+
+    // PAC → DIRECT (a fresh host: not answered from the PAC cache).
+    drop(connect_tunnel(h.proxy, "pac-direct.test").await);
+    assert!(
+        pac_ok().await >= pac_before + 1.0,
+        "the PAC lookup is not counted"
+    );
+    assert!(direct().await >= direct_before + 1.0);
+    // Intercepted: the CONNECT and the request inside it.
+    use_a_token(&h).await;
+    let intercepted = count("exoproxy_tunnels", tunnels("intercept", "2xx")).await;
+    assert!(intercepted >= intercepted_before + 1.0);
+    let requests = count("exoproxy_routed_requests", tunnels("intercept", "2xx")).await;
+    assert!(requests >= requests_before + 1.0);
+    // Blocked (a loopback destination) and the PAC's dead proxy (502, remembered as bad).
+    answer_an_error(&h).await;
+    let block = count("exoproxy_tunnels", tunnels("block", "4xx")).await;
+    assert!(block >= block_before + 1.0);
+    let (_, head) = try_connect(h.proxy, "dead-proxy.test").await;
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    let proxy = count("exoproxy_tunnels", tunnels("proxy", "5xx")).await;
+    assert!(proxy >= proxy_before + 1.0);
+
+    let host = h.proxy.to_string();
+    let (status, _, body) = raw(h.proxy, "GET", "/status.json", &host).await;
+    assert_eq!(status, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let upstream = &json["upstream"];
+    assert_eq!(upstream["source"], "PAC (inline script)", "{json}");
+    let dead = format!("127.0.0.1:{dead}");
+    let bad = (upstream["proxies"].as_array().unwrap().iter())
+        .find(|p| p["proxy"] == dead.as_str())
+        .unwrap_or_else(|| panic!("{dead} not among the proxies: {json}"));
+    assert_eq!(bad["health"], "bad", "{json}");
+    assert!(bad["seconds_left"].as_u64().unwrap() > 0, "{json}");
+    let pac = &upstream["pac"];
+    assert_eq!(pac["state"], "loaded", "{json}");
+    assert_eq!(pac["source"], "(inline script)", "{json}");
+    assert_eq!(pac["on_failure"], "fail", "{json}");
+    assert!(pac["last_error"].is_null(), "{json}");
+    let loaded_at = pac["loaded_at"].as_i64().unwrap();
+    let now = json["now"].as_i64().unwrap();
+    assert!(loaded_at > now - 600 && loaded_at <= now, "{json}");
+
+    let (_, _, page) = raw(h.proxy, "GET", "/", &host).await;
+    assert!(page.contains("Upstream: PAC (inline script)"), "{page}");
+    assert!(
+        page.contains(&format!("{dead} (bad: tried last for")),
+        "{page}"
+    );
+    assert!(
+        page.contains(
+            "<p id=\"pac\">PAC <code>(inline script)</code>: loaded, script in use loaded <time"
+        ),
+        "{page}"
+    );
+    assert!(!page.contains(CANARY) && !body.contains(CANARY));
+}
+
+/// A PAC URL with userinfo (credentials) is shown without it, in the JSON and on the page, also
+/// in the load error that names the URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pac_url_is_shown_without_its_credentials() {
+    let port = closed_port();
+    let url = format!("http://pacuser:{CANARY}@127.0.0.1:{port}/proxy.pac");
+    let h = Harness::start(Options {
+        sign_in: false,
+        pac: Some(PacSource::Url(url)),
+        ..Options::default()
+    })
+    .await;
+    let host = h.proxy.to_string();
+    let clean = format!("http://127.0.0.1:{port}/proxy.pac");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let json = loop {
+        let (_, _, body) = raw(h.proxy, "GET", "/status.json", &host).await;
+        assert!(
+            !body.contains(CANARY) && !body.contains("pacuser"),
+            "{body}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if json["upstream"]["pac"]["state"] == "failed" {
+            break json;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the PAC load never failed: {json}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(json["upstream"]["source"], format!("PAC {clean}"), "{json}");
+    assert_eq!(json["upstream"]["pac"]["source"], clean.as_str(), "{json}");
+    assert!(json["upstream"]["pac"]["loaded_at"].is_null(), "{json}");
+    assert!(json["upstream"]["pac"]["last_error"].is_string(), "{json}");
+    let (_, _, page) = raw(h.proxy, "GET", "/", &host).await;
+    assert!(
+        page.contains(&format!("<code>{clean}</code>: failed, no script loaded")),
+        "{page}"
+    );
+    assert!(
+        !page.contains(CANARY) && !page.contains("pacuser"),
+        "{page}"
+    );
 }
 
 /// Families as `{name: {type, samples: [{name, labels, value}]}}`, parsed by `prometheus_client`

@@ -1,5 +1,6 @@
 //! The status page (`GET /`): server-rendered HTML of the [`Status`] snapshot, complete without
-//! JavaScript. `/status.js` ([`SCRIPT`]) only turns the `data-expires` times into live countdowns;
+//! JavaScript. `/status.js` ([`SCRIPT`]) only turns the `data-expires` (token and code expiry) and
+//! `data-due` (next renewal) times into live countdowns;
 //! it is served from our own path because the page's CSP is `default-src 'self'` (no inline script,
 //! no inline style, nothing from elsewhere). Every value is HTML-escaped.
 //!
@@ -86,8 +87,9 @@ fn accounts(out: &mut String, status: &Status, form_token: &str) {
         return;
     }
     out.push_str(
-        "<table id=\"accounts\"><tr><th>Account</th><th>State</th><th>Tokens (expire in)</th>\
-         <th>Last renewal</th><th>Last error</th><th>Actions</th></tr>\n",
+        "<table id=\"accounts\"><tr><th>Account</th><th>Tenant</th><th>Flow</th><th>State</th>\
+         <th>Tokens (expire in)</th><th>Last renewal</th><th>Next renewal</th><th>Last error</th>\
+         <th>Actions</th></tr>\n",
     );
     for account in &status.accounts {
         account_row(out, account, status.now, form_token);
@@ -131,14 +133,31 @@ fn account_row(out: &mut String, a: &AccountView, now: i64, form_token: &str) {
     });
     let _ = writeln!(
         out,
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+         <td>{}</td><td>{}</td></tr>",
         esc(&a.upn),
+        esc(&a.tenant),
+        esc(a.flow),
         state,
         tokens.join("<br>"),
         renewal,
+        next_renewal(a.next_renewal_at, now),
         esc(a.last_error.as_deref().unwrap_or("")),
         forms(&a.upn, form_token)
     );
+}
+
+/// The next background renewal as a countdown (`data-due`, live with the script), or why there
+/// is none.
+fn next_renewal(at: Option<i64>, now: i64) -> String {
+    match at {
+        Some(at) if at > now => format!(
+            "in <span data-due=\"{at}\">{}</span>",
+            duration(u64::try_from(at - now).unwrap_or(0))
+        ),
+        Some(at) => format!("<span data-due=\"{at}\">now</span>"),
+        None => "on the next request".into(),
+    }
 }
 
 /// One small POST form per account action.
@@ -163,22 +182,68 @@ fn forms(upn: &str, form_token: &str) -> String {
 }
 
 fn upstream(out: &mut String, status: &Status) {
-    out.push_str("<h2>Routing</h2>\n<p>Intercepted hosts: ");
-    out.push_str(&list(&status.intercepted_hosts));
-    out.push_str("</p>\n<p>Bad proxies (tried last): ");
-    let bad: Vec<String> = (status.upstream.bad_proxies.iter())
-        .map(|b| format!("{} ({} s left)", b.proxy, b.seconds_left))
+    let up = &status.upstream;
+    let _ = writeln!(
+        out,
+        "<h2>Routing</h2>\n<p id=\"upstream-source\">Upstream: {}</p>",
+        esc(&up.source)
+    );
+    let proxies: Vec<String> = (up.proxies.iter())
+        .map(|p| match p.seconds_left {
+            Some(left) => format!("{} (bad: tried last for {left} s)", p.proxy),
+            None => format!("{} ({})", p.proxy, p.health),
+        })
         .collect();
-    out.push_str(&list(&bad));
+    let _ = writeln!(
+        out,
+        "<p id=\"proxies\">Proxies (in use or remembered as bad): {}</p>",
+        list(&proxies)
+    );
+    pac(out, status);
+    out.push_str("<p>Intercepted hosts: ");
+    out.push_str(&list(&status.intercepted_hosts));
     out.push_str("</p>\n<p>STS hosts (DIRECT): ");
     let sts: Vec<String> = (status.sts.iter())
-        .map(|d| match &d.last_error {
-            Some(e) => format!("{}: {} (last error: {e})", d.domain, d.hosts.join(", ")),
-            None => format!("{}: {}", d.domain, d.hosts.join(", ")),
+        .map(|d| {
+            // A managed (not federated) domain has no STS: say so rather than an empty list.
+            let hosts = if d.hosts.is_empty() {
+                "no STS host".to_string()
+            } else {
+                d.hosts.join(", ")
+            };
+            match &d.last_error {
+                Some(e) => format!("{}: {hosts} (last error: {e})", d.domain),
+                None => format!("{}: {hosts}", d.domain),
+            }
         })
         .collect();
     out.push_str(&list(&sts));
     out.push_str("</p>\n");
+}
+
+/// The PAC in use: where from, loaded when, the last failure.
+fn pac(out: &mut String, status: &Status) {
+    let Some(pac) = &status.upstream.pac else {
+        return;
+    };
+    let loaded = pac
+        .loaded_at
+        .map_or(String::from("no script loaded"), |at| {
+            format!("script in use loaded <time data-at=\"{at}\">{at}</time>")
+        });
+    let _ = writeln!(
+        out,
+        "<p id=\"pac\">PAC <code>{}</code>: {}, {}; when not loaded: {}. Last error: {}</p>",
+        esc(&pac.source),
+        pac.state,
+        loaded,
+        if pac.on_failure == "direct" {
+            "DIRECT"
+        } else {
+            "refuse (pac_error)"
+        },
+        esc(pac.last_error.as_deref().unwrap_or("none"))
+    );
 }
 
 fn ca(out: &mut String, status: &Status) {
@@ -313,25 +378,18 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_refused_reload_shows_its_errors_and_an_applied_one_what_needs_a_restart() {
-        use crate::admin::status::{
-            ConfigView, OpenView, ReloadOutcome, ReloadTrigger, UpstreamView,
-        };
-        let outcome = |result, errors: &[&str], restart: &[&str]| ReloadOutcome {
-            at: 1_700_000_000,
-            trigger: ReloadTrigger::FileChanged,
-            result,
-            errors: errors.iter().map(|e| e.to_string()).collect(),
-            restart_needed: restart.iter().map(|e| e.to_string()).collect(),
-        };
-        let mut status = Status {
+    fn empty_status() -> Status {
+        use crate::admin::status::{OpenView, UpstreamView};
+        Status {
             schema: 1,
             version: "0",
             now: 0,
             uptime_seconds: 0,
             accounts: Vec::new(),
             upstream: UpstreamView {
+                source: "no upstream configured".into(),
+                proxies: Vec::new(),
+                pac: None,
                 bad_proxies: Vec::new(),
             },
             sts: Vec::new(),
@@ -344,7 +402,47 @@ mod tests {
             },
             config: None,
             last_action: None,
+        }
+    }
+
+    #[test]
+    fn a_domain_without_sts_hosts_says_so() {
+        use crate::admin::status::StsView;
+        let mut status = empty_status();
+        status.sts = vec![
+            StsView {
+                domain: "contoso.com".into(),
+                hosts: Vec::new(),
+                last_error: None,
+                failures: 0,
+            },
+            StsView {
+                domain: "fabrikam.com".into(),
+                hosts: vec!["sts.fabrikam.com".into()],
+                last_error: None,
+                failures: 0,
+            },
+        ];
+        let page = render(&status, "t");
+        assert!(
+            page.contains(
+                "STS hosts (DIRECT): contoso.com: no STS host, fabrikam.com: sts.fabrikam.com</p>"
+            ),
+            "{page}"
+        );
+    }
+
+    #[test]
+    fn a_refused_reload_shows_its_errors_and_an_applied_one_what_needs_a_restart() {
+        use crate::admin::status::{ConfigView, ReloadOutcome, ReloadTrigger};
+        let outcome = |result, errors: &[&str], restart: &[&str]| ReloadOutcome {
+            at: 1_700_000_000,
+            trigger: ReloadTrigger::FileChanged,
+            result,
+            errors: errors.iter().map(|e| e.to_string()).collect(),
+            restart_needed: restart.iter().map(|e| e.to_string()).collect(),
         };
+        let mut status = empty_status();
         assert!(render(&status, "t").contains("Not reloadable"));
         let refused = outcome(
             ReloadResult::Refused,
@@ -379,6 +477,19 @@ mod tests {
             page.contains("Needs a restart to apply: listen (a → b)"),
             "{page}"
         );
+    }
+
+    #[test]
+    fn next_renewal_counts_down_or_says_why_there_is_none() {
+        assert_eq!(
+            next_renewal(Some(1_000 + 65), 1_000),
+            "in <span data-due=\"1065\">1m 05s</span>"
+        );
+        assert_eq!(
+            next_renewal(Some(990), 1_000),
+            "<span data-due=\"990\">now</span>"
+        );
+        assert_eq!(next_renewal(None, 1_000), "on the next request");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 // exoproxy status page: live countdowns. The page is complete without this script; it only
-// rewrites the `data-expires` (Unix seconds) elements every second and shows `data-at` times in
-// the browser's local time. Served as /status.js (CSP default-src 'self': no inline script).
+// rewrites the `data-expires` and `data-due` (Unix seconds) elements every second and shows
+// `data-at` times in the browser's local time. Served as /status.js (CSP default-src 'self': no
+// inline script).
 "use strict";
 (function () {
   function pad(n) { return (n < 10 ? "0" : "") + n; }
@@ -14,6 +15,12 @@
     var items = document.querySelectorAll("[data-expires]");
     for (var i = 0; i < items.length; i++) {
       items[i].textContent = left(parseInt(items[i].getAttribute("data-expires"), 10) - now);
+    }
+    // The next background renewal: a countdown, then "now" until the page is reloaded.
+    var due = document.querySelectorAll("[data-due]");
+    for (var j = 0; j < due.length; j++) {
+      var secs = parseInt(due[j].getAttribute("data-due"), 10) - now;
+      due[j].textContent = secs > 0 ? left(secs) : "now";
     }
   }
   function localTimes() {

@@ -3,10 +3,11 @@
 //! Contract:
 //! - [`Status`] is schema [`SCHEMA`]: fields are only added within a schema number; a rename or a
 //!   removal bumps it.
-//! - It is built from read-only views of the live state (token manager, bad-proxy memory, STS
-//!   directory, local CA, the summary's gauges and recent errors); building it never dials, never
-//!   waits on a token call and never contains a token, a refresh token, a header value or a secret
-//!   (`tests/status_page.rs` checks with a canary token).
+//! - It is built from read-only views of the live state (token manager, the router's default
+//!   route and PAC status, bad-proxy memory, STS directory, local CA, the summary's gauges and
+//!   recent errors); building it never dials, never waits on a token call or a PAC, and never
+//!   contains a token, a refresh token, a header value or a secret (`tests/status_page.rs` checks
+//!   with a canary token); URLs are shown without their userinfo ([`redact_userinfo`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -17,6 +18,7 @@ use tokio::time::Instant;
 use super::action::{Actions, Outcome};
 use crate::intercept::InterceptState;
 use crate::route::Router;
+use crate::route::pac::{OnFailure, PacState, PacStatus};
 use crate::summary::{ErrorAnswered, Open};
 use crate::token::manager::{AccountStatus, AccountSummary};
 use crate::upstream::Upstream;
@@ -117,6 +119,10 @@ impl ReloadOutcome {
 #[derive(Debug, Clone, Serialize)]
 pub struct AccountView {
     pub upn: String,
+    /// The tenant signed in to (configured, else the UPN's domain).
+    pub tenant: String,
+    /// `device-code`, `browser`, `certificate` or `secret`.
+    pub flow: &'static str,
     /// `ready`, `failing`, `sign_in_required`, `sign_in_pending` or `signed_out`.
     pub state: &'static str,
     /// Consecutive failures (state `failing`).
@@ -129,6 +135,9 @@ pub struct AccountView {
     /// Access tokens held, per audience.
     pub tokens: Vec<TokenView>,
     pub last_renewal: Option<RenewalView>,
+    /// Unix seconds when the background renewal next runs; `null` when none is scheduled (no
+    /// token held, audiences idle, or a sign-in needed): the next request renews on demand.
+    pub next_renewal_at: Option<i64>,
     pub last_error: Option<String>,
 }
 
@@ -162,8 +171,40 @@ pub struct RenewalView {
 /// The upstream side.
 #[derive(Debug, Clone, Serialize)]
 pub struct UpstreamView {
+    /// Where the default route comes from ([`crate::route::DefaultRouteView::source`]), without
+    /// any URL's userinfo.
+    pub source: String,
+    /// The proxies the default route names and those remembered as bad, with their health.
+    pub proxies: Vec<ProxyView>,
+    /// The PAC in use; `null` without one.
+    pub pac: Option<PacView>,
     /// Proxies that failed at connect level recently: tried last until the mark expires.
     pub bad_proxies: Vec<BadProxyView>,
+}
+
+/// One upstream proxy and its health.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProxyView {
+    /// `host:port` (never credentials).
+    pub proxy: String,
+    /// `healthy`, or `bad`: it failed at connect level and is tried last for `seconds_left`.
+    pub health: &'static str,
+    pub seconds_left: Option<u64>,
+}
+
+/// The PAC in use (from its loader's status).
+#[derive(Debug, Clone, Serialize)]
+pub struct PacView {
+    /// The URL or file, without userinfo.
+    pub source: String,
+    /// `loading`, `loaded` or `failed`.
+    pub state: &'static str,
+    /// Unix seconds when the script in use was loaded; `null` before the first load.
+    pub loaded_at: Option<i64>,
+    /// The latest load or refresh failure (a previous script may still be in use).
+    pub last_error: Option<String>,
+    /// What a request gets while no script is loaded: `fail` or `direct`.
+    pub on_failure: &'static str,
 }
 
 /// One remembered bad proxy.
@@ -240,17 +281,7 @@ impl Sources {
             now,
             uptime_seconds: self.started.elapsed().as_secs(),
             accounts,
-            upstream: UpstreamView {
-                bad_proxies: self
-                    .upstream
-                    .bad_proxies()
-                    .into_iter()
-                    .map(|(proxy, left)| BadProxyView {
-                        proxy: proxy.to_string(),
-                        seconds_left: left.as_secs(),
-                    })
-                    .collect(),
-            },
+            upstream: self.upstream_view(),
             sts: self.sts(),
             intercepted_hosts: self.router.patterns().intercept.clone(),
             ca: self.intercept.as_ref().map(|s| ca_view(s)),
@@ -272,6 +303,30 @@ impl Sources {
     pub fn ca_pem(&self) -> Option<String> {
         let state = self.intercept.as_ref()?;
         Some(state.leaves().ca().cert_pem().to_string())
+    }
+
+    fn upstream_view(&self) -> UpstreamView {
+        let route = self.router.default_route_view();
+        let bad_proxies: Vec<BadProxyView> = (self.upstream.bad_proxies().into_iter())
+            .map(|(proxy, left)| BadProxyView {
+                proxy: proxy.to_string(),
+                seconds_left: left.as_secs(),
+            })
+            .collect();
+        let mut proxies: Vec<String> = route.proxies.iter().map(|p| p.to_string()).collect();
+        for bad in &bad_proxies {
+            if !proxies.contains(&bad.proxy) {
+                proxies.push(bad.proxy.clone());
+            }
+        }
+        UpstreamView {
+            source: redact_userinfo(&route.source),
+            proxies: (proxies.into_iter())
+                .map(|proxy| proxy_view(proxy, &bad_proxies))
+                .collect(),
+            pac: route.pac.as_ref().map(pac_view),
+            bad_proxies,
+        }
     }
 
     fn sts(&self) -> Vec<StsView> {
@@ -314,6 +369,8 @@ fn account_view(summary: &AccountSummary, now: i64) -> AccountView {
     };
     AccountView {
         upn: summary.upn.clone(),
+        tenant: summary.tenant.clone(),
+        flow: summary.flow,
         state,
         failures,
         aadsts,
@@ -333,8 +390,66 @@ fn account_view(summary: &AccountSummary, now: i64) -> AccountView {
             ok: r.ok,
             detail: r.detail.clone(),
         }),
+        next_renewal_at: (summary.next_renewal_in_seconds)
+            .map(|left| now.saturating_add(i64::try_from(left).unwrap_or(i64::MAX))),
         last_error: summary.last_error.clone(),
     }
+}
+
+/// `proxy` with its health from the bad-proxy memory.
+fn proxy_view(proxy: String, bad: &[BadProxyView]) -> ProxyView {
+    let left = bad
+        .iter()
+        .find(|b| b.proxy == proxy)
+        .map(|b| b.seconds_left);
+    ProxyView {
+        proxy,
+        health: if left.is_some() { "bad" } else { "healthy" },
+        seconds_left: left,
+    }
+}
+
+fn pac_view(status: &PacStatus) -> PacView {
+    PacView {
+        source: redact_userinfo(&status.source),
+        state: match status.state {
+            PacState::Loading => "loading",
+            PacState::Loaded => "loaded",
+            PacState::Failed => "failed",
+        },
+        loaded_at: status.loaded_at.map(|at| {
+            at.duration_since(UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        }),
+        last_error: status.last_error.as_deref().map(redact_userinfo),
+        on_failure: match status.on_failure {
+            OnFailure::Fail => "fail",
+            OnFailure::Direct => "direct",
+        },
+    }
+}
+
+/// `text` with the userinfo of every URL in it removed (`http://user:pw@pac.corp/x` →
+/// `http://pac.corp/x`): a PAC or proxy URL may carry credentials, the status surface never does.
+pub fn redact_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        let authority_end = after
+            .find(|c: char| c == '/' || c == '?' || c == '#' || c.is_whitespace())
+            .unwrap_or(after.len());
+        let authority = &after[..authority_end];
+        out.push_str(
+            authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host),
+        );
+        rest = &after[authority_end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn ca_view(state: &InterceptState) -> CaView {
@@ -359,4 +474,44 @@ pub fn unix_now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn userinfo_is_removed_from_every_url_and_nothing_else() {
+        for (text, want) in [
+            (
+                "http://alice:s3cret@pac.corp.test/proxy.pac",
+                "http://pac.corp.test/proxy.pac",
+            ),
+            (
+                "ie: PAC https://u@pac.corp.test:8443/a.pac?x=y@z",
+                "ie: PAC https://pac.corp.test:8443/a.pac?x=y@z",
+            ),
+            (
+                "fetch http://a:b@one.test failed; http://c:d@two.test/x",
+                "fetch http://one.test failed; http://two.test/x",
+            ),
+            ("static upstream", "static upstream"),
+            ("PAC C:\\pac\\corp.pac", "PAC C:\\pac\\corp.pac"),
+            ("http://", "http://"),
+        ] {
+            assert_eq!(redact_userinfo(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_proxy_is_bad_while_remembered_else_healthy() {
+        let bad = [BadProxyView {
+            proxy: "proxy-a.test:8080".into(),
+            seconds_left: 42,
+        }];
+        let a = proxy_view("proxy-a.test:8080".into(), &bad);
+        assert_eq!((a.health, a.seconds_left), ("bad", Some(42)));
+        let b = proxy_view("proxy-b.test:8080".into(), &bad);
+        assert_eq!((b.health, b.seconds_left), ("healthy", None));
+    }
 }

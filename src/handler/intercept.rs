@@ -239,6 +239,11 @@ impl Session {
         tracing::debug!(%method, %host, %path, status = response.status().as_u16(),
             ms = started.elapsed().as_millis() as u64, "intercepted");
         crate::summary::request(response.status().as_u16());
+        crate::summary::routed(
+            false,
+            crate::summary::Routed::Intercept,
+            response.status().as_u16(),
+        );
         Ok(response)
     }
 

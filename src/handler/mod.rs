@@ -29,7 +29,7 @@ use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
@@ -52,7 +52,8 @@ use crate::intercept::InterceptState;
 use crate::io::Rewind;
 use crate::limits::Limits;
 use crate::route::Router;
-use crate::target::{Action, Decision, Target};
+use crate::summary::Routed;
+use crate::target::{Action, Decision, Hop, Target};
 use crate::tunnel::{self, SpliceStats};
 use crate::upstream::Upstream;
 
@@ -287,15 +288,20 @@ impl Proxy {
         let uri = redact_uri(req.uri());
         let host = req.uri().host().unwrap_or_default().to_string();
         let routing = self.routing();
+        // The routing decision, when one was made: labels the request in the metrics.
+        let decided = OnceLock::new();
         let result = match method {
-            Method::CONNECT => self.connect(&routing, req, started, alive, addrs).await,
+            Method::CONNECT => {
+                self.connect(&routing, req, started, alive, addrs, &decided)
+                    .await
+            }
             _ if self.is_status_request(&routing, &req) => {
                 self.serve_status(&routing, &req, addrs).await
             }
             _ if self.is_action_request(&routing, &req) => {
                 self.serve_action(&routing, req, addrs).await
             }
-            _ => self.forward(&routing, req, started).await,
+            _ => self.forward(&routing, req, started, &decided).await,
         };
         let response = result.unwrap_or_else(|err| {
             let rescue = rescue::Rescue::of(&err);
@@ -305,6 +311,13 @@ impl Proxy {
             rescue.response().map(|b| b.map_err(|never| match never {}).boxed())
         });
         crate::summary::request(response.status().as_u16());
+        if let Some(routed) = decided.get() {
+            crate::summary::routed(
+                method == Method::CONNECT,
+                *routed,
+                response.status().as_u16(),
+            );
+        }
         Ok(response)
     }
 
@@ -316,6 +329,7 @@ impl Proxy {
         started: Instant,
         alive: mpsc::Sender<()>,
         addrs: ClientAddrs,
+        decided: &OnceLock<Routed>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let authority = req
             .uri()
@@ -326,7 +340,7 @@ impl Proxy {
             return Err(head::userinfo_refused());
         }
         let target = Target::parse_connect(authority).map_err(|e| ProxyError::BadRequest(e.0))?;
-        let decision = self.decide(routing, &target).await?;
+        let decision = self.decide(routing, &target, decided).await?;
         match self.interception(routing, &decision) {
             Some((state, profile)) => {
                 let start = intercept::Start {
@@ -431,6 +445,7 @@ impl Proxy {
         routing: &Routing,
         req: Request<Incoming>,
         started: Instant,
+        decided: &OnceLock<Routed>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
         let uri = req.uri();
         if uri.scheme().is_none() && uri.path() == crate::admin::PAC_PATH {
@@ -450,7 +465,7 @@ impl Proxy {
         }
         let target =
             Target::from_http_authority(authority).map_err(|e| ProxyError::BadRequest(e.0))?;
-        let decision = self.decide(routing, &target).await?;
+        let decision = self.decide(routing, &target, decided).await?;
         if let Action::Intercept { .. } = decision.action {
             // Never send a token over plaintext (BAD-34).
             return Err(ProxyError::PlainHttpToIntercepted {
@@ -646,9 +661,16 @@ impl Proxy {
     }
 
     /// The routing decision (`Router::decide` in the product); a Block becomes a 403 here, so the
-    /// request path after this point only sees Tunnel and Intercept.
-    async fn decide(&self, routing: &Routing, target: &Target) -> Result<Decision, ProxyError> {
+    /// request path after this point only sees Tunnel and Intercept. The decision is also noted
+    /// in `decided`, the metrics' label.
+    async fn decide(
+        &self,
+        routing: &Routing,
+        target: &Target,
+        decided: &OnceLock<Routed>,
+    ) -> Result<Decision, ProxyError> {
         let decision = routing.resolver.resolve(target).await?;
+        let _ = decided.set(routed_as(&decision));
         match &decision.action {
             Action::Block { reason } => Err(ProxyError::ConnectDenied {
                 target: target.to_string(),
@@ -656,6 +678,16 @@ impl Proxy {
             }),
             Action::Tunnel | Action::Intercept { .. } => Ok(decision),
         }
+    }
+}
+
+/// The metrics' `decision` label of a routing decision: block, intercept, else the first hop.
+fn routed_as(decision: &Decision) -> Routed {
+    match (&decision.action, decision.hops.first()) {
+        (Action::Block { .. }, _) => Routed::Block,
+        (Action::Intercept { .. }, _) => Routed::Intercept,
+        (Action::Tunnel, Some(Hop::Proxy(_))) => Routed::Proxy,
+        (Action::Tunnel, _) => Routed::Direct,
     }
 }
 

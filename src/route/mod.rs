@@ -235,6 +235,21 @@ enum DefaultRoute {
     System(SystemSource),
 }
 
+/// A read-only view of the default route for the status page (docs/STATUS.md, `upstream`); taking
+/// it never waits, fetches or evaluates anything.
+#[derive(Debug, Clone)]
+pub struct DefaultRouteView {
+    /// Where the default hops come from, one line: `no upstream configured`, `static upstream`,
+    /// `PAC <url>`, or the live settings as [`system::Selected::describe`] says (`ie: PAC <url>`,
+    /// `winhttp: https via [...]`, `direct (why)`).
+    pub source: String,
+    /// The proxies the default route names, in order (none for DIRECT; a PAC names its proxies
+    /// per target, so none for a PAC either).
+    pub proxies: Vec<ProxyEndpoint>,
+    /// The PAC in use: source, state, loaded at, last error; `None` without a PAC.
+    pub pac: Option<pac::PacStatus>,
+}
+
 /// What the served PAC should say for targets that reach the default route.
 #[derive(Debug, Clone)]
 pub enum ServedDefault {
@@ -442,6 +457,23 @@ impl Router {
     /// The config entries as written (served PAC).
     pub fn patterns(&self) -> &Patterns {
         &self.patterns
+    }
+
+    /// What the default route (step 8) is now, for the status page.
+    pub fn default_route_view(&self) -> DefaultRouteView {
+        match &self.default_route {
+            DefaultRoute::Fixed { hops, why } => DefaultRouteView {
+                source: why.to_string(),
+                proxies: proxies_of(hops),
+                pac: None,
+            },
+            DefaultRoute::Pac { resolver, why } => DefaultRouteView {
+                source: why.to_string(),
+                proxies: Vec::new(),
+                pac: Some(resolver.status()),
+            },
+            DefaultRoute::System(system) => system.view(),
+        }
     }
 
     /// The decision for a target: the rules (steps 1-7), then the default route (step 8). What the
@@ -730,6 +762,19 @@ fn compile_default_route(config: &RouteConfig, errors: &mut Vec<String>) -> Defa
             }
         }
     }
+}
+
+/// The proxies among `hops`, in order, each once.
+fn proxies_of(hops: &[Hop]) -> Vec<ProxyEndpoint> {
+    let mut proxies: Vec<ProxyEndpoint> = Vec::new();
+    for hop in hops {
+        if let Hop::Proxy(p) = hop
+            && !proxies.contains(p)
+        {
+            proxies.push(p.clone());
+        }
+    }
+    proxies
 }
 
 /// The served-PAC view of a PAC resolver: its script once loaded (≤ 5 s), else the failure policy.

@@ -174,6 +174,32 @@ impl SystemSource {
         }
     }
 
+    /// The status page's view of the latest settings ([`Selected::describe`]) and, once a request
+    /// compiled them, the PAC they name; never waits or compiles.
+    pub(crate) fn view(&self) -> super::DefaultRouteView {
+        let snapshot = self.inner.snapshots.borrow().clone();
+        let proxies = match &snapshot.selected {
+            Selected::Proxies(p) => {
+                let mut all = p.https.clone();
+                all.extend(p.http.iter().filter(|e| !p.https.contains(e)).cloned());
+                all
+            }
+            _ => Vec::new(),
+        };
+        let pac = self
+            .cached()
+            .filter(|c| c.generation == snapshot.generation)
+            .and_then(|c| match &c.route {
+                LiveRoute::Pac { resolver, .. } => Some(resolver.status()),
+                _ => None,
+            });
+        super::DefaultRouteView {
+            source: snapshot.selected.describe(),
+            proxies,
+            pac,
+        }
+    }
+
     /// The compiled current snapshot; compiles when the watcher published a new generation.
     pub(crate) async fn current(&self) -> Arc<Compiled> {
         let snapshot = self.inner.snapshots.borrow().clone();

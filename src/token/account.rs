@@ -203,6 +203,19 @@ impl Flow {
     pub fn is_delegated(&self) -> bool {
         matches!(self, Flow::DeviceCode | Flow::Browser)
     }
+
+    /// The flow's name as the configuration spells it (`device-code`, `browser`, `certificate`,
+    /// `secret`), for the status page; never a path, a key or a secret.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Flow::DeviceCode => "device-code",
+            Flow::Browser => "browser",
+            Flow::Certificate { .. }
+            | Flow::CertificatePfx { .. }
+            | Flow::CertificateInline { .. } => "certificate",
+            Flow::Secret { .. } => "secret",
+        }
+    }
 }
 
 // === impl Audience ===

@@ -99,6 +99,14 @@ pub struct ManagerSettings {
 pub struct AccountSummary {
     /// The account.
     pub upn: String,
+    /// The tenant signed in to (configured, else the UPN's domain).
+    pub tenant: String,
+    /// How it obtains tokens ([`Flow::name`]: `device-code`, `browser`, `certificate`, `secret`).
+    pub flow: &'static str,
+    /// Seconds until the background refresher next renews a token of this account (the earliest
+    /// of its audiences; 0: due now); `None` when nothing is scheduled (no token held, audiences
+    /// idle, signed out or a sign-in needed): the next request then renews on demand.
+    pub next_renewal_in_seconds: Option<u64>,
     /// Sign-in state.
     pub status: AccountStatus,
     /// Whether a refresh token is held.
@@ -388,6 +396,9 @@ impl TokenManager {
                 Some((slot.audience.clone(), left.as_secs()))
             })
             .collect::<Vec<_>>();
+        // Before `state()`: the refresher's schedule takes that lock itself.
+        let next_renewal = flight::next_renewal(&account);
+        let config = account.config();
         let state = account.state();
         let status = match &state.phase {
             Phase::SignInRequired(mark) => AccountStatus::SignInRequired {
@@ -409,6 +420,12 @@ impl TokenManager {
         };
         Some(AccountSummary {
             upn: account.upn(),
+            tenant: config.tenant(),
+            flow: config.flow.name(),
+            next_renewal_in_seconds: next_renewal.map(|at| {
+                at.saturating_duration_since(tokio::time::Instant::now())
+                    .as_secs()
+            }),
             status,
             has_refresh_token: state.refresh_token.is_some(),
             tokens,

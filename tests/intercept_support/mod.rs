@@ -22,7 +22,8 @@ use exoproxy::handler::Proxy;
 use exoproxy::intercept::{InterceptState, LeafCache, LocalCa};
 use exoproxy::limits::Limits;
 use exoproxy::listener;
-use exoproxy::route::{InterceptRule, RouteConfig, Router};
+use exoproxy::route::pac::{PacConfig, PacResolver, PacSource};
+use exoproxy::route::{InterceptRule, RouteConfig, Router, UpstreamSource};
 use exoproxy::tls_client::upstream_client_config;
 use exoproxy::token::schedule::Jitter;
 use exoproxy::token::{
@@ -79,6 +80,8 @@ pub struct Options {
     pub state_dir: bool,
     /// The proxy's limits (short idle limits for the timeout tests).
     pub limits: Limits,
+    /// A PAC script as the default route (instead of DIRECT), for client traffic and token calls.
+    pub pac: Option<PacSource>,
 }
 
 impl Default for Options {
@@ -92,6 +95,7 @@ impl Default for Options {
             canary: None,
             state_dir: false,
             limits: Limits::default(),
+            pac: None,
         }
     }
 }
@@ -142,7 +146,11 @@ impl Harness {
             ..UpstreamConfig::default()
         };
         // Wired as app.rs does: one Router and one Upstream for client traffic and token calls.
-        let (router, upstream) = (router_at(proxy_addr), Arc::new(Upstream::new(upstream)));
+        let router = match options.pac {
+            None => router_at(proxy_addr),
+            Some(source) => pac_router_at(proxy_addr, source).await,
+        };
+        let upstream = Arc::new(Upstream::new(upstream));
         let client = OutboundClient::new(router.clone(), upstream.clone(), upstream_tls.clone());
         let refreshes = Arc::new(std::sync::Mutex::new(Vec::new()));
         let state_dir = options.state_dir.then(|| tmp.path().join("state"));
@@ -241,8 +249,27 @@ pub fn router_at(own: SocketAddr) -> Arc<Router> {
     Arc::new(router_config().with_own_addrs(&[own]))
 }
 
-fn router_config() -> Router {
+/// [`router_at`] with the PAC script at `source` as the default route (loaded in the background).
+async fn pac_router_at(own: SocketAddr, source: PacSource) -> Arc<Router> {
+    let pac = PacResolver::start(PacConfig {
+        source,
+        own_addrs: vec![own],
+        ..PacConfig::default()
+    })
+    .await;
     let config = RouteConfig {
+        upstream: UpstreamSource::Pac(Arc::new(pac)),
+        ..intercept_config()
+    };
+    Arc::new(Router::new(config).unwrap().with_own_addrs(&[own]))
+}
+
+fn router_config() -> Router {
+    Router::new(intercept_config()).unwrap()
+}
+
+fn intercept_config() -> RouteConfig {
+    RouteConfig {
         intercept: vec![InterceptRule {
             profile: "global".into(),
             hosts: vec![
@@ -254,8 +281,7 @@ fn router_config() -> Router {
             ],
         }],
         ..RouteConfig::default()
-    };
-    Router::new(config).unwrap()
+    }
 }
 
 pub fn token_manager(

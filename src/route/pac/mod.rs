@@ -10,6 +10,9 @@
 //! - [`PacResolver::hops_for`] turns a [`Target`] into hops. The script sees `https://host/` for tunnels
 //!   (no path, PAC-13) and the lower-cased host ([`script_args`], shared with `exoproxy pac eval`).
 //!   Answers are cached per URL for 60 s and flushed when the script's SHA-256 changes (PAC-12).
+//!   Every lookup that is not a cache hit counts in `exoproxy_pac_evaluations_total{result}`
+//!   (`ok`, `failed`: the script threw, timed out or answered badly, `unavailable`: no script to
+//!   run), docs/STATUS.md.
 //!   While the script is loading a request waits ≤ 5 s, then fails with
 //!   `ProxyError::Pac("pac_loading: …")` (PAC-11). A missing or broken script fails closed
 //!   (`ProxyError::Pac`) unless [`OnFailure::Direct`] (PAC-9, PAC-10); that policy covers loading only: an
@@ -221,17 +224,29 @@ impl PacResolver {
     /// The hops for a target, from the cache or a fresh evaluation.
     pub async fn hops_for(&self, target: &Target) -> Result<Vec<Hop>, ProxyError> {
         let (url, host) = script_args(target);
-        let Some(script) = self.current_script(self.inner.config.on_failure).await? else {
-            return Ok(vec![Hop::Direct]);
+        let script = match self.current_script(self.inner.config.on_failure).await {
+            Ok(Some(script)) => script,
+            Ok(None) => {
+                crate::summary::pac_evaluated("unavailable");
+                return Ok(vec![Hop::Direct]);
+            }
+            Err(e) => {
+                crate::summary::pac_evaluated("unavailable");
+                return Err(e);
+            }
         };
         if let Some(hit) = self.inner.cache.get(&url, &script.hash) {
             return hit;
         }
         let answer = match self.inner.evaluate(&script, &url, &host).await {
-            Err(RunError::Unavailable(msg)) => return Err(ProxyError::Pac(msg)),
+            Err(RunError::Unavailable(msg)) => {
+                crate::summary::pac_evaluated("unavailable");
+                return Err(ProxyError::Pac(msg));
+            }
             Err(RunError::Eval(e)) => Err(eval_error(e)),
             Ok(result) => self.inner.to_hops(&result),
         };
+        crate::summary::pac_evaluated(if answer.is_ok() { "ok" } else { "failed" });
         self.inner.cache.put(url, &script.hash, answer.clone());
         answer
     }

@@ -458,6 +458,14 @@ async fn run_refresher(account: Weak<Account>, slot: Arc<Slot>) {
     }
 }
 
+/// When the background refresher next renews one of the account's tokens: the earliest
+/// [`next_wake`] of its slots (the status page's "next renewal").
+pub(crate) fn next_renewal(account: &Account) -> Option<Instant> {
+    (account.slots().iter())
+        .filter_map(|slot| next_wake(account, slot))
+        .min()
+}
+
 /// When the slot needs a call: its refresh time, pushed back by a running backoff; `None` to idle (also
 /// when the audience was not asked for within `idle_renewal` before that time, or is refused).
 /// Only slots holding a token refresh in the background: one prober per audience in use, and a
