@@ -92,24 +92,7 @@ pub fn text(s: &Value, addr: &str) -> String {
         }
     };
     let _ = writeln!(out, "intercepted hosts: {}", list(&s["intercepted_hosts"]));
-    let bad: Vec<String> = (s["upstream"]["bad_proxies"]
-        .as_array()
-        .into_iter()
-        .flatten())
-    .map(|b| {
-        format!(
-            "{} ({} s left)",
-            b["proxy"].as_str().unwrap_or("?"),
-            b["seconds_left"]
-        )
-    })
-    .collect();
-    let bad = if bad.is_empty() {
-        "none".into()
-    } else {
-        bad.join(", ")
-    };
-    let _ = writeln!(out, "bad proxies: {bad}");
+    upstream(&mut out, &s["upstream"], now);
     for d in s["sts"].as_array().into_iter().flatten() {
         let _ = writeln!(
             out,
@@ -160,10 +143,73 @@ pub fn text(s: &Value, addr: &str) -> String {
     out
 }
 
+/// The upstream source, the proxies with their health, and the PAC's state.
+fn upstream(out: &mut String, u: &Value, now: i64) {
+    if let Some(source) = u["source"].as_str() {
+        let _ = writeln!(out, "upstream: {source}");
+    }
+    let proxies: Vec<String> = (u["proxies"].as_array().into_iter().flatten())
+        .map(|p| {
+            let name = p["proxy"].as_str().unwrap_or("?");
+            match (p["health"].as_str(), p["seconds_left"].as_u64()) {
+                (Some("bad"), Some(left)) => format!("{name} bad, tried last for {left} s"),
+                (Some(health), _) => format!("{name} {health}"),
+                (None, _) => name.to_string(),
+            }
+        })
+        .collect();
+    if !proxies.is_empty() {
+        let _ = writeln!(out, "proxies: {}", proxies.join(", "));
+    }
+    let bad: Vec<String> = (u["bad_proxies"].as_array().into_iter().flatten())
+        .map(|b| {
+            format!(
+                "{} ({} s left)",
+                b["proxy"].as_str().unwrap_or("?"),
+                b["seconds_left"]
+            )
+        })
+        .collect();
+    let bad = if bad.is_empty() {
+        "none".into()
+    } else {
+        bad.join(", ")
+    };
+    let _ = writeln!(out, "bad proxies: {bad}");
+    if let Some(pac) = u["pac"].as_object() {
+        let field = |k: &str| pac.get(k).and_then(Value::as_str);
+        let loaded = pac
+            .get("loaded_at")
+            .and_then(Value::as_i64)
+            .map_or(String::new(), |at| {
+                format!(", loaded {} ago", duration(now - at))
+            });
+        let error = field("last_error").map_or(String::new(), |e| format!(", last error: {e}"));
+        let _ = writeln!(
+            out,
+            "pac {}: {}{loaded}{error} (without a script: {})",
+            field("source").unwrap_or("?"),
+            field("state").unwrap_or("?"),
+            field("on_failure").unwrap_or("?")
+        );
+    }
+}
+
 fn account(out: &mut String, a: &Value, now: i64) {
     let upn = a["upn"].as_str().unwrap_or("?");
     let state = a["state"].as_str().unwrap_or("?");
     let _ = writeln!(out, "  {upn}: {}", state_words(state, upn));
+    let known = |k: &str| a[k].as_str().map(|v| format!("{k} {v}"));
+    let about: Vec<String> = [known("tenant"), known("flow")]
+        .into_iter()
+        .flatten()
+        .collect();
+    if !about.is_empty() {
+        let _ = writeln!(out, "    {}", about.join(", "));
+    }
+    if let Some(next) = a["next_renewal_at"].as_i64() {
+        let _ = writeln!(out, "    next renewal in {}", duration(next - now));
+    }
     if let Some(sign_in) = a["sign_in"].as_object() {
         let _ = writeln!(
             out,
@@ -248,13 +294,18 @@ mod tests {
         let json = serde_json::json!({
             "schema": 1, "version": "9.9.9", "now": 1000, "uptime_seconds": 3725,
             "accounts": [{
-                "upn": "admin@contoso.com", "state": "sign_in_pending",
+                "upn": "admin@contoso.com", "state": "sign_in_pending", "tenant": "contoso.onmicrosoft.com",
+                "flow": "device-code", "next_renewal_at": 1120,
                 "sign_in": {"user_code": "ABCD-EFGH", "verification_uri": "https://login.example/device", "expires_at": 1300},
                 "tokens": [{"audience": "https://outlook.office365.com", "expires_at": 1600, "expires_in_seconds": 600}],
                 "last_renewal": {"at": 940, "ok": false, "detail": "invalid_grant"},
                 "last_error": "revoked"
             }],
-            "upstream": {"bad_proxies": []}, "sts": [], "intercepted_hosts": ["outlook.office365.com"],
+            "upstream": {"source": "PAC http://wpad.corp.example/proxy.pac", "bad_proxies": [{"proxy": "p2.corp:8080", "seconds_left": 30}],
+                "proxies": [{"proxy": "p1.corp:8080", "health": "healthy", "seconds_left": null},
+                            {"proxy": "p2.corp:8080", "health": "bad", "seconds_left": 30}],
+                "pac": {"source": "http://wpad.corp.example/proxy.pac", "state": "loaded", "loaded_at": 880, "last_error": null, "on_failure": "fail"}},
+            "sts": [], "intercepted_hosts": ["outlook.office365.com"],
             "ca": null, "recent_errors": [], "open": {"connections": 2, "tunnels": 1},
             "last_action": {"ok": true, "action": "signin", "account": "admin@contoso.com", "message": "to sign in", "at": 990}
         });
@@ -267,6 +318,12 @@ mod tests {
             "token https://outlook.office365.com: expires in 10m 00s",
             "last renewal: 1m 00s ago, failed: invalid_grant",
             "intercepted hosts: outlook.office365.com",
+            "tenant contoso.onmicrosoft.com, flow device-code",
+            "next renewal in 2m 00s",
+            "upstream: PAC http://wpad.corp.example/proxy.pac",
+            "proxies: p1.corp:8080 healthy, p2.corp:8080 bad, tried last for 30 s",
+            "bad proxies: p2.corp:8080 (30 s left)",
+            "pac http://wpad.corp.example/proxy.pac: loaded, loaded 2m 00s ago (without a script: fail)",
             "local CA: none",
             "open: 2 connections, 1 tunnels",
         ] {
