@@ -103,9 +103,10 @@ fn account_row(out: &mut String, a: &AccountView, now: i64, form_token: &str) {
     if let Some(sign_in) = &a.sign_in {
         let _ = write!(
             state,
-            ": enter <code>{}</code> at <a href=\"{uri}\">{uri}</a> \
+            ": enter <code>{code}</code> <button type=\"button\" data-copy=\"{code}\" hidden>Copy \
+             code</button> at <a href=\"{uri}\">{uri}</a> \
              (<span data-expires=\"{at}\">{left}</span> left)",
-            esc(&sign_in.user_code),
+            code = esc(&sign_in.user_code),
             uri = esc(&sign_in.verification_uri),
             at = sign_in.expires_at,
             left = duration(u64::try_from(sign_in.expires_at - now).unwrap_or(0)),
@@ -402,6 +403,42 @@ mod tests {
             },
             config: None,
             last_action: None,
+        }
+    }
+
+    /// The pending sign-in shows its code, where to enter it, a live countdown and a copy button
+    /// that stays hidden until `status.js` finds a clipboard (the page works without it).
+    #[test]
+    fn a_pending_sign_in_shows_its_code_with_a_copy_button() {
+        use crate::admin::status::{AccountView, SignInView};
+        let mut status = empty_status();
+        status.now = 1_000;
+        status.accounts = vec![AccountView {
+            upn: "admin@contoso.com".into(),
+            tenant: "contoso.com".into(),
+            flow: "device-code",
+            state: "sign_in_pending",
+            failures: None,
+            aadsts: None,
+            sign_in: Some(SignInView {
+                user_code: "ABCD-<EFG>".into(),
+                verification_uri: "https://login.example/device".into(),
+                expires_at: 1_300,
+            }),
+            has_refresh_token: false,
+            tokens: Vec::new(),
+            last_renewal: None,
+            next_renewal_at: None,
+            last_error: None,
+        }];
+        let page = render(&status, "t");
+        for expected in [
+            "enter <code>ABCD-&lt;EFG&gt;</code>",
+            "<button type=\"button\" data-copy=\"ABCD-&lt;EFG&gt;\" hidden>Copy code</button>",
+            "<a href=\"https://login.example/device\">",
+            "<span data-expires=\"1300\">5m 00s</span> left",
+        ] {
+            assert!(page.contains(expected), "{expected:?} in {page}");
         }
     }
 

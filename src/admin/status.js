@@ -1,6 +1,6 @@
 // exoproxy status page: live countdowns. The page is complete without this script; it only
-// rewrites the `data-expires` and `data-due` (Unix seconds) elements every second and shows
-// `data-at` times in the browser's local time. Served as /status.js (CSP default-src 'self': no
+// rewrites the `data-expires` and `data-due` (Unix seconds) elements every second, shows
+// `data-at` times in the browser's local time, and shows the copy buttons (`data-copy`). Served as /status.js (CSP default-src 'self': no
 // inline script).
 "use strict";
 (function () {
@@ -30,7 +30,22 @@
       items[i].textContent = new Date(at * 1000).toLocaleString();
     }
   }
+  // Copy buttons (the sign-in code): hidden without this script, shown where the clipboard works.
+  function copyButtons() {
+    if (!navigator.clipboard) { return; }
+    var buttons = document.querySelectorAll("button[data-copy]");
+    for (var i = 0; i < buttons.length; i++) {
+      buttons[i].hidden = false;
+      buttons[i].addEventListener("click", function (event) {
+        var button = event.currentTarget;
+        navigator.clipboard.writeText(button.getAttribute("data-copy")).then(function () {
+          button.textContent = "Copied";
+        });
+      });
+    }
+  }
   document.addEventListener("DOMContentLoaded", function () {
+    copyButtons();
     localTimes();
     tick();
     setInterval(tick, 1000);
