@@ -28,7 +28,7 @@ use std::time::Duration;
 use serde::Serialize;
 use subtle::ConstantTimeEq;
 
-use super::status::{ReloadResult, Sources};
+use super::status::{ReloadResult, Sources, rfc3339, unix_now};
 use crate::token::{Flow, SignInPrompt, TokenManager};
 
 /// Path prefix of the actions.
@@ -535,28 +535,6 @@ fn outcome(action: &str, account: Option<&str>, result: Result<String, String>) 
 
 fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, secs)
-}
-
-/// `2026-12-07T18:23:21Z` for Unix seconds.
-pub fn rfc3339(at: i64) -> String {
-    match time::OffsetDateTime::from_unix_timestamp(at) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
-        Err(_) => at.to_string(),
-    }
 }
 
 #[cfg(test)]

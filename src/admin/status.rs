@@ -476,6 +476,22 @@ pub fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// `2026-12-07T18:23:21Z` for Unix seconds.
+pub fn rfc3339(at: i64) -> String {
+    match time::OffsetDateTime::from_unix_timestamp(at) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => at.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

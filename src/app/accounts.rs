@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 use super::running::Running;
 use super::{Services, StartError};
+use crate::admin::status::{rfc3339, unix_now};
 use crate::config::Config;
 use crate::intercept::LocalCa;
 use crate::token::{AccountStatus, Audience, Flow, SignInPrompt, TokenManager};
@@ -142,10 +143,6 @@ fn account_in(body: &str, upn: &str) -> serde_json::Value {
                 .is_some_and(|u| u.eq_ignore_ascii_case(upn))
         })
         .unwrap_or_default()
-}
-
-fn unix_now() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
 /// `exoproxy logout UPN`: through the running proxy (final: it stops renewing), else wipes the
@@ -298,7 +295,7 @@ fn print_accounts(tokens: &TokenManager, only: Option<&str>) {
         }
         if let Some(last) = &summary.last_refresh {
             let outcome = if last.ok { "ok" } else { last.detail.as_str() };
-            println!("  last refresh: {} ({outcome})", unix_time_text(last.at));
+            println!("  last refresh: {} ({outcome})", rfc3339(last.at));
         }
         if let Some(error) = &summary.last_error {
             println!("  last error: {error}");
@@ -323,22 +320,6 @@ fn status_text(status: &AccountStatus, upn: &str) -> String {
             ..
         } => format!("waiting for sign-in: open {verification_uri} and enter {user_code}"),
         AccountStatus::SignedOut => format!("signed out: run `exoproxy login {upn}`"),
-    }
-}
-
-/// `YYYY-MM-DD HH:MM:SS UTC` for Unix seconds.
-fn unix_time_text(at: i64) -> String {
-    match time::OffsetDateTime::from_unix_timestamp(at) {
-        Ok(t) => format!(
-            "{}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
-        Err(_) => at.to_string(),
     }
 }
 
