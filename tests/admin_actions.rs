@@ -12,52 +12,35 @@
 //!   `exoproxy status` prints `/status.json`; `exoproxy token` without a sign-in says to log in.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod sim_env;
+
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use exosim::{GrantType, Sim, SimConfig};
+use exosim::{GrantType, SimConfig};
+use sim_env::{ADMIN, Running, SimEnv, output, text};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const ADMIN: &str = "admin@contoso.com";
 const REST_URL: &str =
     "https://outlook.office365.com/adminapi/beta/contoso.onmicrosoft.com/InvokeCommand";
 const GET_MAILBOX: &str = r#"{"CmdletInput":{"CmdletName":"Get-Mailbox","Parameters":{}}}"#;
 const FORM: &str = "application/x-www-form-urlencoded";
 
-/// The proxy binary, killed (by its own pid) on drop.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// exosim, a config naming it, a state dir, and the proxy once started.
 struct Env {
-    sim: Sim,
-    _dir: tempfile::TempDir,
-    config: PathBuf,
-    state: PathBuf,
+    env: SimEnv,
     port: u16,
     proxy: Option<Running>,
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-async fn output(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || {
-        cmd.output()
-            .expect("run the command (curl: scripts/setup.sh)")
-    })
-    .await
-    .unwrap()
+/// The emulator and the files, as `env.sim`, `env.state`.
+impl std::ops::Deref for Env {
+    type Target = SimEnv;
+    fn deref(&self) -> &SimEnv {
+        &self.env
+    }
 }
 
 /// Request headers: name, value.
@@ -74,56 +57,33 @@ impl Env {
     /// exosim with `token_lifetime` tokens (auto-approving device codes when `approve`), `ADMIN`
     /// configured (and `extra` accounts), not signed in, no proxy yet.
     async fn new(token_lifetime: Duration, approve: bool, extra: &[&str]) -> Env {
-        let sim = Sim::start(SimConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            auto_approve: approve,
-            ..SimConfig::default()
-        })
-        .await
-        .unwrap();
-        sim.control().set_token_lifetime(token_lifetime);
-        let dir = tempfile::tempdir().unwrap();
-        let sim_ca = dir.path().join("exosim-ca.pem");
-        std::fs::write(&sim_ca, sim.ca_pem()).unwrap();
-        let state = dir.path().join("state");
-        let config = dir.path().join("exoproxy.toml");
-        let mut accounts = format!("[[account]]\nupn = \"{ADMIN}\"\n");
+        let mut more = format!("[intercept]\ndefault_account = \"{ADMIN}\"\n");
         for upn in extra {
-            accounts.push_str(&format!("\n[[account]]\nupn = \"{upn}\"\n"));
+            more.push_str(&format!("\n[[account]]\nupn = \"{upn}\"\n"));
         }
-        std::fs::write(
-            &config,
-            format!(
-                "state_dir = {state:?}\nconnect_to = [\"::127.0.0.1:{port}\"]\n\n[tls]\nextra_roots = {ca:?}\n\n\
-                 [intercept]\ndefault_account = \"{ADMIN}\"\n\n{accounts}",
-                state = state.display().to_string(),
-                port = sim.addr().port(),
-                ca = sim_ca.display().to_string(),
-            ),
+        let env = SimEnv::start(
+            SimConfig {
+                auto_approve: approve,
+                ..SimConfig::default()
+            },
+            &more,
         )
-        .unwrap();
+        .await;
+        env.sim.control().set_token_lifetime(token_lifetime);
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         Env {
-            sim,
-            _dir: dir,
-            config,
-            state,
+            env,
             port,
             proxy: None,
         }
     }
 
     fn exoproxy(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_exoproxy"));
-        cmd.arg("--config")
-            .arg(&self.config)
-            .args(args)
-            .env_remove("EXOPROXY_LOG");
-        cmd
+        self.env.exoproxy(args)
     }
 
     async fn cli(&self, args: &[&str]) -> Output {

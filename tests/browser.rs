@@ -16,6 +16,8 @@
 //! Chromium only talks to loopback (its resolver resolves nothing else) and runs one at a time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod sim_env;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -24,10 +26,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use exosim::{Sim, SimConfig};
+use exosim::SimConfig;
 use serde_json::{Value, json};
+use sim_env::{ADMIN, SimEnv};
 
-const ADMIN: &str = "admin@contoso.com";
 const REST_URL: &str =
     "https://outlook.office365.com/adminapi/beta/contoso.onmicrosoft.com/InvokeCommand";
 const GET_MAILBOX: &str = r#"{"CmdletInput":{"CmdletName":"Get-Mailbox","Parameters":{}}}"#;
@@ -37,11 +39,9 @@ static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// exosim and the `exoproxy run` binary signed in at it; the proxy is killed (by its pid) on drop.
 struct SignedIn {
-    sim: Sim,
+    env: SimEnv,
     proxy: Child,
     addr: SocketAddr,
-    state: PathBuf,
-    _dir: tempfile::TempDir,
 }
 
 impl Drop for SignedIn {
@@ -53,36 +53,18 @@ impl Drop for SignedIn {
 
 impl SignedIn {
     async fn start() -> SignedIn {
-        let sim = Sim::start(SimConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            auto_approve: true,
-            device_code_interval: Duration::from_secs(1),
-            ..SimConfig::default()
-        })
-        .await
-        .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let sim_ca = dir.path().join("exosim-ca.pem");
-        std::fs::write(&sim_ca, sim.ca_pem()).unwrap();
-        let state = dir.path().join("state");
-        let config = dir.path().join("exoproxy.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "state_dir = {state:?}\nconnect_to = [\"::127.0.0.1:{port}\"]\n\n[tls]\nextra_roots = {ca:?}\n\n[[account]]\nupn = \"{ADMIN}\"\n",
-                state = state.display().to_string(),
-                port = sim.addr().port(),
-                ca = sim_ca.display().to_string(),
-            ),
+        let env = SimEnv::start(
+            SimConfig {
+                auto_approve: true,
+                device_code_interval: Duration::from_secs(1),
+                ..SimConfig::default()
+            },
+            "",
         )
-        .unwrap();
+        .await;
         let exoproxy = |args: &[&str]| {
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_exoproxy"));
-            cmd.arg("--config")
-                .arg(&config)
-                .args(args)
-                .env_remove("EXOPROXY_LOG")
-                .stdin(Stdio::null());
+            let mut cmd = env.exoproxy(args);
+            cmd.stdin(Stdio::null());
             cmd
         };
         let mut login = exoproxy(&["login", ADMIN]);
@@ -98,13 +80,7 @@ impl SignedIn {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let started = SignedIn {
-            sim,
-            proxy,
-            addr,
-            state,
-            _dir: dir,
-        };
+        let started = SignedIn { env, proxy, addr };
         // The port is bound before the admin surface (and its token file) is ready.
         let deadline = Instant::now() + Duration::from_secs(20);
         while started.try_status().is_none() {
@@ -139,7 +115,7 @@ impl SignedIn {
 
     /// The admin token of this run (docs/STATUS.md): what the page's forms embed.
     fn admin_token(&self) -> String {
-        let token = std::fs::read_to_string(self.state.join("admin-token"))
+        let token = std::fs::read_to_string(self.env.state.join("admin-token"))
             .expect("the running proxy writes <state_dir>/admin-token");
         token.trim().to_string()
     }
@@ -429,11 +405,11 @@ async function attempt() {{
 }}
 </script></body></html>"#
     ));
-    let before = p.sim.control().exchange().request_count();
+    let before = p.env.sim.control().exchange().request_count();
     let run = chromium(json!({
         "url": page.url(),
         "proxy": p.addr.to_string(),
-        "trust_pem": p.state.join("exoproxy-ca.pem"),
+        "trust_pem": p.env.state.join("exoproxy-ca.pem"),
         "steps": [{"eval": "attempt()"}],
     }))
     .await;
@@ -450,7 +426,7 @@ async function attempt() {{
         );
         assert!(headers.get("x-localproxy-error").is_none(), "{headers}");
     }
-    assert_eq!(p.sim.control().exchange().request_count(), before + 2);
+    assert_eq!(p.env.sim.control().exchange().request_count(), before + 2);
 
     // The control: a client that is no browser gets the token on the same request (the front door
     // answers 302 to the tenant host only once the token is accepted).
@@ -466,7 +442,7 @@ async function attempt() {{
         ])
         .args(["--proxy", &format!("http://{}", p.addr)])
         .arg("--cacert")
-        .arg(p.state.join("exoproxy-ca.pem"))
+        .arg(p.env.state.join("exoproxy-ca.pem"))
         .args([
             "-H",
             "content-type: application/json",

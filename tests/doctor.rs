@@ -7,26 +7,13 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod sim_env;
+
 use exosim::{Sim, SimConfig};
-
-const ADMIN: &str = "admin@contoso.com";
-
-/// A child process killed (by its own pid) on drop.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use sim_env::{ADMIN, Running, output, text};
 
 fn exoproxy(config: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_exoproxy"));
@@ -36,12 +23,6 @@ fn exoproxy(config: &Path, args: &[&str]) -> Command {
         .env_remove("EXOPROXY_LOG")
         .stdin(Stdio::null());
     cmd
-}
-
-async fn output(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap()
 }
 
 /// Runs `exoproxy doctor`: (exit code, stdout, stderr).

@@ -6,74 +6,33 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use exosim::{Sim, SimConfig};
+mod sim_env;
 
-const ADMIN: &str = "admin@contoso.com";
+use exosim::SimConfig;
+use sim_env::{ADMIN, Running, SimEnv, output, text};
+
 const REST_URL: &str =
     "https://outlook.office365.com/adminapi/beta/contoso.onmicrosoft.com/InvokeCommand";
 const GET_MAILBOX: &str = r#"{"CmdletInput":{"CmdletName":"Get-Mailbox","Parameters":{}}}"#;
 
-/// The proxy binary, killed (by its own pid) on drop.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-async fn output(mut cmd: Command) -> Output {
-    tokio::task::spawn_blocking(move || {
-        cmd.output()
-            .expect("run the command (curl: scripts/setup.sh)")
-    })
-    .await
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_login_is_picked_up_by_the_running_proxy_after_a_revocation() {
-    let sim = Sim::start(SimConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        auto_approve: true,
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
+    let env = SimEnv::start(
+        SimConfig {
+            auto_approve: true,
+            ..SimConfig::default()
+        },
+        "",
+    )
+    .await;
+    let (sim, state) = (&env.sim, &env.state);
     // Tokens that are never fresh enough to reuse: every request asks for a new one, so the
     // revocation shows at the next request.
     sim.control().set_token_lifetime(Duration::from_secs(1));
-    let dir = tempfile::tempdir().unwrap();
-    let sim_ca = dir.path().join("exosim-ca.pem");
-    std::fs::write(&sim_ca, sim.ca_pem()).unwrap();
-    let state = dir.path().join("state");
-    let config = dir.path().join("exoproxy.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "state_dir = {state:?}\nconnect_to = [\"::127.0.0.1:{port}\"]\n\n[tls]\nextra_roots = {ca:?}\n\n[[account]]\nupn = \"{ADMIN}\"\n",
-            state = state.display().to_string(),
-            port = sim.addr().port(),
-            ca = sim_ca.display().to_string(),
-        ),
-    )
-    .unwrap();
-    let exoproxy = |args: &[&str]| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_exoproxy"));
-        cmd.arg("--config")
-            .arg(&config)
-            .args(args)
-            .env_remove("EXOPROXY_LOG");
-        cmd
-    };
+    let exoproxy = |args: &[&str]| env.exoproxy(args);
     let login = || async {
         let out = output(exoproxy(&["login", ADMIN])).await;
         assert!(
